@@ -1,0 +1,60 @@
+"""Top-level ``segprep`` click group.
+
+Subcommands are registered by module path and imported only when used, so ``segprep cityscapes
+gen-gt`` never pays for importing PyTorch. A command module exposes one click command or group
+named ``command``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+from segprep import __version__
+
+# name -> module exposing `command`; each module is one command (group) of the CLI
+COMMANDS: dict[str, str] = {
+    "cityscapes": "segprep.cli.cityscapes",
+    "bdd100k": "segprep.cli.bdd100k",
+    "camvid": "segprep.cli.camvid",
+    "odgt": "segprep.cli.odgt",
+    "train": "segprep.cli.train",
+    "evaluate": "segprep.cli.evaluate",
+    "predict": "segprep.cli.predict",
+    "submit": "segprep.cli.submit",
+    "export": "segprep.cli.export",
+    "demo": "segprep.cli.demo",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n in COMMANDS if importlib.util.find_spec(COMMANDS[n]) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None or importlib.util.find_spec(module) is None:
+            return None
+        return importlib.import_module(module).command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                               "max_content_width": 100})
+@click.version_option(__version__, prog_name="segprep")
+def cli() -> None:
+    """segprep: semantic-segmentation dataset preparation for driving scenes.
+
+    Convert Cityscapes / BDD100K / CamVid annotations to training masks, write .odgt manifests and
+    splits, train a U-Net, evaluate with the official protocols and package submissions.
+    Every batch command takes -j/--jobs, skips outputs that already exist unless --overwrite, shows
+    a progress bar on a terminal, and exits 0 (all good), 1 (some files failed) or 2 (bad usage).
+    """
+
+
+def main() -> None:  # console-script entry point
+    cli(prog_name="segprep")
+

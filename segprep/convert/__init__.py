@@ -1,0 +1,1 @@
+"""Converters: dataset-specific annotations to id / trainId masks."""

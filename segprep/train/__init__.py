@@ -1,0 +1,1 @@
+"""Training: model, data, losses and the loop."""
