@@ -1,0 +1,89 @@
+"""``segprep cityscapes …``: Cityscapes ground-truth generation."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from segprep.cli.common import batch_options, finish, handle_errors, info, split_csv
+from segprep.convert import cityscapes as cs
+from segprep.convert.raster import RASTERS
+from segprep.errors import SegprepError
+from segprep.io import BatchSummary, parallel_map
+
+
+@click.group("cityscapes")
+def command() -> None:
+    """Cityscapes tools (gtFine / gtCoarse polygons → training masks)."""
+
+
+def _choices(kind: str, allowed: tuple[str, ...] | list[str], value: str | tuple[str, ...] | None
+             ) -> list[str]:
+    items = split_csv(value)
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise click.BadParameter(f"{', '.join(bad)} (choose from {', '.join(allowed)})",
+                                 param_hint=kind)
+    return list(dict.fromkeys(items))
+
+
+@command.command("gen-gt")
+@click.argument("root", required=False, type=click.Path(file_okay=False),
+                envvar="CITYSCAPES_DATASET")
+@click.option("-o", "--out", type=click.Path(file_okay=False), default=None,
+              help="Write under this folder, mirroring ROOT's layout (<gt>/<split>/<city>/). "
+                   "Default: in place, next to each JSON, as cityscapesScripts does.")
+@click.option("--split", "splits", multiple=True, metavar="SPLITS",
+              help="Splits to convert, comma-separated or repeated: any of "
+                   f"{', '.join(cs.SPLITS)}. Default: every split folder present.")
+@click.option("--gt", type=click.Choice(cs.GT_TYPES), default="gtFine", show_default=True,
+              help="Annotation set: fine or coarse polygons.")
+@click.option("--targets", multiple=True, metavar="TARGETS",
+              help="Images to write, comma-separated or repeated: any of "
+                   f"{', '.join(cs.TARGETS)} (files *_labelIds.png, *_labelTrainIds.png, "
+                   "*_color.png, *_instanceIds.png, *_instanceTrainIds.png). Default: trainIds.")
+@click.option("--source", type=click.Choice(cs.SOURCES), default="auto", show_default=True,
+              help="auto: derive every target from the official *_labelIds.png / "
+                   "*_instanceIds.png when they sit next to the JSON (exactly the official "
+                   "release; trainIds by LUT, color by palette) and rasterise the JSON only where "
+                   "they are absent (coarse or custom annotations). polygons: always rasterise "
+                   "the JSON.")
+@click.option("--raster", type=click.Choice(RASTERS), default="official", show_default=True,
+              help="How polygons are rasterised. official: the rule the released Cityscapes PNGs "
+                   "were drawn with (PIL <= 2.4.0 polygon filler), bit-identical to them. pillow: "
+                   "the installed Pillow, bit-identical to what today's cityscapesScripts writes.")
+@batch_options
+@handle_errors
+def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
+           targets: tuple[str, ...], source: str, raster: str, jobs: int | None, overwrite: bool,
+           quiet: bool) -> None:
+    """Generate training masks from Cityscapes polygon annotations under ROOT.
+
+    ROOT is a Cityscapes root holding gtFine/{train,val,test}/<city>/*_gtFine_polygons.json
+    (and optionally gtCoarse/); it defaults to $CITYSCAPES_DATASET. Outputs follow the official
+    names, e.g. <frame>_gtFine_labelTrainIds.png. Existing outputs are skipped unless
+    --overwrite, so rerunning a killed run resumes it. A bad file is reported on one line and
+    the others still convert; the exit status is then 1.
+    """
+    if not root:
+        raise click.UsageError("missing ROOT (or set CITYSCAPES_DATASET)")
+    split_list = _choices("--split", cs.SPLITS, splits)
+    target_list = _choices("--targets", list(cs.TARGETS), targets) or ["trainIds"]
+    files = cs.discover(root, gt, split_list or None)
+    if not files:
+        raise SegprepError(os.path.join(root, gt), "no *_polygons.json files found")
+    job_list = cs.make_jobs(root, files, target_list, out, source=source, raster=raster,
+                            overwrite=overwrite)
+    summary = BatchSummary()
+    sources = {"official": 0, "polygons": 0}
+    for outcome in parallel_map(cs.convert_frame, job_list, jobs=jobs, desc="gen-gt",
+                                quiet=quiet, unit="frame"):
+        skipped = outcome.ok and outcome.value.skipped
+        summary.add(outcome, skipped=skipped)
+        if outcome.ok and not skipped:
+            sources[outcome.value.source] += 1
+    summary.extra = {"from official PNGs": sources["official"],
+                     f"rasterised ({raster})": sources["polygons"]}
+    info(f"targets: {', '.join(target_list)}; output: {out or 'next to each JSON'}", quiet)
+    finish(summary, "frames")

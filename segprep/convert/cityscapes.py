@@ -1,0 +1,419 @@
+"""Cityscapes ground truth: ``*_gtFine_polygons.json`` → labelIds, trainIds, color and instance PNGs.
+
+Two sources per frame:
+
+* ``official``: the released ``*_labelIds.png`` / ``*_instanceIds.png`` next to the JSON; every
+  other target is a lookup-table image of them. 100 % faithful to the official release.
+* ``polygons``: the JSON rasterised with :func:`segprep.convert.raster.rasterize` (``official``
+  rule: bit-identical to the released PNGs; ``pillow``: bit-identical to cityscapesScripts with the
+  installed Pillow).
+
+Object rules (cityscapesScripts ``preparation/json2labelImg.py`` and ``json2instanceImg.py``):
+objects are painted in JSON order, later over earlier; ``deleted`` objects are skipped; a label
+unknown to the table but ending in ``group`` is drawn as its base label (and is not an instance);
+labels with id < 0 (``license plate``) are skipped; instance ids are ``id * 1000 + k`` for classes
+with instances, ``k`` counting that label's non-group objects from 0; the background is
+``unlabeled`` (id 0, trainId 255, color black). The instanceTrainIds target uses trainIds in place
+of ids and does not number classes whose trainId is 255 (as ``json2instanceImg`` with
+``encoding="trainIds"``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segprep import class_maps
+from segprep.class_maps import IGNORE_INDEX, ClassMap
+from segprep.errors import SegprepError
+from segprep.io import find_files, read_png, write_png
+
+TARGETS: dict[str, str] = {
+    "labelIds": "labelIds",
+    "trainIds": "labelTrainIds",
+    "color": "color",
+    "instanceIds": "instanceIds",
+    "instanceTrainIds": "instanceTrainIds",
+}
+"""Target name → file-name suffix (``<frame>_<gt>_<suffix>.png``), the official naming scheme."""
+
+SPLITS = ("train", "val", "test", "train_extra")
+GT_TYPES = ("gtFine", "gtCoarse")
+SOURCES = ("auto", "polygons")
+INSTANCE_TARGETS = ("instanceIds", "instanceTrainIds")
+POLYGON_SUFFIX = "_polygons.json"
+
+#: how far (in pixels, as a fraction of the image size) a vertex may lie outside the image before
+#: the polygon counts as out of bounds; real gtFine polygons overshoot by up to 7 px.
+OUT_OF_BOUNDS_TOLERANCE = 0.05
+
+
+# ----------------------------------------------------------------------------- annotations
+@dataclass(frozen=True)
+class CsObject:
+    """One drawable object of a Cityscapes JSON.
+
+    Attributes:
+        label: the table's label name (``*group`` already mapped to its base label).
+        is_group: the JSON label was ``<label>group``.
+        polygon: ``(K, 2)`` float64 vertices ``(x, y)`` in pixels, as stored.
+    """
+
+    label: str
+    is_group: bool
+    polygon: np.ndarray
+
+
+@dataclass(frozen=True)
+class CsAnnotation:
+    """A parsed ``*_polygons.json``: image size and the objects that are drawn, in JSON order."""
+
+    width: int
+    height: int
+    objects: tuple[CsObject, ...]
+
+
+def load_annotation(path: str | os.PathLike, class_map: ClassMap | None = None) -> CsAnnotation:
+    """Parse and validate a Cityscapes polygon JSON.
+
+    Deleted objects and objects whose label id is negative are dropped (they are never drawn).
+
+    Args:
+        path: the ``*_polygons.json`` file.
+        class_map: label table (default: ``cityscapes``).
+
+    Raises:
+        SegprepError: missing or malformed JSON, missing keys, unknown label, a polygon that is not
+            a list of ``[x, y]`` pairs, or a vertex far outside the image (see
+            :data:`OUT_OF_BOUNDS_TOLERANCE`).
+    """
+    import orjson
+
+    cm = class_map or class_maps.load("cityscapes")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise SegprepError(path, "no such file") from None
+    except OSError as exc:
+        raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SegprepError(path, f"malformed JSON ({exc})") from None
+    try:
+        width, height = int(doc["imgWidth"]), int(doc["imgHeight"])
+        raw_objects = doc["objects"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SegprepError(path, f"not a Cityscapes polygon file: missing or bad key {exc}") from None
+    if width <= 0 or height <= 0:
+        raise SegprepError(path, f"bad image size {width}x{height}")
+    names = set(cm.names)
+    tol_x, tol_y = OUT_OF_BOUNDS_TOLERANCE * width, OUT_OF_BOUNDS_TOLERANCE * height
+    objects = []
+    for n, obj in enumerate(raw_objects):
+        try:
+            label = obj["label"]
+            poly = obj["polygon"]
+        except (KeyError, TypeError):
+            raise SegprepError(path, f"object {n}: missing 'label' or 'polygon'") from None
+        if obj.get("deleted"):
+            continue
+        is_group = False
+        if label not in names and isinstance(label, str) and label.endswith("group"):
+            label, is_group = label[: -len("group")], True
+        if label not in names:
+            raise SegprepError(path, f"object {n}: unknown label {obj['label']!r}")
+        if cm.ids[cm.index_of(label)] < 0:
+            continue
+        try:
+            pts = np.asarray(poly, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SegprepError(path, f"object {n} ({label}): polygon is not a list of [x, y]") from None
+        if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] == 0 or not np.isfinite(pts).all():
+            raise SegprepError(path, f"object {n} ({label}): polygon is not a list of [x, y]")
+        if (pts[:, 0].min() < -tol_x or pts[:, 0].max() > width - 1 + tol_x
+                or pts[:, 1].min() < -tol_y or pts[:, 1].max() > height - 1 + tol_y):
+            raise SegprepError(
+                path, f"object {n} ({label}): polygon out of bounds (x {pts[:, 0].min():g}.."
+                      f"{pts[:, 0].max():g}, y {pts[:, 1].min():g}..{pts[:, 1].max():g} "
+                      f"for a {width}x{height} image)")
+        objects.append(CsObject(label, is_group, pts))
+    return CsAnnotation(width, height, tuple(objects))
+
+
+# ----------------------------------------------------------------------------- lookup tables
+@dataclass(frozen=True, eq=False)
+class _Luts:
+    """65536-entry LUTs over instanceIds values (``id`` or ``id*1000+k``)."""
+
+    label: np.ndarray  # uint8: instance value -> label id
+    train: np.ndarray  # uint8: instance value -> trainId
+    inst_train: np.ndarray  # uint16: instance value -> instanceTrainIds value
+    rgba: np.ndarray  # uint32 (256,): label id -> packed RGBA (little-endian bytes r,g,b,a)
+    valid: np.ndarray  # bool (65536,): value can occur in an official instanceIds PNG
+    valid_label: np.ndarray  # bool (256,): label id in the table
+
+
+@functools.lru_cache(maxsize=8)
+def _luts(cm: ClassMap) -> _Luts:
+    values = np.arange(65536, dtype=np.int64)
+    is_inst = values >= 1000
+    label = np.where(is_inst, values // 1000, values)
+    label_u8 = np.where(label < 256, label, 0).astype(np.uint8)
+    valid_label = np.zeros(256, bool)
+    valid_label[cm.valid_ids[cm.valid_ids < 256]] = True
+    has_inst = np.zeros(256, bool)
+    has_inst[cm.ids[(cm.ids >= 0) & cm.has_instances]] = True
+    valid = (label < 256) & valid_label[label_u8] & (~is_inst | has_inst[label_u8])
+    train = cm.id_to_train_id[label_u8]
+    inst_train = np.where(is_inst & (train != IGNORE_INDEX),
+                          train.astype(np.int64) * 1000 + values % 1000, train).astype(np.uint16)
+    rgba = np.concatenate([cm.id_colors, np.full((256, 1), 255, np.uint8)], axis=1)
+    rgba32 = np.ascontiguousarray(rgba).view("<u4").reshape(256)
+    return _Luts(label_u8, train, inst_train, rgba32, valid, valid_label)
+
+
+def _rgba(labels: np.ndarray, luts: _Luts) -> np.ndarray:
+    return luts.rgba[labels].view(np.uint8).reshape(labels.shape + (4,))
+
+
+def targets_from_label_ids(label_ids: np.ndarray, instance_ids: np.ndarray | None,
+                           targets: Iterable[str], class_map: ClassMap | None = None
+                           ) -> dict[str, np.ndarray]:
+    """Derive target images from an (official) labelIds image and, if given, instanceIds image.
+
+    Args:
+        label_ids: ``(H, W)`` uint8 labelIds.
+        instance_ids: ``(H, W)`` uint16 instanceIds (needed for instance targets).
+        targets: names from :data:`TARGETS`.
+        class_map: label table (default ``cityscapes``).
+
+    Returns:
+        target → array: labelIds/trainIds ``(H, W)`` uint8, color ``(H, W, 4)`` uint8 RGBA,
+        instanceIds/instanceTrainIds ``(H, W)`` uint16.
+    """
+    cm = class_map or class_maps.load("cityscapes")
+    luts = _luts(cm)
+    out: dict[str, np.ndarray] = {}
+    for t in targets:
+        if t == "labelIds":
+            out[t] = label_ids
+        elif t == "trainIds":
+            out[t] = cm.id_to_train_id[label_ids]
+        elif t == "color":
+            out[t] = _rgba(label_ids, luts)
+        elif t == "instanceIds":
+            out[t] = instance_ids
+        elif t == "instanceTrainIds":
+            out[t] = luts.inst_train[instance_ids]
+        else:
+            raise ValueError(f"unknown target {t!r}")
+    return out
+
+
+def instance_values(ann: CsAnnotation, class_map: ClassMap | None = None) -> np.ndarray:
+    """Per object of ``ann``, its instanceIds value (``id * 1000 + k`` or ``id``), int64 ``(N,)``."""
+    cm = class_map or class_maps.load("cityscapes")
+    counters: dict[str, int] = {}
+    values = np.empty(len(ann.objects), np.int64)
+    for n, obj in enumerate(ann.objects):
+        row = cm.index_of(obj.label)
+        lid = int(cm.ids[row])
+        if cm.has_instances[row] and not obj.is_group:
+            k = counters.get(obj.label, 0)
+            counters[obj.label] = k + 1
+            lid = lid * 1000 + k
+        values[n] = lid
+    return values
+
+
+def rasterize_annotation(ann: CsAnnotation, targets: Iterable[str], raster: str = "official",
+                         class_map: ClassMap | None = None) -> dict[str, np.ndarray]:
+    """Rasterise an annotation into the requested target images.
+
+    All targets come from one drawing: the objects are painted with their instanceIds values, from
+    which every target is a lookup (the filled geometry does not depend on the value painted).
+
+    Args:
+        ann: a parsed annotation (:func:`load_annotation`).
+        targets: names from :data:`TARGETS`.
+        raster: ``official`` (reproduces the released PNGs) or ``pillow`` (as cityscapesScripts).
+        class_map: label table (default ``cityscapes``).
+
+    Returns:
+        target → array, as :func:`targets_from_label_ids`.
+    """
+    from segprep.convert.raster import rasterize
+
+    cm = class_map or class_maps.load("cityscapes")
+    targets = list(targets)
+    values = instance_values(ann, cm)
+    inst = rasterize([o.polygon for o in ann.objects], values, ann.height, ann.width,
+                     background=0, method=raster)
+    luts = _luts(cm)
+    label_ids = luts.label[inst]
+    out = targets_from_label_ids(label_ids, None, [t for t in targets if t not in INSTANCE_TARGETS],
+                                 cm)
+    if "instanceIds" in targets:
+        out["instanceIds"] = inst.astype(np.uint16)
+    if "instanceTrainIds" in targets:
+        out["instanceTrainIds"] = luts.inst_train[inst]
+    return {t: out[t] for t in targets}
+
+
+def read_official(json_path: str | os.PathLike, ann_size: tuple[int, int], need_instances: bool,
+                  class_map: ClassMap | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read and check the official ``*_labelIds.png`` (and ``*_instanceIds.png``) beside a JSON.
+
+    Args:
+        json_path: the ``*_polygons.json`` path.
+        ann_size: ``(width, height)`` from the JSON.
+        need_instances: also read instanceIds.
+
+    Returns:
+        ``(label_ids, instance_ids)``: ``(H, W)`` uint8 and ``(H, W)`` uint16 (or None).
+
+    Raises:
+        SegprepError: unreadable PNG, wrong mode, size differing from the JSON, unknown ids.
+    """
+    cm = class_map or class_maps.load("cityscapes")
+    luts = _luts(cm)
+    base = str(json_path)[: -len(POLYGON_SUFFIX)]
+    lab_path = f"{base}_labelIds.png"
+    label_ids = read_png(lab_path)
+    _check_image(lab_path, label_ids, np.uint8, ann_size)
+    if not luts.valid_label[label_ids].all():
+        bad = label_ids[~luts.valid_label[label_ids]]
+        vals, counts = np.unique(bad, return_counts=True)
+        raise SegprepError(lab_path, f"unknown label id {int(vals[0])} ({int(counts[0])} px)")
+    inst = None
+    if need_instances:
+        inst_path = f"{base}_instanceIds.png"
+        inst = read_png(inst_path)
+        _check_image(inst_path, inst, np.uint16, ann_size)
+        if not luts.valid[inst].all():
+            vals, counts = np.unique(inst[~luts.valid[inst]], return_counts=True)
+            raise SegprepError(inst_path, f"invalid instance id {int(vals[0])} ({int(counts[0])} px)")
+    return label_ids, inst
+
+
+def _check_image(path: str, arr: np.ndarray, dtype: type, size: tuple[int, int]) -> None:
+    if arr.ndim != 2 or arr.dtype != dtype:
+        kind = "8-bit" if dtype == np.uint8 else "16-bit"
+        raise SegprepError(path, f"expected a single-channel {kind} PNG, got shape {arr.shape} "
+                                 f"{arr.dtype}")
+    if (arr.shape[1], arr.shape[0]) != size:
+        raise SegprepError(path, f"size {arr.shape[1]}x{arr.shape[0]} differs from the JSON's "
+                                 f"{size[0]}x{size[1]}")
+
+
+# ----------------------------------------------------------------------------- batch job
+@dataclass(frozen=True)
+class FrameJob:
+    """Everything one worker needs to convert one frame (picklable)."""
+
+    json_path: str
+    out_base: str  # output path prefix: <dir>/<frame>_<gt>
+    targets: tuple[str, ...]
+    source: str = "auto"
+    raster: str = "official"
+    overwrite: bool = False
+    class_map: str = "cityscapes"
+
+    def output(self, target: str) -> str:
+        return f"{self.out_base}_{TARGETS[target]}.png"
+
+
+@dataclass
+class FrameResult:
+    """What :func:`convert_frame` did: source used (``official``/``polygons``) or skipped."""
+
+    source: str
+    written: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+
+def convert_frame(job: FrameJob) -> FrameResult:
+    """Convert one frame: write every target of ``job`` that is missing (or all, with overwrite).
+
+    ``auto`` source reads the official PNGs when they are beside the JSON (and checks them against
+    the JSON's size), otherwise rasterises. Outputs are written atomically.
+
+    Raises:
+        SegprepError: any bad input (see :func:`load_annotation` and :func:`read_official`).
+    """
+    todo = [t for t in job.targets if job.overwrite or not os.path.exists(job.output(t))]
+    if not todo:
+        return FrameResult(source="", skipped=True)
+    cm = class_maps.load(job.class_map)
+    ann = load_annotation(job.json_path, cm)
+    base = job.json_path[: -len(POLYGON_SUFFIX)]
+    need_inst = any(t in INSTANCE_TARGETS for t in todo)
+    use_official = job.source == "auto" and os.path.exists(f"{base}_labelIds.png") and (
+        not need_inst or os.path.exists(f"{base}_instanceIds.png"))
+    if use_official:
+        label_ids, inst = read_official(job.json_path, (ann.width, ann.height), need_inst, cm)
+        images = targets_from_label_ids(label_ids, inst, todo, cm)
+        source = "official"
+    else:
+        images = rasterize_annotation(ann, todo, job.raster, cm)
+        source = "polygons"
+    result = FrameResult(source=source)
+    for t in todo:
+        out = job.output(t)
+        if source == "official" and os.path.abspath(out) == os.path.abspath(
+                f"{base}_{TARGETS[t]}.png") and t in ("labelIds", "instanceIds"):
+            continue  # the official file itself: nothing to write
+        write_png(out, images[t])
+        result.written.append(out)
+    return result
+
+
+def discover(root: str | os.PathLike, gt: str = "gtFine", splits: Sequence[str] | None = None
+             ) -> list[Path]:
+    """All ``*_polygons.json`` under ``ROOT/<gt>/<split>/<city>/``, sorted.
+
+    Args:
+        root: the Cityscapes root (holding ``gtFine/`` …).
+        gt: ``gtFine`` or ``gtCoarse``.
+        splits: splits to include (default: every one present).
+
+    Raises:
+        SegprepError: ``ROOT/<gt>`` or a requested split folder is missing.
+    """
+    root = Path(root)
+    gt_dir = root / gt
+    if not gt_dir.is_dir():
+        raise SegprepError(root, f"no {gt}/ folder: not a Cityscapes root")
+    if splits:
+        missing = [s for s in splits if not (gt_dir / s).is_dir()]
+        if missing:
+            raise SegprepError(gt_dir, f"no split folder(s) {', '.join(missing)}")
+        dirs = [gt_dir / s for s in splits]
+    else:
+        dirs = [gt_dir / s for s in SPLITS if (gt_dir / s).is_dir()]
+    files: list[Path] = []
+    for d in dirs:
+        files.extend(find_files(d, POLYGON_SUFFIX))
+    return files
+
+
+def make_jobs(root: str | os.PathLike, files: Sequence[Path], targets: Sequence[str],
+              out: str | os.PathLike | None = None, **kwargs) -> list[FrameJob]:
+    """One :class:`FrameJob` per JSON; ``out`` mirrors the layout below ``root`` (default in place).
+
+    Keyword arguments are passed to :class:`FrameJob` (``source``, ``raster``, ``overwrite``).
+    """
+    root = Path(root)
+    jobs = []
+    for f in files:
+        stem = f.name[: -len(POLYGON_SUFFIX)]
+        folder = f.parent if out is None else Path(out) / f.parent.relative_to(root)
+        jobs.append(FrameJob(str(f), str(folder / stem), tuple(targets), **kwargs))
+    return jobs
