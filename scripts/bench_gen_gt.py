@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Benchmark: cityscapesScripts json2labelImg vs ``segprep cityscapes gen-gt`` on the same frames.
+
+Runs, in one process run and on the same JSON files:
+
+1. cityscapesScripts ``json2labelImg(json, png, "trainIds")`` over every frame, one process, as its
+   ``createTrainIdLabelImgs`` does;
+2. ``segprep cityscapes gen-gt --targets trainIds`` with ``--source auto`` (official PNGs),
+   ``--source polygons --raster official`` and ``--source polygons --raster pillow``, with
+   ``-j JOBS`` (default: all cores);
+
+checks the outputs (auto == LUT of the official labelIds; pillow == cityscapesScripts), and prints
+frames/s of each and the speed-up ratio.
+
+Usage: python scripts/bench_gen_gt.py [ROOT] [-j JOBS] [--repeat N]
+ROOT defaults to ../shared/data/cityscapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", nargs="?", default=str(HERE.parent.parent / "shared/data/cityscapes"))
+    ap.add_argument("-j", "--jobs", type=int, default=0, help="segprep workers (0 = all cores)")
+    ap.add_argument("--repeat", type=int, default=1, help="repeat each timing, keep the best")
+    args = ap.parse_args()
+
+    from cityscapesscripts.preparation.json2labelImg import json2labelImg
+
+    from segprep import class_maps
+    from segprep.io import default_jobs, read_png
+
+    root = Path(args.root)
+    jsons = sorted(root.glob("gtFine/*/*/*_gtFine_polygons.json"))
+    if not jsons:
+        print(f"no *_gtFine_polygons.json under {root}/gtFine", file=sys.stderr)
+        return 2
+    jobs = args.jobs or default_jobs()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gen_gt_"))
+    try:
+        # 1. cityscapesScripts, one process
+        ref_dir = tmp / "cityscapesscripts"
+        ref_dir.mkdir()
+        best_ref = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            for j in jsons:
+                json2labelImg(str(j), str(ref_dir / j.name.replace("_polygons.json",
+                                                                   "_labelTrainIds.png")),
+                              "trainIds")
+            best_ref = min(best_ref, time.perf_counter() - t0)
+        n = len(jsons)
+        print(f"frames: {n} ({root})")
+        print(f"cityscapesScripts json2labelImg trainIds (1 process): {best_ref:7.2f} s "
+              f"{n / best_ref:7.1f} frames/s  {1000 * best_ref / n:6.1f} ms/frame")
+
+        # warm the numba JIT cache of the official rasteriser outside the timing
+        subprocess.run([sys.executable, "-c", "from segprep.convert import raster; "
+                        "raster.rasterize([[(0,0),(5,0),(5,5)]],[1],8,8,method='official')"],
+                       check=False)
+        cm = class_maps.load("cityscapes")
+        configs = [("auto (official PNGs)", ["--source", "auto"]),
+                   ("polygons, raster official", ["--source", "polygons", "--raster", "official"]),
+                   ("polygons, raster pillow", ["--source", "polygons", "--raster", "pillow"])]
+        for name, extra in configs:
+            best = float("inf")
+            out = tmp / name.split()[0] / extra[-1]
+            for _ in range(args.repeat):
+                shutil.rmtree(out, ignore_errors=True)
+                cmd = [sys.executable, "-m", "segprep", "cityscapes", "gen-gt", str(root),
+                       "-o", str(out), "--targets", "trainIds", "-j", str(jobs), "-q", *extra]
+                t0 = time.perf_counter()
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                elapsed = time.perf_counter() - t0
+                if res.returncode != 0:
+                    print(res.stderr, file=sys.stderr)
+                    return 1
+                best = min(best, elapsed)
+            # check the outputs
+            exact = 0
+            for j in jsons:
+                got = read_png(out / j.parent.relative_to(root) /
+                               j.name.replace("_polygons.json", "_labelTrainIds.png"))
+                if "auto" in name or "official" in name:
+                    off = read_png(str(j).replace("_polygons.json", "_labelIds.png"))
+                    exact += bool(np.array_equal(got, cm.id_to_train_id[off]))
+                else:
+                    ref = read_png(ref_dir / j.name.replace("_polygons.json", "_labelTrainIds.png"))
+                    exact += bool(np.array_equal(got, ref))
+            against = "official labelIds" if ("auto" in name or "official" in name) \
+                else "cityscapesScripts"
+            print(f"segprep gen-gt {name:27s} (-j {jobs}): {best:7.2f} s {n / best:7.1f} frames/s "
+                  f"{1000 * best / n:6.1f} ms/frame  speed-up x{best_ref / best:5.2f}  "
+                  f"identical to {against}: {exact}/{n}")
+        print("(segprep timings are whole CLI runs: process start-up and worker start included)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
