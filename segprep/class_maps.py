@@ -18,7 +18,7 @@ import csv
 import functools
 import io
 from dataclasses import dataclass
-from importlib import resources
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +36,12 @@ _FALSE = {"false", "0", "no", "n", "f", ""}
 def _class_map_dir() -> Path:
     """Folder holding the CSV tables: the installed package data, else the source checkout's."""
     try:
-        folder = resources.files("segprep._class_maps")
-        path = Path(str(folder))
-        if path.is_dir() and any(path.glob("*.csv")):
-            return path
-    except (ModuleNotFoundError, TypeError):
+        module = importlib.import_module("segprep._class_maps")
+        for folder in getattr(module, "__path__", []):
+            path = Path(folder)
+            if path.is_dir() and any(path.glob("*.csv")):
+                return path
+    except ModuleNotFoundError:
         pass
     return Path(__file__).resolve().parent.parent / "class_maps"
 

@@ -1,0 +1,68 @@
+"""Class-map tables: every CSV parses, names its source, and ships inside the installed package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segprep import class_maps
+from segprep.errors import SegprepError
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", class_maps.available())
+def test_every_table_loads_and_names_its_source(name):
+    text = (PROJECT / "class_maps" / f"{name}.csv").read_text()
+    assert text.startswith("#"), "first line must be a comment naming the official source"
+    cm = class_maps.load(name)
+    assert len(cm) > 0 and cm.source
+    assert cm.id_to_train_id.shape == (256,) and cm.id_to_train_id.dtype == np.uint8
+    # every non-ignored train id maps back to a row with that train id (first row wins)
+    for t in range(cm.num_classes):
+        if np.any(cm.train_ids == t):
+            row = cm.row_of_id(int(cm.train_id_to_id[t]))
+            assert cm.train_ids[row] == t
+
+
+def test_parse_errors_name_the_file():
+    with pytest.raises(SegprepError, match="x.csv: the first line must be"):
+        class_maps.parse_csv("name,id,r,g,b\na,1,0,0,0\n", "x", "x.csv")
+    with pytest.raises(SegprepError, match="missing column"):
+        class_maps.parse_csv("# src\nname,id,r\na,1,0\n", "x", "x.csv")
+    with pytest.raises(SegprepError, match=r"x.csv:3: bad number"):
+        class_maps.parse_csv("# src\nname,id,r,g,b\na,one,0,0,0\n", "x", "x.csv")
+    with pytest.raises(SegprepError, match="unknown class map"):
+        class_maps.load("no-such-map")
+
+
+def test_roundtrip_dict():
+    cm = class_maps.load("cityscapes")
+    back = class_maps.ClassMap.from_dict(cm.to_dict())
+    assert back.names == cm.names
+    assert np.array_equal(back.id_to_train_id, cm.id_to_train_id)
+    assert np.array_equal(back.colors, cm.colors)
+
+
+def test_class_maps_ship_in_the_wheel(tmp_path):
+    """class_maps/*.csv are installed as package data and found from an installed package."""
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path), str(PROJECT)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    wheel = next(tmp_path.glob("segprep-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for csv in (PROJECT / "class_maps").glob("*.csv"):
+        assert f"segprep/_class_maps/{csv.name}" in names
+    target = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(target)
+    code = ("import segprep.class_maps as c; "
+            "assert c._class_map_dir().parent.name == 'segprep', c._class_map_dir(); "
+            "print(len(c.load('cityscapes')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""})
+    assert res.returncode == 0 and res.stdout.strip() == "35", res.stderr
