@@ -1,0 +1,712 @@
+"""The training loop, read top to bottom as ``train_one_epoch`` / ``evaluate`` / ``main`` (the shape
+of torchvision's ``references/segmentation/train.py``).
+
+* Poly learning rate per iteration, ``(1 - it / total) ** power``, after a linear warm-up from
+  1 % of the peak (torchvision's ``LinearLR(start_factor=0.01)`` + ``PolynomialLR``).
+* CUDA: AMP (``torch.autocast`` + ``GradScaler``), ``channels_last``, ``cudnn.benchmark``.
+* DDP: launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment): NCCL on CUDA / gloo on
+  CPU, one shard of the shuffled training set per rank (``DistributedSampler`` order),
+  ``SyncBatchNorm`` on CUDA, validation confusion matrices summed over ranks, rank 0 writes.
+* Every validated epoch: mIoU from :class:`segprep.metrics.ConfusionMatrix`; every epoch:
+  ``last.pt`` (and ``best.pt`` when mIoU improves) and a ``metrics.csv`` row. ``--resume RUN_DIR``
+  continues from ``last.pt`` exactly (same weights as an uninterrupted run on CPU with
+  ``deterministic=True``): augmentation is seeded per (seed, epoch, sample), the shuffle per
+  (seed, epoch), and the model, optimiser, scheduler and scaler states are restored.
+* ``time_budget`` (minutes): without an explicit ``epochs`` the poly schedule is fitted to the
+  budget (the epoch count is re-estimated from the measured epoch times after every epoch), and
+  the run stops before an epoch that would not end within the budget.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from segprep.errors import SegprepError
+from segprep.metrics import ConfusionMatrix
+from segprep.train.data import IGNORE, to_model_input
+
+PROVISIONAL_EPOCHS = 10_000
+"""Epoch count the schedule assumes before the first epoch's time is known (time-budget runs)."""
+
+CSV_FIELDS = ("epoch", "iterations", "lr", "train_loss", "val_miou", "val_pixel_accuracy",
+              "val_mean_accuracy", "train_images_per_s", "data_wait_s", "epoch_s", "elapsed_s")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``segprep train`` (see ``segprep train --help`` for each meaning).
+
+    Sizes: ``crop`` is ``(H, W)``; ``size`` is ``(W, H)`` (as written on the command line).
+    """
+
+    train: str = ""
+    val: str | None = None
+    out: str = ""
+    root: str | None = None
+    class_map: str | None = None
+    num_classes: int | None = None
+    ignore_index: int = IGNORE
+    epochs: int | None = None
+    time_budget: float | None = None
+    stop_after: int | None = None
+    batch_size: int = 8
+    val_batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str = "adamw"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    poly_power: float = 0.9
+    loss: str = "ce"
+    class_weights: str | None = None
+    class_weight_kind: str = "median_frequency"
+    crop: tuple[int, int] | None = None
+    size: tuple[int, int] | None = None
+    scale: tuple[float, float] | None = None
+    flip: bool = True
+    color_jitter: float = 0.0
+    base_channels: int = 32
+    depth: int = 4
+    encoder: str | None = None
+    pretrained: str | None = None
+    workers: int | None = None
+    cache: bool = False
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None
+    channels_last: bool | None = None
+    threads: int | None = None
+    val_every: int = 1
+    deterministic: bool = False
+    quiet: bool = False
+    tensorboard: bool = True
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        return cls(**kw)
+
+
+# ----------------------------------------------------------------------------- schedule
+class PolyWarmup:
+    """LR factor at iteration ``it``: linear warm-up from 0.01 over ``warmup`` iterations, times
+    ``(1 - it / total) ** power``. An object (not a lambda) so that ``LambdaLR.state_dict`` saves
+    ``total`` and ``warmup`` (they change when a time budget re-fits the schedule)."""
+
+    def __init__(self, total: int, warmup: int, power: float = 0.9):
+        self.total = max(1, int(total))
+        self.warmup = max(0, int(warmup))
+        self.power = power
+
+    def __call__(self, it: int) -> float:
+        warm = 1.0
+        if self.warmup and it < self.warmup:
+            warm = 0.01 + 0.99 * it / self.warmup
+        return warm * max(0.0, 1 - min(it, self.total) / self.total) ** self.power
+
+
+# ----------------------------------------------------------------------------- distributed
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> Dist:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _all_reduce_sum(values: torch.Tensor, d: Dist) -> torch.Tensor:
+    if d.enabled:
+        import torch.distributed as dist
+
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+# ----------------------------------------------------------------------------- one epoch
+def _oom_error(exc: BaseException, cfg: TrainConfig, device: torch.device) -> SegprepError:
+    where = "--batch-size"
+    shape = f"crop {cfg.crop[0]}x{cfg.crop[1]}" if cfg.crop else (
+        f"size {cfg.size[0]}x{cfg.size[1]}" if cfg.size else "full frames")
+    tips = [f"a smaller --batch-size (now {cfg.batch_size})",
+            "a smaller --crop or --size" if cfg.crop or cfg.size else "--crop HxW",
+            "a smaller --base-channels"]
+    if device.type == "cuda" and cfg.amp is False:
+        tips.insert(1, "--amp")
+    return SegprepError(where, f"out of memory on {device.type} at batch {cfg.batch_size}, "
+                               f"{shape}: try {', '.join(tips)}")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text
+                                               or "can't allocate memory" in text
+                                               or "not enough memory" in text)
+
+
+def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler, scaler, device: torch.device,
+                    *, amp: bool = False, channels_last: bool = False, progress: bool = False,
+                    desc: str = "train", dist_info: Dist | None = None) -> dict:
+    """One pass over ``loader``; the scheduler steps every iteration.
+
+    Returns:
+        ``{"loss": mean loss over iterations (averaged over ranks), "images": images seen by this
+        rank, "seconds": wall time, "data_wait_s": time spent waiting for batches,
+        "iterations": n}``.
+    """
+    from tqdm import tqdm
+
+    model.train()
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, iterations
+    images = 0
+    wait = 0.0
+    start = time.perf_counter()
+    bar = tqdm(total=len(loader), desc=desc, disable=not progress, leave=False, unit="it",
+               dynamic_ncols=True, file=sys.stderr)
+    t0 = time.perf_counter()
+    for imgs, masks in loader:
+        wait += time.perf_counter() - t0
+        x = to_model_input(imgs, device, channels_last)
+        y = masks.to(device, non_blocking=True).long()
+        with torch.autocast(device.type, enabled=amp):
+            loss = criterion(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        total[0] += loss.detach().double()
+        total[1] += 1
+        images += imgs.shape[0]
+        if progress:
+            el = time.perf_counter() - start
+            bar.set_postfix(loss=f"{(total[0] / total[1]).item():.4f}",
+                            img_s=f"{images / max(el, 1e-9):.1f}", refresh=False)
+            bar.update()
+        t0 = time.perf_counter()
+    bar.close()
+    seconds = time.perf_counter() - start
+    if dist_info is not None:
+        _all_reduce_sum(total, dist_info)
+    n = int(total[1].item())
+    return {"loss": float(total[0].item() / max(n, 1)), "images": images, "seconds": seconds,
+            "data_wait_s": wait, "iterations": n // (dist_info.world if dist_info else 1)}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, num_classes: int, device: torch.device, *,
+             amp: bool = False, channels_last: bool = False, dist_info: Dist | None = None,
+             progress: bool = False) -> ConfusionMatrix:
+    """Confusion matrix of ``model`` on ``loader`` (masks with 255 = ignore), summed over ranks.
+
+    Returns:
+        A :class:`segprep.metrics.ConfusionMatrix` (``.scores()`` gives IoU / mIoU / accuracies).
+    """
+    from tqdm import tqdm
+
+    model.eval()
+    cm = ConfusionMatrix(num_classes, IGNORE)
+    acc = torch.zeros((num_classes, num_classes + 1), dtype=torch.int64, device=device)
+    from segprep.metrics import confusion_matrix_torch
+
+    for imgs, masks in tqdm(loader, desc="val", disable=not progress, leave=False,
+                            file=sys.stderr, dynamic_ncols=True):
+        x = to_model_input(imgs, device, channels_last)
+        with torch.autocast(device.type, enabled=amp):
+            pred = model(x).argmax(1)
+        acc += confusion_matrix_torch(masks.to(device, non_blocking=True), pred, num_classes,
+                                      IGNORE)
+    if dist_info is not None:
+        _all_reduce_sum(acc, dist_info)
+    cm.merge(acc.cpu().numpy())
+    return cm
+
+
+# ----------------------------------------------------------------------------- setup helpers
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA if available, else CPU.
+
+    Raises:
+        SegprepError: ``cuda`` asked for but not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SegprepError("--device", "CUDA is not available on this machine (use cpu or auto)")
+    return dev
+
+
+def resolve_classes(cfg: TrainConfig):
+    """``(num_classes, class_names, class_map or None)`` from ``--class-map`` / ``--num-classes``.
+
+    Raises:
+        SegprepError: neither given, or both given and disagreeing.
+    """
+    class_map = None
+    if cfg.class_map:
+        from segprep.class_maps import load
+
+        class_map = load(cfg.class_map)
+        k = class_map.num_classes
+        if cfg.num_classes is not None and cfg.num_classes != k:
+            raise SegprepError("--num-classes", f"{cfg.num_classes} disagrees with class map "
+                                                f"{class_map.name} ({k} classes)")
+        names = list(class_map.train_names)
+    elif cfg.num_classes:
+        k = int(cfg.num_classes)
+        names = [f"class_{i}" for i in range(k)]
+    else:
+        raise SegprepError("--class-map", "give --class-map NAME or --num-classes K")
+    if k < 1 or k > 255:
+        raise SegprepError("--num-classes", f"must be in 1..255, got {k}")
+    return k, names, class_map
+
+
+def class_weight_tensor(cfg: TrainConfig, num_classes: int) -> torch.Tensor | None:
+    """``(K,)`` float32 class weights from a ``segprep odgt stats`` JSON, or None.
+
+    Uses ``segprep.stats.load_class_weights`` when it exists, else reads
+    ``class_weights[kind]`` from the JSON directly.
+
+    Raises:
+        SegprepError: unreadable JSON, missing kind, or a weight count that is not K.
+    """
+    if not cfg.class_weights:
+        return None
+    path = cfg.class_weights
+    try:
+        from segprep.stats import load_class_weights
+    except ImportError:
+        load_class_weights = None
+    if load_class_weights is not None:
+        w = np.asarray(load_class_weights(path, kind=cfg.class_weight_kind), np.float32)
+    else:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                w = np.asarray(json.load(fh)["class_weights"][cfg.class_weight_kind], np.float32)
+        except FileNotFoundError:
+            raise SegprepError(path, "no such file") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SegprepError(path, f"no class_weights.{cfg.class_weight_kind} list ({exc})"
+                               ) from None
+    if w.shape != (num_classes,):
+        raise SegprepError(path, f"{w.size} class weights for {num_classes} classes")
+    if not np.all(np.isfinite(w)) or (w < 0).any():
+        raise SegprepError(path, "class weights must be finite and >= 0")
+    return torch.from_numpy(w)
+
+
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers when ``--workers`` is not given: up to 8 on CUDA; on CPU 0 (the model
+    step needs every core and the loading runs in the main process)."""
+    if device.type == "cuda":
+        return min(8, os.cpu_count() or 1)
+    return 0
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and BatchNorm parameters (as torchvision's ``norm_weight_decay``
+    option with 0)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    lr = cfg.lr if cfg.lr is not None else (1e-3 if cfg.optimizer == "adamw" else 0.01)
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+    raise SegprepError("--optimizer", f"unknown optimizer {cfg.optimizer!r} (adamw, sgd)")
+
+
+def _read_rows(path: Path, upto_epoch: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [r for r in csv.DictReader(fh) if int(r["epoch"]) <= upto_epoch]
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    from segprep.io import atomic_write_text
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """``curves.png``: train loss and val mIoU per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [int(r["epoch"]) for r in rows]
+    loss = [float(r["train_loss"]) for r in rows]
+    val = [(int(r["epoch"]), float(r["val_miou"])) for r in rows if r.get("val_miou") not in
+           ("", None)]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot(ep, loss, marker=".")
+    ax[0].set_xlabel("epoch")
+    ax[0].set_ylabel("train loss")
+    ax[0].grid(alpha=0.3)
+    if val:
+        ax[1].plot([v[0] for v in val], [v[1] for v in val], marker=".", color="C1")
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel("val mIoU")
+    ax[1].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def format_scores(scores, names: list[str]) -> str:
+    """A per-class IoU table (one line per class, then mIoU and pixel accuracy)."""
+    width = max(10, max(len(n) for n in names))
+    lines = [f"{'class':<{width}}  IoU"]
+    for n, v in zip(names, scores.iou):
+        lines.append(f"{n:<{width}}  {'  n/a' if not np.isfinite(v) else f'{v:.4f}'}")
+    lines.append(f"{'mIoU':<{width}}  {scores.miou:.4f}")
+    lines.append(f"{'pixel acc':<{width}}  {scores.pixel_accuracy:.4f}")
+    return "\n".join(lines)
+
+
+def _say(msg: str, d: Dist, cfg: TrainConfig) -> None:
+    if d.main and not cfg.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- main
+def main(cfg: TrainConfig | None = None, resume: str | None = None,
+         overrides: dict | None = None) -> dict:
+    """Train (or resume) a run.
+
+    Args:
+        cfg: the configuration of a new run (ignored with ``resume``).
+        resume: a run folder (or its ``last.pt``) to continue; its stored configuration is used,
+            updated with ``overrides`` (e.g. ``epochs``, ``time_budget``, ``workers``).
+        overrides: config fields to change on resume.
+
+    Returns:
+        ``{"run_dir", "epoch", "best_miou", "best_epoch", "scores" (Scores of the last
+        validation or None), "stopped" ("epochs" | "time_budget" | "stop_after")}``.
+
+    Raises:
+        SegprepError: bad options or data (one line naming the file/option), out of memory.
+    """
+    from segprep.train.checkpoint import (load_checkpoint, make_meta, rng_state, save_checkpoint,
+                                          set_rng_state, unwrap)
+
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(resume)
+        cfg = TrainConfig.from_dict(ckpt["args"])
+        cfg.out = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)
+        for k, v in (overrides or {}).items():
+            setattr(cfg, k, v)
+    if cfg is None:
+        raise SegprepError("--out", "nothing to train: give a configuration or --resume RUN_DIR")
+    if not cfg.out:
+        raise SegprepError("--out", "missing run folder")
+    if cfg.val_every < 1:
+        raise SegprepError("--val-every", "must be >= 1")
+    run_dir = Path(cfg.out)
+
+    # --- device, threads, determinism, distributed
+    device = resolve_device(cfg.device)
+    d = init_distributed(device.type)
+    if device.type == "cuda" and d.enabled:
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    amp = device.type == "cuda" if cfg.amp is None else (cfg.amp and device.type == "cuda")
+    channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    import random
+
+    random.seed(cfg.seed)
+
+    # --- classes, data
+    from segprep.train.data import (EpochSampler, SegDataset, pad_collate, read_records)
+
+    num_classes, names, class_map = resolve_classes(cfg)
+    if not cfg.train:
+        raise SegprepError("--train", "missing training manifest")
+    train_recs = read_records(cfg.train, cfg.root)
+    val_recs = read_records(cfg.val, cfg.root) if cfg.val else None
+    train_ds = SegDataset(train_recs, num_classes, cfg.ignore_index, size=cfg.size,
+                          crop=cfg.crop, scale=cfg.scale, flip=cfg.flip, jitter=cfg.color_jitter,
+                          augment=True, seed=cfg.seed, cache=cfg.cache)
+    workers = default_workers(device) if cfg.workers is None else cfg.workers
+    sampler = EpochSampler(train_ds, shuffle=True, seed=cfg.seed, num_replicas=d.world,
+                           rank=d.rank)
+    per_rank = len(sampler)
+    drop_last = per_rank >= cfg.batch_size  # no size-1 last batch for BatchNorm
+    from torch.utils.data import DataLoader
+
+    loader_kw = dict(num_workers=workers, collate_fn=pad_collate,
+                     pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
+                              drop_last=drop_last, **loader_kw)
+    val_loader = None
+    if val_recs is not None:
+        val_ds = SegDataset(val_recs, num_classes, cfg.ignore_index, size=cfg.size,
+                            augment=False, cache=cfg.cache)
+        val_idx = list(range(d.rank, len(val_ds), d.world))  # exact shards, no padding
+        val_loader = DataLoader(val_ds, batch_size=cfg.val_batch_size or cfg.batch_size,
+                                sampler=val_idx, **loader_kw)
+    iters_per_epoch = len(train_loader)
+    if iters_per_epoch == 0:
+        raise SegprepError(cfg.train, "no training batch (empty manifest?)")
+
+    # --- model, loss, optimiser, schedule
+    from segprep.model import MEAN, STD, build_model
+
+    try:
+        model = build_model(num_classes=num_classes, base_channels=cfg.base_channels,
+                            depth=cfg.depth, encoder=cfg.encoder,
+                            pretrained=None if ckpt is not None else cfg.pretrained)
+    except (ImportError, FileNotFoundError, ValueError) as exc:
+        raise SegprepError("--encoder" if cfg.encoder else "--base-channels", str(exc)) from None
+    if d.enabled and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    weight = class_weight_tensor(cfg, num_classes)
+    from segprep.train.losses import build_loss
+
+    try:
+        criterion = build_loss(cfg.loss, weight, IGNORE).to(device)
+    except ValueError as exc:
+        raise SegprepError("--loss", str(exc)) from None
+    optimizer = build_optimizer(cfg, model)
+    auto_epochs = cfg.epochs is None and cfg.time_budget is not None
+    epochs = cfg.epochs if cfg.epochs is not None else (
+        PROVISIONAL_EPOCHS if cfg.time_budget is not None else 50)
+    warmup = int(round(cfg.warmup_epochs * iters_per_epoch))
+    poly = PolyWarmup(epochs * iters_per_epoch, warmup, cfg.poly_power)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp) if device.type == "cuda" else None
+
+    start_epoch, best_miou, best_epoch, elapsed0 = 0, None, None, 0.0
+    epoch_times: list[float] = []
+    if ckpt is not None:
+        unwrap(model).load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch = int(ckpt["epoch"])
+        best_miou = ckpt.get("best_miou")
+        best_epoch = ckpt.get("best_epoch")
+        elapsed0 = float(ckpt.get("elapsed_s", 0.0))
+        epoch_times = [float(t) for t in ckpt.get("epoch_times", [])]
+        if "rng" in ckpt:
+            set_rng_state(ckpt["rng"])
+        if cfg.epochs is not None and not auto_epochs:
+            poly.total = cfg.epochs * iters_per_epoch  # --epochs given on resume extends the run
+        epochs = max(1, round(poly.total / iters_per_epoch))
+    if d.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        ddp_model = model
+
+    # --- outputs
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from segprep.cli.common import write_json
+
+        write_json(run_dir / "args.json", cfg.to_dict())
+    rows = _read_rows(run_dir / "metrics.csv", start_epoch) if d.main else []
+    writer = None
+    if cfg.tensorboard and d.main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_epoch + 1)
+        except ImportError:
+            writer = None
+    progress = d.main and not cfg.quiet and sys.stderr.isatty()
+    budget_s = cfg.time_budget * 60 if cfg.time_budget else None
+    _say(f"segprep train: {len(train_ds)} train / {len(val_recs) if val_recs else 0} val frames, "
+         f"{num_classes} classes, {iters_per_epoch} it/epoch, device {device}"
+         f"{' x' + str(d.world) if d.enabled else ''}, workers {workers}, "
+         f"threads {torch.get_num_threads()}{', amp' if amp else ''}"
+         f"{', channels_last' if channels_last else ''}"
+         f"{f', resuming after epoch {start_epoch}' if ckpt is not None else ''}", d, cfg)
+
+    run_start = time.perf_counter()
+    last_scores = None
+    stopped = "epochs"
+    epoch = start_epoch
+    while epoch < epochs:
+        ep_start = time.perf_counter()
+        sampler.set_epoch(epoch)
+        try:
+            stats = train_one_epoch(ddp_model, train_loader, criterion, optimizer, scheduler,
+                                    scaler, device, amp=amp, channels_last=channels_last,
+                                    progress=progress, desc=f"epoch {epoch + 1}/{epochs}"
+                                    if not auto_epochs else f"epoch {epoch + 1}",
+                                    dist_info=d)
+        except Exception as exc:
+            if _is_oom(exc):
+                raise _oom_error(exc, cfg, device) from None
+            raise
+        if not math.isfinite(stats["loss"]):
+            raise SegprepError("--lr", f"training diverged at epoch {epoch + 1} (loss "
+                                       f"{stats['loss']}); try a lower --lr")
+        epoch += 1
+        elapsed = elapsed0 + time.perf_counter() - run_start
+        # is this the last epoch? (budget: would one more epoch end past it?)
+        est = float(np.mean(epoch_times[-3:])) if epoch_times else \
+            (time.perf_counter() - ep_start)
+        last = epoch >= epochs
+        if budget_s is not None and not last and elapsed + 1.15 * est > budget_s:
+            last, stopped = True, "time_budget"
+        if cfg.stop_after is not None and epoch >= cfg.stop_after and not last:
+            last, stopped = True, "stop_after"
+        scores = None
+        if val_loader is not None and (epoch % cfg.val_every == 0 or last):
+            cm = evaluate(ddp_model, val_loader, num_classes, device, amp=amp,
+                          channels_last=channels_last, dist_info=d, progress=progress)
+            scores = last_scores = cm.scores()
+        ep_time = time.perf_counter() - ep_start
+        epoch_times.append(ep_time)
+        elapsed = elapsed0 + time.perf_counter() - run_start
+        if auto_epochs and not last:  # fit the poly schedule to the remaining budget
+            mean_t = float(np.mean(epoch_times[-3:]))
+            fit = epoch + max(1, int((budget_s - elapsed) / mean_t))
+            poly.total = fit * iters_per_epoch
+            epochs = fit
+        improved = scores is not None and (best_miou is None or scores.miou > best_miou)
+        if improved:
+            best_miou, best_epoch = float(scores.miou), epoch
+        if d.main:
+            row = {"epoch": epoch, "iterations": epoch * iters_per_epoch,
+                   "lr": f"{optimizer.param_groups[0]['lr']:.6g}",
+                   "train_loss": f"{stats['loss']:.6f}",
+                   "val_miou": "" if scores is None else f"{scores.miou:.6f}",
+                   "val_pixel_accuracy": "" if scores is None else
+                   f"{scores.pixel_accuracy:.6f}",
+                   "val_mean_accuracy": "" if scores is None else f"{scores.mean_accuracy:.6f}",
+                   "train_images_per_s": f"{stats['images'] * d.world / stats['seconds']:.2f}",
+                   "data_wait_s": f"{stats['data_wait_s']:.2f}", "epoch_s": f"{ep_time:.2f}",
+                   "elapsed_s": f"{elapsed:.1f}"}
+            rows.append(row)
+            _write_rows(run_dir / "metrics.csv", rows)
+            if writer is not None:
+                writer.add_scalar("train/loss", stats["loss"], epoch)
+                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
+                if scores is not None:
+                    writer.add_scalar("val/mIoU", scores.miou, epoch)
+                    writer.add_scalar("val/pixel_accuracy", scores.pixel_accuracy, epoch)
+            meta = make_meta(model, num_classes=num_classes, ignore_index=cfg.ignore_index,
+                             class_map=class_map, class_names=names, mean=MEAN, std=STD,
+                             epoch=epoch, best_miou=best_miou, args=cfg.to_dict())
+            state = {
+                "format": 1, "model": unwrap(model).state_dict(), "meta": meta,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": rng_state(), "epoch": epoch, "best_miou": best_miou,
+                "best_epoch": best_epoch, "elapsed_s": elapsed, "epoch_times": epoch_times,
+                "args": cfg.to_dict(),
+            }
+            save_checkpoint(run_dir / "last.pt", state)
+            if improved:
+                save_checkpoint(run_dir / "best.pt", state)
+                if scores is not None:
+                    from segprep.cli.common import write_json
+
+                    write_json(run_dir / "best_scores.json",
+                               {"epoch": epoch, **scores.to_dict(names)})
+            msg = (f"epoch {epoch}{'' if auto_epochs else f'/{epochs}'}  loss "
+                   f"{stats['loss']:.4f}")
+            if scores is not None:
+                msg += f"  val mIoU {scores.miou:.4f}  pixAcc {scores.pixel_accuracy:.4f}"
+            msg += (f"  lr {optimizer.param_groups[0]['lr']:.2e}  "
+                    f"{stats['images'] * d.world / stats['seconds']:.1f} img/s  {ep_time:.1f} s")
+            _say(msg, d, cfg)
+        if last:
+            break
+
+    if d.main:
+        if rows:
+            try:
+                plot_curves(rows, run_dir / "curves.png")
+            except Exception as exc:  # a plotting problem never loses a finished run
+                _say(f"segprep: warning: curves.png not written ({exc})", d, cfg)
+        if writer is not None:
+            writer.close()
+        if last_scores is not None:
+            _say(format_scores(last_scores, names), d, cfg)
+        if best_miou is not None:
+            _say(f"best val mIoU {best_miou:.4f} at epoch {best_epoch} ({run_dir / 'best.pt'})",
+                 d, cfg)
+    return {"run_dir": str(run_dir), "epoch": epoch, "best_miou": best_miou,
+            "best_epoch": best_epoch, "scores": last_scores, "stopped": stopped,
+            "class_names": names}

@@ -1,0 +1,136 @@
+"""Segmentation losses that ignore ``ignore_index`` pixels: cross-entropy, Dice, Focal and sums.
+
+All take ``(N, K, H, W)`` logits (any float dtype; computed in float32) and ``(N, H, W)`` int64
+targets with values in ``[0, K)`` or ``ignore_index``; all return a scalar. A batch with no valid
+pixel gives a zero loss that still has a graph (never NaN).
+
+* ``ce``: ``torch.nn.functional.cross_entropy`` with optional per-class weights.
+* ``dice``: multi-class soft Dice ``1 - 2|P∩G| / (|P| + |G|)`` per class over the batch, on the
+  softmax, averaged over the classes present in the batch's ground truth (as
+  segmentation_models_pytorch's ``DiceLoss(mode="multiclass")``), optionally class-weighted.
+* ``focal``: ``(1 - p_t)^γ · CE`` (Lin et al. 2017, γ = 2), with optional class weights as α.
+* ``ce+dice`` and ``dice+focal`` (the combination seed 000 used): plain sums.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSSES = ("ce", "dice", "focal", "ce+dice", "dice+focal")
+
+
+def _no_valid(logits: torch.Tensor) -> torch.Tensor:
+    return logits.sum() * 0.0
+
+
+class CrossEntropy(nn.Module):
+    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = 255):
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not (target != self.ignore_index).any():
+            return _no_valid(logits)
+        return F.cross_entropy(logits.float(), target, weight=self.weight,
+                               ignore_index=self.ignore_index)
+
+
+class DiceLoss(nn.Module):
+    """Soft multi-class Dice on the softmax, ignoring ``ignore_index`` pixels.
+
+    Args:
+        weight: optional ``(K,)`` class weights (weighted mean over present classes).
+        ignore_index: target value that is ignored.
+        eps: added to the denominator.
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = 255,
+                 eps: float = 1e-7):
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        self.ignore_index = ignore_index
+        self.eps = eps
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        k = logits.shape[1]
+        valid = target != self.ignore_index
+        if not valid.any():
+            return _no_valid(logits)
+        prob = logits.float().softmax(1) * valid.unsqueeze(1)
+        onehot = F.one_hot(torch.where(valid, target, 0), k).permute(0, 3, 1, 2)
+        onehot = onehot.to(prob.dtype) * valid.unsqueeze(1)
+        dims = (0, 2, 3)
+        inter = (prob * onehot).sum(dims)
+        card = prob.sum(dims) + onehot.sum(dims)
+        dice = 2 * inter / card.clamp_min(self.eps)
+        present = onehot.sum(dims) > 0
+        w = present.to(dice.dtype)
+        if self.weight is not None:
+            w = w * self.weight.to(dice.dtype)
+        return ((1 - dice) * w).sum() / w.sum().clamp_min(self.eps)
+
+
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017) averaged over valid pixels.
+
+    Args:
+        weight: optional ``(K,)`` α per class.
+        gamma: focusing parameter (2).
+        ignore_index: target value that is ignored.
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None, gamma: float = 2.0,
+                 ignore_index: int = 255):
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        self.gamma = gamma
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = target != self.ignore_index
+        if not valid.any():
+            return _no_valid(logits)
+        logp = F.log_softmax(logits.float(), 1)
+        t = torch.where(valid, target, 0).unsqueeze(1)
+        logp_t = logp.gather(1, t).squeeze(1)
+        loss = -((1 - logp_t.exp()) ** self.gamma) * logp_t
+        if self.weight is not None:
+            loss = loss * self.weight[t.squeeze(1)]
+        return loss[valid].mean()
+
+
+class SumLoss(nn.Module):
+    def __init__(self, *losses: nn.Module):
+        super().__init__()
+        self.parts = nn.ModuleList(losses)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(part(logits, target) for part in self.parts)
+
+
+def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int = 255
+               ) -> nn.Module:
+    """One of :data:`LOSSES`.
+
+    Args:
+        name: ``ce``, ``dice``, ``focal``, ``ce+dice`` or ``dice+focal``.
+        weight: optional ``(K,)`` float32 class weights (e.g. median-frequency weights from
+            ``segprep odgt stats``), used by every part.
+        ignore_index: target value that is ignored.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    parts = {
+        "ce": lambda: CrossEntropy(weight, ignore_index),
+        "dice": lambda: DiceLoss(weight, ignore_index),
+        "focal": lambda: FocalLoss(weight, ignore_index=ignore_index),
+    }
+    names = name.split("+")
+    if name not in LOSSES or any(n not in parts for n in names):
+        raise ValueError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}")
+    built = [parts[n]() for n in names]
+    return built[0] if len(built) == 1 else SumLoss(*built)
