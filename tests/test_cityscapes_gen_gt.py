@@ -51,6 +51,32 @@ def auto_out(cityscapes_root, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def official_raster_out(cityscapes_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("poly")
+    res = run("cityscapes", "gen-gt", cityscapes_root, "--out", out, "--targets", ALL_TARGETS,
+              "--source", "polygons", "--raster", "official", "-j", "2", "-q")
+    assert res.exit_code == 0, res.output
+    assert "rasterised (official) 205" in res.output
+    return out
+
+
+def test_official_raster_from_json_alone_equals_official_pngs(cityscapes_root, auto_out,
+                                                              official_raster_out):
+    """Issue 8: every target rasterised from the JSON alone == the official release, every frame."""
+    suffixes = ("labelIds", "labelTrainIds", "color", "instanceIds", "instanceTrainIds")
+    n = 0
+    for j in sorted(cityscapes_root.glob("gtFine/*/*/*_gtFine_polygons.json")):
+        rel = j.parent.relative_to(cityscapes_root)
+        base = j.name[: -len("_polygons.json")]
+        for s in suffixes:
+            a = read_png(auto_out / rel / f"{base}_{s}.png")  # == official (test below)
+            b = read_png(official_raster_out / rel / f"{base}_{s}.png")
+            assert a.dtype == b.dtype and np.array_equal(a, b), f"{j.name} {s}"
+        n += 1
+    assert n == 205
+
+
 def test_class_map_equals_cityscapesscripts_labels():
     from cityscapesscripts.helpers.labels import labels
 

@@ -272,12 +272,12 @@ def rasterize_annotation(ann: CsAnnotation, targets: Iterable[str], raster: str 
     else:
         values = np.array([cm.ids[cm.index_of(o.label)] for o in ann.objects], np.int64)
     painted = rasterize([o.polygon for o in ann.objects], values, ann.height, ann.width,
-                        background=0, method=raster)
+                        background=0, method=raster, dtype=np.int32 if need_inst else np.uint8)
     if need_inst:
         inst = painted.astype(np.uint16)
         label_ids = np.take(_luts(cm).label, inst)
     else:
-        inst, label_ids = None, painted.astype(np.uint8)
+        inst, label_ids = None, painted
     out = targets_from_label_ids(label_ids, inst, targets, cm)
     return {t: out[t] for t in targets}
 

@@ -24,7 +24,8 @@ RASTERS = ("official", "pillow")
 
 
 def rasterize_pillow(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int],
-                     height: int, width: int, background: int = 0) -> np.ndarray:
+                     height: int, width: int, background: int = 0,
+                     dtype: type = np.int32) -> np.ndarray:
     """Paint polygons in order with Pillow's polygon filler (no outline), as cityscapesScripts does.
 
     Args:
@@ -32,32 +33,55 @@ def rasterize_pillow(polygons: Sequence[np.ndarray | Sequence], values: Sequence
         values: per polygon, the int value to paint (``0 <= v < 2**31``).
         height, width: canvas size in pixels.
         background: value of unpainted pixels.
+        dtype: ``np.int32`` (Pillow mode ``I``) or ``np.uint8`` (mode ``L``, as cityscapesScripts'
+            labelIds / trainIds images; values and background must then be in ``0..255``).
 
     Returns:
-        ``(height, width)`` int32 map.
+        ``(height, width)`` map of ``dtype``.
+
+    Raises:
+        ValueError: a value does not fit ``dtype``.
     """
-    img = Image.new("I", (int(width), int(height)), int(background))
+    mode = _mode_of(dtype, values, background)
+    img = Image.new(mode, (int(width), int(height)), int(background))
     draw = ImageDraw.Draw(img)
     for poly, value in zip(polygons, values):
         pts = [(p[0], p[1]) for p in (poly.tolist() if isinstance(poly, np.ndarray) else poly)]
         draw.polygon(pts, fill=int(value))
-    return np.asarray(img, dtype=np.int32)
+    return np.asarray(img, dtype=np.uint8 if mode == "L" else np.int32)
+
+
+def _mode_of(dtype: type, values: Sequence[int], background: int) -> str:
+    """Pillow mode for an output dtype, checking that the values fit."""
+    dt = np.dtype(dtype)
+    if dt == np.int32:
+        return "I"
+    if dt != np.uint8:
+        raise ValueError(f"dtype must be int32 or uint8, not {dt}")
+    vals = np.asarray(values, dtype=np.int64).reshape(-1)
+    if not 0 <= int(background) <= 255 or (vals.size and (vals.min() < 0 or vals.max() > 255)):
+        raise ValueError("values and background must be in 0..255 for a uint8 map")
+    return "L"
 
 
 def rasterize(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int], height: int,
-              width: int, background: int = 0, method: str = "official") -> np.ndarray:
+              width: int, background: int = 0, method: str = "official",
+              dtype: type = np.int32) -> np.ndarray:
     """Paint polygons in order with the named rasteriser (see :data:`RASTERS`).
 
+    ``dtype=np.uint8`` (values and background in ``0..255``) paints straight into an 8-bit map,
+    which is faster than painting int32 and converting; the filled pixels are the same.
+
     Returns:
-        ``(height, width)`` int32 map.
+        ``(height, width)`` map of ``dtype`` (int32 or uint8).
 
     Raises:
-        ValueError: unknown ``method``.
+        ValueError: unknown ``method``, or values that do not fit ``dtype``.
     """
     if method == "pillow":
-        return rasterize_pillow(polygons, values, height, width, background)
+        return rasterize_pillow(polygons, values, height, width, background, dtype)
     if method == "official":
-        return rasterize_official(polygons, values, height, width, background)
+        return rasterize_official(polygons, values, height, width, background, dtype)
     raise ValueError(f"unknown rasteriser {method!r}; choose one of {', '.join(RASTERS)}")
 
 
@@ -65,7 +89,8 @@ _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 def rasterize_official(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int],
-                       height: int, width: int, background: int = 0) -> np.ndarray:
+                       height: int, width: int, background: int = 0,
+                       dtype: type = np.int32) -> np.ndarray:
     """Paint polygons in order with the rule that reproduces the official Cityscapes PNGs.
 
     The official ``*_gtFine_labelIds.png`` / ``*_gtFine_instanceIds.png`` were drawn by
@@ -116,9 +141,10 @@ def rasterize_official(polygons: Sequence[np.ndarray | Sequence], values: Sequen
         values: per polygon, the value to paint (int32 range).
         height, width: canvas size in pixels.
         background: value of unpainted pixels (int32 range).
+        dtype: ``np.int32`` or ``np.uint8`` (values and background then in ``0..255``).
 
     Returns:
-        ``(height, width)`` int32 map.
+        ``(height, width)`` map of ``dtype``.
 
     Raises:
         ValueError: ``polygons`` and ``values`` differ in length, a polygon is not ``(K, 2)``,
@@ -137,14 +163,16 @@ def rasterize_official(polygons: Sequence[np.ndarray | Sequence], values: Sequen
         raise ValueError(f"background {background} does not fit in int32")
     if len(polygons) != len(values):
         raise ValueError(f"got {len(polygons)} polygons but {len(values)} values")
-    out = np.full((height, width), background, dtype=np.int32)
+    mode = _mode_of(dtype, values, background)
+    out_dtype = np.uint8 if mode == "L" else np.int32
+    out = np.full((height, width), background, dtype=out_dtype)
     if len(polygons) == 0 or height == 0 or width == 0:
         return out
     vals = np.asarray(values, dtype=np.int64).reshape(-1)
     if vals.size and (vals.min() < _INT32_MIN or vals.max() > _INT32_MAX):
         raise ValueError("polygon values must fit in int32")
     xy, starts = _pack_polygons(polygons)
-    _get_kernel()(out, xy, starts, vals.astype(np.int32))
+    _get_kernel()(out, xy, starts, vals.astype(out_dtype))
     return out
 
 
