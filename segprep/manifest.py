@@ -294,7 +294,8 @@ def pair_by_stem(images: PathLike, masks: PathLike, image_suffix: str | None = N
                              f"{masks})") for k in img_idx if k not in mask_idx]
     no_dir = "" if images.exists() else " (folder missing)"
     unpaired += [(mask_idx[k], f"mask without image (no *{image_suffix or '.<image>'} with this "
-                               f"stem under {images}{no_dir})") for k in mask_idx if k not in img_idx]
+                               f"stem under {images}{no_dir})")
+                 for k in mask_idx if k not in img_idx]
     pairs.sort()
     unpaired.sort()
     return Pairing(pairs, unpaired, f"{images} (*{image_suffix or '.<image>'}) <-> {masks} "
@@ -394,7 +395,8 @@ def preset_pairing(dataset: str, root: PathLike, split: str, image_suffix: str |
                             image_suffix or ".png",
                             mask_suffix or PRESET_MASK_SUFFIX["camvid-segnet"],
                             missing_images_ok=True)
-    raise SegprepError("--dataset", f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    raise SegprepError("--dataset", f"unknown dataset {dataset!r}; choose from "
+                                    f"{', '.join(DATASETS)}")
 
 
 def _need(folder: Path, root: Path) -> Path:

@@ -76,8 +76,8 @@ def create(dataset_root: str | None, out: str, images: str | None, masks: str | 
     """Write an .odgt manifest pairing images with their masks.
 
     Either --images DIR --masks DIR (paired by file stem after removing --image-suffix and
-    --mask-suffix) or --dataset NAME DATASET_ROOT --split S (official layouts). width/height come from
-    each image's header (no decode). Lines are sorted by path, so the file is byte-identical
+    --mask-suffix) or --dataset NAME DATASET_ROOT --split S (official layouts). width/height
+    come from each image's header (no decode). Lines are sorted by path, so the file is byte-identical
     across runs. Images without a mask (or masks without an image) are listed and the command
     fails (exit 1, nothing written) unless --allow-missing.
 
@@ -205,9 +205,9 @@ def validate(file: str, root: str | None, class_map: str | None, ids: str,
 @click.option("--group-by", default=None, metavar="REGEX",
               help="Keep groups whole: the regex is searched in each fpath_img and its first "
                    "capture group (else the whole match) names the group. Cityscapes city: "
-                   "'leftImg8bit/[^/]+/([^/]+)/'; CamVid sequence: '([0-9A-Za-z]+)_[0-9]+\\.png$' "
-                   "(0001TP, 0016E5, Seq05VD); BDD100K video: '([0-9a-f]{8})-[0-9a-f]{8}'. Every "
-                   "path must match.")
+                   "'leftImg8bit/[^/]+/([^/]+)/'; CamVid sequence (0001TP, 0006R0, 0016E5, "
+                   "Seq05VD): '([0-9A-Za-z]+)_f?[0-9]+\\.png$'; BDD100K video: "
+                   "'([0-9a-f]{8})-[0-9a-f]{8}'. Every path must match.")
 @click.option("--stratify", is_flag=True,
               help="Balance, across splits, the share of images containing each class "
                    "(iterative stratification). Needs --num-classes (masks are counted) or "
@@ -369,9 +369,10 @@ def stats(file: str, num_classes: int | None, ignore_index: int, class_map: str 
         write_json(out, result.to_dict())
     if plot_path:
         st_mod.plot_stats(result, plot_path)
+    written = [p for p in (out, plot_path) if p]
     click.echo(f"{file}: {result.num_images} masks, {result.num_labelled_pixels:,} labelled px, "
                f"{result.num_ignored_pixels:,} ignored; "
-               f"{'wrote ' + ', '.join(p for p in (out, plot_path) if p) if out or plot_path else 'no file written'}"
+               f"{'wrote ' + ', '.join(written) if written else 'no file written'}"
                f" in {time.perf_counter() - start:.1f} s", err=True)
 
 
