@@ -207,3 +207,303 @@ class ConfusionMatrix:
 
     def scores(self, mean_over: str = "valid") -> Scores:
         return scores(self.matrix, mean_over)
+
+
+# =========================================================================== per-class extras
+def class_recall(cm: np.ndarray) -> np.ndarray:
+    """Per-class recall (accuracy of the class) TP / (TP + FN), ``(K,)`` float64; NaN where the
+    class has no ground-truth pixels."""
+    cm = _as_full(cm)
+    k = cm.shape[0]
+    tp = np.diag(cm[:, :k]).astype(np.float64)
+    gt = cm.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gt > 0, tp / np.where(gt > 0, gt, 1), np.nan)
+
+
+def class_precision(cm: np.ndarray) -> np.ndarray:
+    """Per-class precision TP / (TP + FP), ``(K,)`` float64; NaN where the class is never
+    predicted on a counted pixel."""
+    cm = _as_full(cm)
+    k = cm.shape[0]
+    tp = np.diag(cm[:, :k]).astype(np.float64)
+    pred = cm[:, :k].sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(pred > 0, tp / np.where(pred > 0, pred, 1), np.nan)
+
+
+# =========================================================================== BDD100K toolkit
+def bdd100k_scores(cm: np.ndarray, class_names: list[str] | tuple[str, ...]) -> dict:
+    """Scores exactly as the bdd100k toolkit's ``bdd100k.eval.seg.evaluate_segmentation``.
+
+    Source: bdd100k/bdd100k ``bdd100k/eval/seg.py`` (``per_class_iou``, ``per_class_acc``,
+    ``whole_acc``, ``freq_iou``). Its conventions, kept here:
+
+    * a prediction outside ``[0, K)`` (255, 19 …) is a miss: the ``(K, K + 1)`` matrix's last
+      column; a missing prediction file counts every pixel of the frame there;
+    * per-class IoU = TP / (TP + FP + FN), **0** (not NaN) where undefined;
+    * per-class "Acc" is TP / (TP + FP), i.e. precision (the toolkit divides by the column sum),
+      0 where undefined;
+    * mIoU and mAcc average over the classes present in the ground truth;
+    * fIoU weights IoU by ground-truth pixel share; pAcc = correct / counted pixels.
+
+    Args:
+        cm: ``(K, K + 1)`` (or ``(K, K)``) confusion matrix.
+        class_names: the K class names (keys of the per-class dicts).
+
+    Returns:
+        ``{"IoU": {name: %}, "Acc": {name: %}, "mIoU", "mAcc", "fIoU", "pAcc"}``, all in percent
+        as the toolkit reports them. Means are NaN when no class is present.
+    """
+    cm = _as_full(cm)
+    k = cm.shape[0]
+    iou = np.nan_to_num(class_iou(cm), nan=0.0)
+    acc = np.nan_to_num(class_precision(cm), nan=0.0)
+    gt = cm.sum(1)
+    total = gt.sum()
+    present = gt > 0
+    tp = np.diag(cm[:, :k])
+    miou = float(np.mean(iou[present]) * 100) if present.any() else float("nan")
+    macc = float(np.mean(acc[present]) * 100) if present.any() else float("nan")
+    fiou = float((iou * (gt / total)).sum() * 100) if total else float("nan")
+    pacc = float(tp.sum() / total * 100) if total else float("nan")
+    names = list(class_names)
+    if len(names) != k:
+        raise ValueError(f"{len(names)} class names for a {k}-class matrix")
+    return {
+        "IoU": {n: float(v * 100) for n, v in zip(names, iou)},
+        "Acc": {n: float(v * 100) for n, v in zip(names, acc)},
+        "mIoU": miou, "mAcc": macc, "fIoU": fiou, "pAcc": pacc,
+    }
+
+
+# =========================================================================== Cityscapes protocol
+CITYSCAPES_AVG_CLASS_SIZE: dict[str, float] = {
+    "bicycle": 4672.3249222261,
+    "caravan": 36771.8241758242,
+    "motorcycle": 6298.7200839748,
+    "rider": 3930.4788056518,
+    "bus": 35732.1511111111,
+    "train": 67583.7075812274,
+    "car": 12794.0202738185,
+    "person": 3462.4756337644,
+    "truck": 27855.1264367816,
+    "trailer": 16926.9763313609,
+}
+"""Average instance size (pixels) of each instance class over the Cityscapes train set: the
+weights of iIoU. Source: mcordts/cityscapesScripts 2.3.0
+``evaluation/evalPixelLevelSemanticLabeling.py``, ``args.avgClassSize`` (a protocol constant of the
+evaluator, not of the label table)."""
+
+
+class CityscapesProtocol:
+    """The tables of cityscapesScripts' pixel-level evaluation, derived from a label table.
+
+    Source: mcordts/cityscapesScripts 2.3.0 ``evaluation/evalPixelLevelSemanticLabeling.py``
+    (``generateMatrix``, ``generateInstanceStats``, ``getIouScoreForLabel``,
+    ``getInstanceIouScoreForLabel``, ``getIouScoreForCategory``,
+    ``getInstanceIouScoreForCategory``, ``createResultDict``).
+
+    Attributes:
+        eval_ids: label ids ``>= 0`` in table order (``args.evalLabels``); the confusion matrix is
+            ``(max_id + 1, max_id + 1)`` over label ids.
+        size: ``max(eval_ids) + 1``.
+        names: ``{label id: name}`` (first row of an id).
+        ignored: ``(size,)`` bool, the id's ``ignore_in_eval``.
+        categories: category names in order of first appearance (``category2labels``).
+        inst_classes: names of the classes with instances that are evaluated (iIoU classes).
+        inst_categories: ``{category: [label ids]}`` of categories whose labels (id >= 0) all have
+            instances (iIoU categories).
+        avg_size: ``{class name: average instance size}``.
+    """
+
+    def __init__(self, class_map, avg_class_size: dict[str, float] | None = None):
+        cmap = class_map
+        self.class_map = cmap
+        ids = [int(i) for i in cmap.ids]
+        self.eval_ids = [i for i in ids if i >= 0]
+        self.size = max(self.eval_ids) + 1
+        self.names: dict[int, str] = {}
+        self.label_category: dict[int, str] = {}
+        self.ignored = np.ones(self.size, bool)
+        self.has_instances = np.zeros(self.size, bool)
+        for name, i, cat, inst, ign in zip(cmap.names, ids, cmap.categories, cmap.has_instances,
+                                           cmap.ignore_in_eval):
+            if i >= 0 and i not in self.names:
+                self.names[i] = name
+                self.label_category[i] = cat
+                self.ignored[i] = bool(ign)
+                self.has_instances[i] = bool(inst)
+        self.categories: list[str] = list(dict.fromkeys(cmap.categories))
+        self.inst_classes = [cmap.names[r] for r in range(len(cmap))
+                             if cmap.has_instances[r] and not cmap.ignore_in_eval[r]]
+        self.inst_categories: dict[str, list[int]] = {}
+        for cat in self.categories:
+            rows = [r for r in range(len(cmap)) if cmap.categories[r] == cat]
+            label_ids = []
+            all_inst = True
+            for r in rows:
+                if cmap.ids[r] < 0:
+                    continue
+                if not cmap.has_instances[r]:
+                    all_inst = False
+                    break
+                label_ids.append(int(cmap.ids[r]))
+            if all_inst:
+                self.inst_categories[cat] = label_ids
+        self.avg_size = dict(CITYSCAPES_AVG_CLASS_SIZE if avg_class_size is None else avg_class_size)
+        missing = [n for n in self.inst_classes if n not in self.avg_size]
+        if missing:
+            raise ValueError(f"no average instance size for {', '.join(missing)}")
+        self.not_ignored = [i for i in self.eval_ids if not self.ignored[i]]
+
+    # ----------------------------------------------------------------------------- scores
+    def class_iou(self, cm: np.ndarray) -> dict[str, float]:
+        """IoU of every label id (NaN for ``ignore_in_eval`` ids and where undefined);
+        FP counts only pixels whose ground truth is not ignored (``getIouScoreForLabel``)."""
+        out = {}
+        for i in self.eval_ids:
+            out[self.names[i]] = self._iou(cm, i, float(cm[i, i]), float(cm[i, :].sum() - cm[i, i]))
+        return out
+
+    def _fp(self, cm: np.ndarray, label_ids: list[int], category: str | None, label: int | None
+            ) -> int:
+        if category is None:
+            rows = [r for r in self.not_ignored if r != label]
+        else:
+            rows = [r for r in self.not_ignored if self.label_category[r] != category]
+        return int(cm[np.ix_(rows, label_ids)].sum()) if rows and label_ids else 0
+
+    def _iou(self, cm, i, tp, fn):
+        if self.ignored[i]:
+            return float("nan")
+        fp = self._fp(cm, [i], None, i)
+        denom = tp + fp + fn
+        return float("nan") if denom == 0 else float(tp) / denom
+
+    def class_iiou(self, cm: np.ndarray, inst: "InstanceStats") -> dict[str, float]:
+        """Instance-weighted IoU of every label id (``getInstanceIouScoreForLabel``): TP and FN
+        weighted per instance by ``avg_size / instance size``, FP as for IoU; NaN for ids
+        without iIoU."""
+        out = {}
+        for i in self.eval_ids:
+            name = self.names[i]
+            if self.ignored[i] or name not in inst.classes:
+                out[name] = float("nan")
+                continue
+            s = inst.classes[name]
+            fp = self._fp(cm, [i], None, i)
+            denom = s["tpWeighted"] + fp + s["fnWeighted"]
+            out[name] = float("nan") if denom == 0 else float(s["tpWeighted"]) / denom
+        return out
+
+    def category_iou(self, cm: np.ndarray) -> dict[str, float]:
+        """IoU of every category (``getIouScoreForCategory``)."""
+        out = {}
+        for cat in self.categories:
+            ids = [i for i in self.eval_ids if self.label_category[i] == cat and not self.ignored[i]]
+            if not ids:
+                out[cat] = float("nan")
+                continue
+            tp = int(cm[np.ix_(ids, ids)].sum())
+            fn = int(cm[ids, :].sum()) - tp
+            fp = self._fp(cm, ids, cat, None)
+            denom = tp + fp + fn
+            out[cat] = float("nan") if denom == 0 else float(tp) / denom
+        return out
+
+    def category_iiou(self, cm: np.ndarray, inst: "InstanceStats") -> dict[str, float]:
+        """Instance-weighted IoU of every category (``getInstanceIouScoreForCategory``)."""
+        out = {}
+        for cat in self.categories:
+            if cat not in inst.categories:
+                out[cat] = float("nan")
+                continue
+            s = inst.categories[cat]
+            fp = self._fp(cm, self.inst_categories[cat], cat, None)
+            denom = s["tpWeighted"] + fp + s["fnWeighted"]
+            out[cat] = float("nan") if denom == 0 else float(s["tpWeighted"]) / denom
+        return out
+
+    def result(self, cm: np.ndarray, inst: "InstanceStats") -> dict:
+        """Everything cityscapesScripts' ``createResultDict`` writes to its JSON, same keys and
+        numbers: ``confMatrix``, ``priors``, ``labels``, ``classScores``, ``classInstScores``,
+        ``categoryScores``, ``categoryInstScores`` and the four ``averageScore*`` (means over the
+        non-NaN entries, NaN if none). Scores are fractions in [0, 1]."""
+        cm = np.asarray(cm, np.int64)
+        total = cm.sum()
+        cs = self.class_iou(cm)
+        ci = self.class_iiou(cm, inst)
+        gs = self.category_iou(cm)
+        gi = self.category_iiou(cm, inst)
+        return {
+            "confMatrix": cm.tolist(),
+            "priors": {self.names[i]: (float(cm[i, :].sum()) / total if total else float("nan"))
+                       for i in self.eval_ids},
+            "labels": {self.names[i]: i for i in self.eval_ids},
+            "classScores": cs,
+            "classInstScores": ci,
+            "categoryScores": gs,
+            "categoryInstScores": gi,
+            "averageScoreClasses": nan_mean(cs.values()),
+            "averageScoreInstClasses": nan_mean(ci.values()),
+            "averageScoreCategories": nan_mean(gs.values()),
+            "averageScoreInstCategories": nan_mean(gi.values()),
+        }
+
+
+def nan_mean(values) -> float:
+    """Mean of the non-NaN values, NaN if there are none (cityscapesScripts ``getScoreAverage``,
+    summing in order)."""
+    total = 0.0
+    n = 0
+    for v in values:
+        if not np.isnan(v):
+            total += v
+            n += 1
+    return total / n if n else float("nan")
+
+
+class InstanceStats:
+    """Instance-level TP/FN counts of the Cityscapes iIoU (cityscapesScripts ``instanceStats``).
+
+    Feed instances in the order cityscapesScripts visits them (frame by frame, ascending instance
+    id) with :meth:`add`; float sums then match its numbers to the last bits.
+    """
+
+    def __init__(self, protocol: CityscapesProtocol):
+        self.protocol = protocol
+        self.classes = {n: {"tp": 0, "tpWeighted": 0.0, "fn": 0, "fnWeighted": 0.0}
+                        for n in protocol.inst_classes}
+        self.categories = {c: {"tp": 0, "tpWeighted": 0.0, "fn": 0, "fnWeighted": 0.0}
+                           for c in protocol.inst_categories}
+
+    def add(self, label_id: int, size: int, tp: int, cat_tp: int) -> None:
+        """Count one ground-truth instance of label ``label_id`` with ``size`` pixels, ``tp`` of
+        them predicted as ``label_id`` and ``cat_tp`` as a label of its category. Instances of
+        ``ignore_in_eval`` labels are skipped, as in cityscapesScripts.
+
+        Raises:
+            ValueError: ``label_id`` is not a label with evaluated instances.
+        """
+        p = self.protocol
+        if not 0 <= label_id < p.size or label_id not in p.names:
+            raise ValueError(f"instance of unknown label id {label_id}")
+        if p.ignored[label_id]:
+            return
+        name = p.names[label_id]
+        if name not in self.classes:
+            raise ValueError(f"instance of label {name!r} (id {label_id}), which has no instances")
+        weight = p.avg_size[name] / float(size)
+        s = self.classes[name]
+        s["tp"] += tp
+        s["fn"] += size - tp
+        s["tpWeighted"] += float(tp) * weight
+        s["fnWeighted"] += float(size - tp) * weight
+        cat = p.label_category[label_id]
+        if cat in self.categories:
+            c = self.categories[cat]
+            c["tp"] += cat_tp
+            c["fn"] += size - cat_tp
+            c["tpWeighted"] += float(cat_tp) * weight
+            c["fnWeighted"] += float(size - cat_tp) * weight

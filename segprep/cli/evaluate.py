@@ -1,0 +1,171 @@
+"""``segprep evaluate …``: score predictions as the benchmark servers do."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from segprep.cli.common import (EXIT_FAILED, error, handle_errors, info, jobs_option,
+                                quiet_option)
+from segprep.errors import SegprepError
+
+
+@click.group("evaluate")
+def command() -> None:
+    """Evaluate predictions: Cityscapes (cityscapesScripts protocol, iIoU included), BDD100K
+    (bdd100k toolkit) or any .odgt manifest.
+
+    Ground truth is cached as compact code maps (default under ~/.cache/segprep/eval-gt, keyed by
+    each file's path, mtime and size), so later evaluations against the same ground truth decode
+    only the predictions. A bad prediction file is reported on one line (file, value, pixel
+    count); then no scores are printed and the exit status is 1.
+    """
+
+
+def cache_options(f):
+    f = click.option("--no-cache", is_flag=True,
+                     help="Do not read or write the ground-truth cache.")(f)
+    f = click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+                     help="Ground-truth cache folder [default: $XDG_CACHE_HOME/segprep/eval-gt "
+                          "or ~/.cache/segprep/eval-gt].")(f)
+    return f
+
+
+def output_options(f):
+    f = click.option("--plot", type=click.Path(dir_okay=False), default=None,
+                     help="Write the row-normalised confusion matrix of the evaluated classes "
+                          "as a PNG here.")(f)
+    f = click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+                     help="Write the results as JSON here (Cityscapes: cityscapesScripts' keys "
+                          "and layout; BDD100K: the toolkit's keys).")(f)
+    return f
+
+
+def _cache_arg(cache_dir: str | None, no_cache: bool):
+    if no_cache:
+        return False
+    return cache_dir if cache_dir else True
+
+
+def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None:
+    from segprep.evaluate import category_table, class_table, json_text, plot_confusion, \
+        summary_line
+    from segprep.io import atomic_write_text
+
+    for w in report.warnings:
+        info(f"segprep: warning: {w}")
+    if report.errors:
+        for e in report.errors:
+            error(e)
+        click.echo(f"{report.protocol}: {len(report.errors)} of {report.frames} frames failed; "
+                   "no scores (fix or remove the files listed above)", err=True)
+        sys.exit(EXIT_FAILED)
+    import pandas as pd
+
+    with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
+        click.echo(class_table(report).to_string())
+        if report.protocol == "cityscapes":
+            click.echo()
+            click.echo(category_table(report).to_string())
+    click.echo(summary_line(report))
+    if json_out:
+        atomic_write_text(json_out, json_text(report))
+        info(f"results written to {json_out}", quiet)
+    if plot:
+        plot_confusion(report, plot)
+        info(f"confusion matrix written to {plot}", quiet)
+
+
+@command.command("cityscapes")
+@click.option("--pred", "pred_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder of predictions, searched recursively: one <city>_<seq>_<frame>*.png "
+                   "per ground-truth frame (e.g. <frame>_leftImg8bit.png).")
+@click.option("--gt", "gt_root", required=True, type=click.Path(file_okay=False),
+              envvar="CITYSCAPES_DATASET", show_envvar=True,
+              help="Cityscapes root holding gtFine/<split>/<city>/*_gtFine_labelIds.png and "
+                   "*_gtFine_instanceIds.png.")
+@click.option("--split", default="val", show_default=True, help="Split folder under gtFine/.")
+@click.option("--pred-ids", type=click.Choice(["labelIds", "trainIds"]), default="labelIds",
+              show_default=True,
+              help="What prediction pixels hold: labelIds 0-33 (the official format) or trainIds "
+                   "0-18/255 (mapped to labelIds first; 255 -> 0 unlabeled).")
+@output_options
+@cache_options
+@jobs_option
+@quiet_option
+@handle_errors
+def cityscapes(pred_dir: str, gt_root: str, split: str, pred_ids: str, json_out: str | None,
+               plot: str | None, cache_dir: str | None, no_cache: bool, jobs: int | None,
+               quiet: bool) -> None:
+    """Cityscapes pixel-level semantic labeling, as cityscapesScripts'
+    evalPixelLevelSemanticLabeling: class IoU and iIoU, category IoU and iIoU (same numbers, same
+    JSON keys)."""
+    from segprep.evaluate import evaluate_cityscapes
+
+    report = evaluate_cityscapes(pred_dir, gt_root, split, pred_ids=pred_ids, jobs=jobs,
+                                 cache=_cache_arg(cache_dir, no_cache), quiet=quiet)
+    _finish(report, json_out, plot, quiet)
+
+
+@command.command("bdd100k")
+@click.option("--pred", "pred_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder of trainId predictions <stem>.png (searched recursively).")
+@click.option("--gt", "gt_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder of ground-truth trainId masks (0-18, 255 ignore): <stem>.png or "
+                   "<stem>_train_id.png.")
+@click.option("--missing", type=click.Choice(["miss", "error"]), default="miss",
+              show_default=True,
+              help="A ground-truth frame without prediction: count its pixels as misses (as the "
+                   "bdd100k toolkit) or stop with an error.")
+@output_options
+@cache_options
+@jobs_option
+@quiet_option
+@handle_errors
+def bdd100k(pred_dir: str, gt_dir: str, missing: str, json_out: str | None, plot: str | None,
+            cache_dir: str | None, no_cache: bool, jobs: int | None, quiet: bool) -> None:
+    """BDD100K semantic segmentation, as the bdd100k toolkit's eval.seg: 19 classes, ignore 255,
+    a prediction >= 19 is a miss, mIoU over the classes present in the ground truth (Acc is
+    per-class precision, as the toolkit computes it)."""
+    from segprep.evaluate import evaluate_bdd100k
+
+    report = evaluate_bdd100k(pred_dir, gt_dir, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
+                              quiet=quiet, missing=missing)
+    _finish(report, json_out, plot, quiet)
+
+
+@command.command("odgt")
+@click.argument("odgt_file", type=click.Path(dir_okay=False))
+@click.option("--pred", "pred_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder of predictions named <image stem>.png (searched recursively).")
+@click.option("--num-classes", "-k", type=int, required=True, help="Number of classes K.")
+@click.option("--ignore-index", type=int, default=255, show_default=True,
+              help="Ground-truth value that is not counted.")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Root of the manifest's relative paths [default: the manifest's folder].")
+@click.option("--class-map", default=None,
+              help="Label table (name or CSV) whose train classes name the K classes.")
+@click.option("--missing", type=click.Choice(["error", "miss"]), default="error",
+              show_default=True,
+              help="A record without prediction: stop with an error, or count its pixels as "
+                   "misses.")
+@output_options
+@cache_options
+@jobs_option
+@quiet_option
+@handle_errors
+def odgt(odgt_file: str, pred_dir: str, num_classes: int, ignore_index: int, root: str | None,
+         class_map: str | None, missing: str, json_out: str | None, plot: str | None,
+         cache_dir: str | None, no_cache: bool, jobs: int | None, quiet: bool) -> None:
+    """Any dataset listed in an .odgt manifest: the masks (fpath_segm) against predictions named
+    after each image. Predictions outside [0, K) are misses. mIoU averages the classes with a
+    defined IoU (NaN classes skipped, as Cityscapes)."""
+    from segprep.evaluate import evaluate_odgt
+
+    if num_classes < 1:
+        raise SegprepError("--num-classes", "must be at least 1")
+    report = evaluate_odgt(odgt_file, pred_dir, num_classes, root=root, ignore_index=ignore_index,
+                           class_map=class_map, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
+                           quiet=quiet, missing=missing)
+    _finish(report, json_out, plot, quiet)
