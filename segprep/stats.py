@@ -37,7 +37,7 @@ import numpy as np
 
 from segprep.errors import SegprepError
 from segprep.io import parallel_map
-from segprep.manifest import Record, mask_histogram, resolve
+from segprep.manifest import Record, auto_jobs, chunked, mask_histogram, resolve
 
 WEIGHT_KINDS = ("median_frequency", "inverse_log")
 ENET_C = 1.02
@@ -91,20 +91,16 @@ def count_records(records: Sequence[Record], root: PathLike, num_classes: int,
                   ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Per-mask class pixel counts of a manifest's masks, in parallel.
 
-    Masks are sent to the workers in chunks (about 8 per worker, at most 64 masks each), which
-    keeps the per-task overhead of small masks (CamVid's 480x360) below the counting itself.
+    Masks are sent to the workers in chunks (:func:`segprep.manifest.chunked`); with
+    ``jobs=None`` a small manifest is counted in-process (:func:`segprep.manifest.auto_jobs`).
 
     Returns:
         ``(counts, errors)``: ``fpath_segm`` → ``(K + 1,)`` int64 (see :func:`count_mask`) for
         every mask read, and one-line errors of the others (sorted).
     """
-    from segprep.io import default_jobs
-
+    jobs = auto_jobs(jobs, records)
     masks = [(r.fpath_segm, str(resolve(r.fpath_segm, root))) for r in records]
-    n_jobs = default_jobs() if not jobs else jobs
-    size = max(1, min(64, -(-len(masks) // max(1, 8 * abs(n_jobs)))))
-    chunks = [(tuple(masks[i:i + size]), num_classes, ignore_index)
-              for i in range(0, len(masks), size)]
+    chunks = [(c, num_classes, ignore_index) for c in chunked(masks, jobs)]
     counts: dict[str, np.ndarray] = {}
     errors = []
     for out in parallel_map(_count_chunk, chunks, jobs=jobs, desc="stats", quiet=quiet,

@@ -79,7 +79,8 @@ def create(dataset_root: str | None, out: str, images: str | None, masks: str | 
     --mask-suffix) or --dataset NAME DATASET_ROOT --split S (official layouts). width/height
     come from each image's header (no decode). Lines are sorted by path, so the file is byte-identical
     across runs. Images without a mask (or masks without an image) are listed and the command
-    fails (exit 1, nothing written) unless --allow-missing.
+    fails (exit 1, nothing written) unless --allow-missing. Without -j, fewer than 4000 images
+    are read in-process (a header read costs less than starting workers).
 
     \b
     Examples:
@@ -170,7 +171,8 @@ def validate(file: str, root: str | None, class_map: str | None, ids: str,
     single-channel 8-bit PNG (mode L, or P whose palette indices are the values); with
     --class-map or --num-classes, every mask value must be a valid id or the ignore index (the
     masks are decoded). Without either, values are not checked. Every problem is printed as
-    `segprep: error: FILE:LINE: what`; exit status 1 if there is any.
+    `segprep: error: FILE:LINE: what`; exit status 1 if there is any. Without -j, manifests of
+    under 150 Mpx of masks are checked in-process (starting workers would cost more).
     """
     from segprep import manifest as mf
 
@@ -332,7 +334,8 @@ def stats(file: str, num_classes: int | None, ignore_index: int, class_map: str 
     images containing c, w = median(freq)/freq(c)) and ENet's inverse log (w = 1/ln(1.02 + p(c)),
     p(c) = share of labelled pixels). Classes absent from every mask get weight 0. Masks are
     counted in parallel; a mask with values other than 0..K-1 and the ignore index is an error
-    (exit 1, nothing written). The table goes to stdout.
+    (exit 1, nothing written). The table goes to stdout. Without -j, manifests of under
+    150 Mpx of masks are counted in-process (starting workers would cost more).
     """
     from segprep import manifest as mf
     from segprep import stats as st_mod
