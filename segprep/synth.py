@@ -539,6 +539,7 @@ def render_image(scene: Scene, rng: np.random.Generator, raster: str = "official
     Objects are rasterised in order with :func:`segprep.convert.raster.rasterize` (the rule
     ``gen-gt`` uses), so each pixel shows the object its label comes from; ``deleted`` objects are
     not drawn, ``license plate`` objects are (their pixels are labelled as the car beneath them).
+    Textures are computed per appearance kind on that kind's pixels only.
 
     Args:
         scene: from :func:`build_scene`.
@@ -556,161 +557,177 @@ def render_image(scene: Scene, rng: np.random.Generator, raster: str = "official
     cam = scene.camera
     H, W = cam.height, cam.width
     objs = scene.objects
+    n = len(objs)
     drawn = [k for k, o in enumerate(objs) if not o.deleted]
     idx = rasterize([objs[k].polygon for k in drawn], [k + 1 for k in drawn], H, W,
                     background=0, method=raster) - 1
-    n = len(objs)
-    lut = lambda values, dtype=np.float32: np.append(np.asarray(values, dtype), [0]).astype(dtype)  # noqa: E731
-    safe = np.where(idx < 0, n, idx)  # row n of every LUT: the background
-    base = np.zeros((n + 1, 3), np.float32)
-    base[:n] = [o.color for o in objs]
-    kinds = lut([o.kind for o in objs], np.int32)
-    kind = kinds[safe]
-    img = base[safe]  # (H, W, 3)
+    obj = np.where(idx < 0, n, idx).ravel()  # row n of every table: the background
 
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    bx0, by0, bx1, by1 = (lut([o.bbox[i] for o in objs]) for i in range(4))
-    u = (xx - bx0[safe]) / np.maximum(bx1[safe] - bx0[safe], 1.0)  # position inside the object
-    v = (yy - by0[safe]) / np.maximum(by1[safe] - by0[safe], 1.0)
+    def table(values, dtype=np.float32, fill=0) -> np.ndarray:
+        """Per-object values as an ``(n + 1, ...)`` table (row n: background)."""
+        arr = np.asarray(list(values), dtype)
+        pad = np.full((1,) + arr.shape[1:], fill, dtype)
+        return np.concatenate([arr.reshape((n,) + arr.shape[1:]), pad])
 
-    # per-object shading: a random linear gradient and contrast
+    kinds = table([o.kind for o in objs], np.int32, K_PLAIN)
+    pix_kind = kinds[obj]
+    order = np.argsort(pix_kind, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(pix_kind, minlength=16))])
+
+    def pixels(k: int) -> np.ndarray:
+        """Flat indices of the pixels of appearance kind ``k``."""
+        return order[bounds[k]:bounds[k + 1]]
+
+    img = table([o.color for o in objs])[obj]  # (P, 3) float32
+    yy, xx = np.divmod(np.arange(H * W, dtype=np.int64), W)
+    yy, xx = yy.astype(np.float32), xx.astype(np.float32)
+    bbox = table([o.bbox for o in objs], fill=1.0)  # (n + 1, 4)
     grad = rng.normal(0, 0.08, size=(n + 1, 2)).astype(np.float32)
-    shade = 1.0 + grad[safe, 0] * (u - 0.5) + grad[safe, 1] * (v - 0.5)
-    img *= shade[..., None]
+    lf = _noise_field(rng, H, W, 24).ravel()
+    mf = _noise_field(rng, H, W, 6).ravel()
+    hf = rng.standard_normal(H * W).astype(np.float32)
 
-    lf = _noise_field(rng, H, W, 24)
-    mf = _noise_field(rng, H, W, 6)
-    hf = rng.standard_normal((H, W)).astype(np.float32)
+    def local(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Object ids and position ``(u, v)`` in [0, 1] inside each object's unclipped bbox."""
+        o = obj[sel]
+        b = bbox[o]
+        u = (xx[sel] - b[:, 0]) / np.maximum(b[:, 2] - b[:, 0], 1.0)
+        v = (yy[sel] - b[:, 1]) / np.maximum(b[:, 3] - b[:, 1], 1.0)
+        return o, u, v
 
-    # ground coordinates (metres) of every pixel below the horizon
-    below = yy > cam.y0 + 0.5
-    gz = np.where(below, cam.f * cam.hc / np.maximum(yy - cam.y0, 0.5), 1e6)
-    gx = (xx - cam.xv) * gz / cam.f
+    def ground(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ground-plane coordinates ``(X, Z)`` in metres of pixels below the horizon."""
+        gz = cam.f * cam.hc / np.maximum(yy[sel] - cam.y0, 0.5)
+        return (xx[sel] - cam.xv) * gz / cam.f, gz
 
-    m = kind == K_SKY
-    if m.any():
-        t = np.clip(yy / max(cam.y0, 1.0), 0, 1)[..., None]
-        img[m] = (img * (0.82 + 0.3 * t))[m]
-        if scene.sunny:
-            clouds = np.clip(lf * 1.4 - 0.6, 0, 1)[..., None]
-        else:
-            clouds = np.clip(lf * 0.5 + 0.3, 0, 1)[..., None]
-        img[m] = (img * (1 - 0.6 * clouds) + 235 * 0.6 * clouds)[m]
-    m = kind == K_ROAD
-    if m.any():
-        img[m] *= (1 + 0.07 * lf + 0.05 * mf)[m][:, None]
-        paint = np.zeros((H, W), bool)
+    # per-object shading: a random linear gradient
+    allpix = np.arange(H * W)
+    o, u, v = local(allpix)
+    img *= (1.0 + grad[o, 0] * (u - 0.5) + grad[o, 1] * (v - 0.5))[:, None]
+
+    sel = pixels(K_SKY)
+    if sel.size:
+        t = np.clip(yy[sel] / max(cam.y0, 1.0), 0, 1)[:, None]
+        c = img[sel] * (0.82 + 0.3 * t)
+        clouds = np.clip(lf[sel] * 1.4 - 0.6 if scene.sunny else lf[sel] * 0.5 + 0.3, 0, 1)
+        img[sel] = c * (1 - 0.6 * clouds[:, None]) + 235 * 0.6 * clouds[:, None]
+    sel = pixels(K_ROAD)
+    if sel.size:
+        gx, gz = ground(sel)
+        img[sel] *= (1 + 0.07 * lf[sel] + 0.05 * mf[sel])[:, None]
+        paint = np.zeros(sel.size, bool)
         for x_line, dashed in scene.lane_lines:
             near = np.abs(gx - x_line) < 0.08
             if dashed:
                 near &= np.mod(gz, 9.0) < 3.0
             paint |= near
-        paint &= m & (gz < 150)
-        img[paint] = 0.35 * img[paint] + 0.65 * np.float32(225)
-    m = kind == K_SIDEWALK
-    if m.any():
+        paint &= gz < 150
+        img[sel[paint]] = 0.35 * img[sel[paint]] + 0.65 * np.float32(225)
+    sel = pixels(K_SIDEWALK)
+    if sel.size:
+        gx, gz = ground(sel)
         tiles = (np.mod(gx, 0.6) < 0.05) | (np.mod(gz, 0.6) < 0.05)
-        img[m & tiles] *= 0.86
-        curbs = np.full(n + 1, np.nan, np.float32)
-        curbs[:n] = [o.params.get("curb", np.nan) for o in objs]
-        cb = curbs[safe]
-        img[m & (np.abs(gx - cb) < 0.2)] *= 1.18
-        img[m] *= (1 + 0.05 * mf)[m][:, None]
-    m = kind == K_TERRAIN
-    if m.any():
-        img[m] *= (1 + 0.18 * lf + 0.12 * mf)[m][:, None]
-    m = kind == K_FOLIAGE
-    if m.any():
-        blot = 1 + 0.35 * mf + 0.2 * lf
-        img[m] *= np.clip(blot, 0.3, 1.8)[m][:, None]
-        img[m & (mf > 0.9)] *= 0.55
-    m = kind == K_FACADE
-    if m.any():
-        planes = np.array([0 if o.params.get("plane") == "x" else 1 for o in objs] + [0])[safe]
-        pat = lut([o.params.get("plane_at", 1.0) for o in objs])[safe]
-        period = lut([o.params.get("period", 3.0) for o in objs])[safe]
-        duty = lut([o.params.get("duty", 0.5) for o in objs])[safe]
-        floor = lut([o.params.get("floor", 3.2) for o in objs])[safe]
-        shop = lut([float(o.params.get("shop", False)) for o in objs])[safe]
-        glass = np.zeros((n + 1, 3), np.float32)
-        glass[:n] = [o.params.get("glass", (60, 66, 76)) for o in objs]
-        # facade coordinates: s along the facade, Y height (metres)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zx = cam.f * pat / (xx - cam.xv)  # depth on a lateral plane X = pat
-            z = np.where(planes == 0, zx, pat)
-            s = np.where(planes == 0, zx, (xx - cam.xv) * pat / cam.f)
-            hy = cam.hc - (yy - cam.y0) * z / cam.f
-            ok = m & np.isfinite(s) & np.isfinite(hy) & (z > 0)
-            s, hy = np.where(ok, s, 0), np.where(ok, hy, 0)
-        win = ok & (np.mod(s, period) < period * duty) & (np.mod(hy, floor) > 0.9) & (
-            np.mod(hy, floor) < floor * 0.85) & (hy > floor)
-        store = ok & (shop > 0) & (hy > 0.3) & (hy < floor * 0.8) & (np.mod(s, 7.0) < 4.5)
-        gl = glass[safe]
-        img[win | store] = (0.85 * gl + 0.15 * img)[win | store]
-        img[m] *= (1 + 0.06 * mf)[m][:, None]
-    m = kind == K_FENCE
-    if m.any():
-        period = lut([o.params.get("period", 0.2) for o in objs])[safe]
-        pat = lut([o.params.get("plane_at", 1.0) for o in objs])[safe]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zx = cam.f * pat / (xx - cam.xv)
-        bars = np.mod(np.nan_to_num(zx), period) < period * 0.45
-        img[m & bars] *= 0.6
-    m = kind == K_VEHICLE
-    if m.any():
-        gfrac = lut([o.params.get("glass_frac", 0.3) for o in objs])[safe]
-        glass = m & (v < gfrac) & (u > 0.12) & (u < 0.88)
-        img[glass] = (0.25 * img + np.float32([38, 44, 52]) * 0.75)[glass]
-        img[glass] *= (1 + 0.25 * (1 - v / np.maximum(gfrac, 1e-3)))[glass][:, None]
-        tyres = m & (v > 0.9)
-        img[tyres] = 22
-        lights = m & (v > 0.45) & (v < 0.56) & ((u < 0.14) | (u > 0.86))
-        img[lights] = (185, 28, 24)
-        img[m & (v > 0.6) & (v < 0.9)] *= 0.8
-    m = kind == K_PERSON
-    if m.any():
+        img[sel[tiles]] *= 0.86
+        curb = table([o.params.get("curb", np.nan) for o in objs], fill=np.nan)[obj[sel]]
+        img[sel[np.abs(gx - curb) < 0.2]] *= 1.18
+        img[sel] *= (1 + 0.05 * mf[sel])[:, None]
+    sel = pixels(K_TERRAIN)
+    if sel.size:
+        img[sel] *= (1 + 0.18 * lf[sel] + 0.12 * mf[sel])[:, None]
+    sel = pixels(K_FOLIAGE)
+    if sel.size:
+        blot = np.clip(1 + 0.35 * mf[sel] + 0.2 * lf[sel], 0.3, 1.8)
+        blot[mf[sel] > 0.9] *= 0.55
+        img[sel] *= blot[:, None]
+    sel = pixels(K_FACADE)
+    if sel.size:
+        o = obj[sel]
+        lateral = table([o2.params.get("plane") == "x" for o2 in objs], bool, False)[o]
+        at = table([o2.params.get("plane_at", 1.0) for o2 in objs], fill=1.0)[o]
+        period = table([o2.params.get("period", 3.0) for o2 in objs], fill=3.0)[o]
+        duty = table([o2.params.get("duty", 0.5) for o2 in objs], fill=0.5)[o]
+        floor = table([o2.params.get("floor", 3.2) for o2 in objs], fill=3.2)[o]
+        shop = table([bool(o2.params.get("shop", False)) for o2 in objs], bool, False)[o]
+        glass = table([o2.params.get("glass", (60, 66, 76)) for o2 in objs])[o]
+        # facade coordinates: s along the facade, hy height above the road (metres)
+        zx = cam.f * at / (xx[sel] - cam.xv)  # depth on a lateral plane X = at
+        z = np.where(lateral, zx, at)
+        s_ = np.where(lateral, zx, (xx[sel] - cam.xv) * at / cam.f)
+        hy = cam.hc - (yy[sel] - cam.y0) * z / cam.f
+        ok = np.isfinite(s_) & np.isfinite(hy) & (z > 0)
+        s_, hy = np.where(ok, s_, 0), np.where(ok, hy, 0)
+        fl = np.mod(hy, floor)
+        win = ok & (np.mod(s_, period) < period * duty) & (fl > 0.9) & (fl < floor * 0.85) & (
+            hy > floor)
+        store = ok & shop & (hy > 0.3) & (hy < floor * 0.8) & (np.mod(s_, 7.0) < 4.5)
+        w = win | store
+        img[sel[w]] = 0.85 * glass[w] + 0.15 * img[sel[w]]
+        img[sel] *= (1 + 0.06 * mf[sel])[:, None]
+    sel = pixels(K_FENCE)
+    if sel.size:
+        o = obj[sel]
+        period = table([o2.params.get("period", 0.2) for o2 in objs], fill=0.2)[o]
+        at = table([o2.params.get("plane_at", 1.0) for o2 in objs], fill=1.0)[o]
+        zx = np.nan_to_num(cam.f * at / (xx[sel] - cam.xv))
+        img[sel[np.mod(zx, period) < period * 0.45]] *= 0.6
+    sel = pixels(K_VEHICLE)
+    if sel.size:
+        o, u, v = local(sel)
+        gfrac = table([o2.params.get("glass_frac", 0.3) for o2 in objs], fill=0.3)[o]
+        glass = (v < gfrac) & (u > 0.12) & (u < 0.88)
+        gi = sel[glass]
+        img[gi] = (0.25 * img[gi] + np.float32([38, 44, 52]) * 0.75) * (
+            1 + 0.25 * (1 - v[glass] / np.maximum(gfrac[glass], 1e-3)))[:, None]
+        img[sel[(v > 0.6) & (v <= 0.9)]] *= 0.8
+        img[sel[v > 0.9]] = 22
+        img[sel[(v > 0.45) & (v < 0.56) & ((u < 0.14) | (u > 0.86))]] = (185, 28, 24)
+    sel = pixels(K_PERSON)
+    if sel.size:
+        o, u, v = local(sel)
         for key, lo, hi in (("skin", 0.0, 0.15), ("shirt", 0.15, 0.5), ("legs", 0.5, 1.01)):
-            col = np.zeros((n + 1, 3), np.float32)
-            col[:n] = [o.params.get(key, (0, 0, 0)) for o in objs]
-            part = m & (v >= lo) & (v < hi)
-            img[part] = col[safe][part]
-        img[m & (v > 0.96)] = 25
-    m = kind == K_SIGN
-    if m.any():
-        rim = np.zeros((n + 1, 3), np.float32)
-        rim[:n] = [o.params.get("rim", (240, 240, 240)) for o in objs]
-        edge = m & ((u < 0.14) | (u > 0.86) | (v < 0.14) | (v > 0.86))
-        img[edge] = rim[safe][edge]
-    m = kind == K_LIGHT
-    if m.any():
-        lamp = lut([o.params.get("lamp", 0) for o in objs])[safe]
-        on = m & (np.abs(u - 0.5) < 0.3) & (np.floor(v * 3) == lamp) & (
+            col = table([o2.params.get(key, (0, 0, 0)) for o2 in objs])[o]
+            part = (v >= lo) & (v < hi)
+            img[sel[part]] = col[part]
+        img[sel[v > 0.96]] = 25
+    sel = pixels(K_SIGN)
+    if sel.size:
+        o, u, v = local(sel)
+        rim = table([o2.params.get("rim", (240, 240, 240)) for o2 in objs])[o]
+        edge = (u < 0.14) | (u > 0.86) | (v < 0.14) | (v > 0.86)
+        img[sel[edge]] = rim[edge]
+    sel = pixels(K_LIGHT)
+    if sel.size:
+        o, u, v = local(sel)
+        lamp = table([o2.params.get("lamp", 0) for o2 in objs], np.int64)[o]
+        on = (np.abs(u - 0.5) < 0.3) & (np.floor(v * 3) == lamp) & (
             np.abs(np.mod(v * 3, 1) - 0.5) < 0.3)
         colors = np.array([(255, 60, 40), (255, 190, 40), (60, 230, 120)], np.float32)
-        img[on] = colors[np.clip(lamp[on].astype(int), 0, 2)]
-    m = kind == K_EGO
-    if m.any():
-        img[m] *= (1 + 0.6 * np.clip(1 - v * 2, 0, 1))[m][:, None]
-    m = kind == K_BIKE
-    if m.any():
-        holes = m & (mf > 0.3)
-        img[holes] *= 0.7
+        img[sel[on]] = colors[np.clip(lamp[on], 0, 2)]
+    sel = pixels(K_EGO)
+    if sel.size:
+        _, _, v = local(sel)
+        img[sel] *= (1 + 0.6 * np.clip(1 - v * 2, 0, 1))[:, None]
+    sel = pixels(K_BIKE)
+    if sel.size:
+        img[sel[mf[sel] > 0.3]] *= 0.7
 
     # car shadows on the ground
     if scene.shadows:
         sh = np.zeros((H, W), np.uint8)
         for poly in scene.shadows:
             cv2.fillPoly(sh, [np.clip(np.rint(poly), -4 * W, 4 * W).astype(np.int32)], 1)
-        ground = np.isin(kind, GROUND_KINDS) & (sh > 0)
-        img[ground] *= 0.55
+        shade = sh.ravel() > 0
+        for k in GROUND_KINDS:
+            sel = pixels(k)
+            img[sel[shade[sel]]] *= 0.55
 
     # camera: texture noise, exposure, tint, vignetting, blur, sensor noise
-    amp = lut([0.0 if o.kind in (K_SKY, K_EGO) else 6.0 for o in objs])[safe]
-    img += (amp * hf)[..., None]
+    amp = table([0.0 if o2.kind in (K_SKY, K_EGO) else 6.0 for o2 in objs])[obj]
+    img += (amp * hf)[:, None]
     img *= scene.exposure * np.asarray(scene.tint, np.float32)
     r2 = ((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2
-    img *= (1 - 0.18 * r2 / 2)[..., None]
-    img = cv2.GaussianBlur(img, (0, 0), sigmaX=0.7)
+    img *= (1 - 0.09 * r2)[:, None]
+    img = cv2.GaussianBlur(img.reshape(H, W, 3), (0, 0), sigmaX=0.7)
     img += rng.normal(0, 2.5, img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8), idx
 
