@@ -786,8 +786,8 @@ def evaluate_bdd100k(pred_dir: PathLike, gt_dir: PathLike, *, jobs: int | None =
         gt_dir: folder of ground-truth trainId masks (``<stem>.png`` or ``<stem>_train_id.png``).
         missing: ``miss`` (a missing prediction counts all its pixels as misses, as the toolkit)
             or ``error``.
-        class_map: where the 19 class names come from (``bdd100k``; falls back to the toolkit's
-            names if that table is not installed).
+        class_map: the label table whose train classes are the K = 19 evaluated classes
+            (``bdd100k``: the toolkit's ``label.py``).
 
     Returns:
         an :class:`EvalReport` whose ``result`` has the toolkit's keys ``IoU``, ``Acc`` (per
@@ -809,17 +809,9 @@ def evaluate_bdd100k(pred_dir: PathLike, gt_dir: PathLike, *, jobs: int | None =
                       quiet, t0, extra, pred_dir)
 
 
-BDD100K_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
-                   "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
-                   "truck", "bus", "train", "motorcycle", "bicycle")
-
-
 def _bdd_names(class_map: str | ClassMap) -> list[str]:
-    try:
-        cmap = class_maps.load(class_map) if isinstance(class_map, str) else class_map
-        return list(cmap.train_names)
-    except SegprepError:
-        return list(BDD100K_CLASSES)
+    cmap = class_maps.load(class_map) if isinstance(class_map, str) else class_map
+    return list(cmap.train_names)
 
 
 def evaluate_odgt(odgt: PathLike, pred_dir: PathLike, num_classes: int, *,
