@@ -411,6 +411,7 @@ def export_csail(file: str, outdir: str, ignore_index: int, num_classes: int | N
     jobs_list, out_records = mf.export_csail_jobs(records, root_dir, outdir, ignore_index,
                                                   num_classes, overwrite)
     summary = BatchSummary()
+    jobs = mf.auto_jobs(jobs, records)
     for outcome in parallel_map(mf.export_csail_job, jobs_list, jobs=jobs, desc="export-csail",
                                 quiet=quiet, unit="mask"):
         summary.add(outcome, skipped=bool(outcome.ok and outcome.value))
