@@ -402,6 +402,7 @@ def export_csail(file: str, outdir: str, ignore_index: int, num_classes: int | N
     OUTDIR/<fpath_segm> (or, when mask paths are absolute or climb with '..', to OUTDIR/<path
     under the masks' common folder>). OUTDIR/<FILE's name> lists them, with paths relative to
     OUTDIR: train with root_dataset=OUTDIR. Existing masks are skipped unless --overwrite.
+    Without -j, manifests of under 150 Mpx of masks are exported in-process.
     """
     from segprep import manifest as mf
     from segprep.io import BatchSummary, parallel_map
