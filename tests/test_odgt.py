@@ -408,3 +408,21 @@ def test_csail_lut():
     assert lut[0] == 1 and lut[18] == 19 and lut[255] == 0 and lut[19] == -1
     lut = mf.csail_lut(11)
     assert lut[11] == 0 and lut[12] == 13 and lut[255] == -1
+
+
+def test_pairing_in_one_folder_and_duplicate_stems(segnet, tmp_path):
+    """Images and masks side by side (the longer suffix wins), and stems that are not unique."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    names = sorted(p.name for p in (segnet / "train").glob("*.png"))[:3]
+    for n in names:
+        shutil.copy(segnet / "train" / n, flat / n)
+        shutil.copy(segnet / "trainannot" / n, flat / n.replace(".png", "_L.png"))
+    pairing = mf.pair_by_stem(flat, flat, ".png", "_L.png")
+    assert [(i.name, m.name) for i, m in pairing.pairs] == \
+        [(n, n.replace(".png", "_L.png")) for n in names]
+    assert pairing.unpaired == []
+    (flat / "sub").mkdir()
+    shutil.copy(segnet / "train" / names[0], flat / "sub" / names[0])
+    with pytest.raises(SegprepError, match="more than once"):
+        mf.pair_by_stem(flat, flat, ".png", "_L.png")
