@@ -432,6 +432,21 @@ def _say(msg: str, d: Dist, cfg: TrainConfig) -> None:
 # ----------------------------------------------------------------------------- main
 def main(cfg: TrainConfig | None = None, resume: str | None = None,
          overrides: dict | None = None) -> dict:
+    """Train (or resume) a run; see :func:`_main`. Torch's global settings that the run changes
+    (CPU threads, deterministic algorithms, cuDNN benchmark) are restored afterwards."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark)
+    try:
+        return _main(cfg, resume, overrides)
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.benchmark = saved[3]
+
+
+def _main(cfg: TrainConfig | None = None, resume: str | None = None,
+          overrides: dict | None = None) -> dict:
     """Train (or resume) a run.
 
     Args:

@@ -1,0 +1,300 @@
+"""segprep train: losses ignore 255, a step learns, exact resume, data errors, overfit real CamVid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from segprep.cli.main import cli
+from segprep.errors import SegprepError
+from segprep.io import write_png
+from segprep.model import build_model
+from segprep.train.checkpoint import load_checkpoint, load_model
+from segprep.train.data import (DataError, EpochSampler, SegDataset, pad_collate, read_records,
+                                to_model_input)
+from segprep.train.losses import LOSSES, build_loss
+from segprep.train.loop import PolyWarmup, TrainConfig, main
+
+
+# ----------------------------------------------------------------------------- helpers
+def make_dataset(folder: Path, n: int = 6, size=(37, 29), k: int = 3, ignore: int = 255,
+                 seed: int = 0, name: str = "train") -> Path:
+    """Write n small image/mask pairs whose classes are learnable from colour, and an odgt."""
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    (folder / "lab").mkdir(parents=True, exist_ok=True)
+    h, w = size
+    lines = []
+    palette = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], np.uint8)
+    for i in range(n):
+        mask = np.zeros((h, w), np.uint8)
+        for _ in range(4):  # a few random class rectangles
+            y0, x0 = rng.integers(0, h - 5), rng.integers(0, w - 5)
+            mask[y0:y0 + rng.integers(4, h), x0:x0 + rng.integers(4, w)] = rng.integers(0, k)
+        img = palette[mask] + rng.integers(0, 25, (h, w, 3)).astype(np.uint8)
+        mask[rng.random((h, w)) < 0.05] = ignore
+        write_png(folder / "img" / f"{name}{i}.png", img)
+        write_png(folder / "lab" / f"{name}{i}.png", mask)
+        lines.append(json.dumps({"fpath_img": f"img/{name}{i}.png",
+                                 "fpath_segm": f"lab/{name}{i}.png", "width": w, "height": h}))
+    odgt = folder / f"{name}.odgt"
+    odgt.write_text("\n".join(lines) + "\n")
+    return odgt
+
+
+def tiny_config(tmp_path: Path, train: Path, val: Path | None, **kw) -> TrainConfig:
+    base = dict(train=str(train), val=str(val) if val else None, out=str(tmp_path / "run"),
+                num_classes=3, epochs=2, batch_size=2, base_channels=4, depth=2, crop=(24, 24),
+                scale=(0.75, 1.25), color_jitter=0.2, workers=0, seed=3, lr=5e-3,
+                deterministic=True, quiet=True, tensorboard=False, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ----------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("name", LOSSES)
+def test_loss_ignores_255(name):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 9, 11)
+    target = torch.randint(0, 4, (2, 9, 11))
+    target[:, :3] = 255
+    crit = build_loss(name, ignore_index=255)
+    base = crit(logits, target)
+    changed = logits.clone()
+    changed[:, :, :3] = torch.randn(2, 4, 3, 11) * 10  # only ignored pixels change
+    assert torch.isfinite(base)
+    torch.testing.assert_close(crit(changed, target), base)
+    # the loss equals the loss over the valid pixels alone
+    torch.testing.assert_close(crit(logits[:, :, 3:], target[:, 3:]), base)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_loss_all_ignored_is_zero_not_nan(name):
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    loss = build_loss(name)(logits, torch.full((1, 4, 4), 255))
+    assert loss.item() == 0.0
+    loss.backward()  # still differentiable
+
+
+def test_ce_class_weights_are_used():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 5, 5)
+    target = torch.randint(0, 3, (1, 5, 5))
+    plain = build_loss("ce")(logits, target)
+    weighted = build_loss("ce", torch.tensor([1.0, 5.0, 0.1]))(logits, target)
+    expected = torch.nn.functional.cross_entropy(logits, target,
+                                                 weight=torch.tensor([1.0, 5.0, 0.1]))
+    torch.testing.assert_close(weighted, expected)
+    assert not torch.isclose(plain, weighted)
+
+
+def test_unknown_loss():
+    with pytest.raises(ValueError, match="unknown loss"):
+        build_loss("lovasz")
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_one_step_reduces_loss_on_a_fixed_batch(name):
+    torch.manual_seed(0)
+    model = build_model(num_classes=3, base_channels=4, depth=2)
+    x = torch.randn(2, 3, 12, 20)
+    y = torch.randint(0, 3, (2, 12, 20))
+    y[:, :2] = 255
+    crit = build_loss(name)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    before = crit(model(x), y)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    after = crit(model(x), y)
+    assert after.item() < before.item()
+
+
+def test_poly_warmup_schedule():
+    sched = PolyWarmup(total=100, warmup=10, power=0.9)
+    assert sched(0) == pytest.approx(0.01)
+    assert sched(5) < sched(10)
+    assert sched(10) == pytest.approx((1 - 0.1) ** 0.9)
+    assert sched(100) == 0.0
+    assert all(sched(i) >= sched(i + 1) for i in range(10, 100))
+
+
+# ----------------------------------------------------------------------------- data
+def test_records_relative_to_the_odgt_and_missing_files(tmp_path):
+    odgt = make_dataset(tmp_path, n=2)
+    recs = read_records(odgt)
+    assert len(recs) == 2 and Path(recs[0].image).is_file()
+    (tmp_path / "lab" / "train1.png").unlink()
+    with pytest.raises(SegprepError, match=r"train\.odgt:2: fpath_segm: no such file"):
+        read_records(odgt)
+    bad = tmp_path / "bad.odgt"
+    bad.write_text('{"fpath_img": "x.png"}\n')
+    with pytest.raises(SegprepError, match="missing key 'fpath_segm'"):
+        read_records(bad)
+
+
+def test_dataset_shapes_remap_and_determinism(tmp_path):
+    odgt = make_dataset(tmp_path, n=3, size=(31, 45), k=3, ignore=7)
+    ds = SegDataset(read_records(odgt), num_classes=3, ignore_index=7, crop=(20, 50),
+                    scale=(0.5, 1.5), jitter=0.3, seed=1)
+    img, mask = ds[(1, 4)]
+    assert img.shape == (20, 50, 3) and img.dtype == torch.uint8
+    assert mask.shape == (20, 50) and mask.dtype == torch.uint8
+    assert set(np.unique(mask.numpy())) <= {0, 1, 2, 255}  # 7 → 255, padding 255, nearest only
+    img2, mask2 = ds[(1, 4)]
+    assert torch.equal(img, img2) and torch.equal(mask, mask2)  # seeded by (seed, epoch, index)
+    img3, _ = ds[(1, 5)]
+    assert not torch.equal(img, img3)
+    # validation view: resize only, nearest for masks
+    val = SegDataset(read_records(odgt), 3, 7, size=(23, 17), augment=False)
+    vi, vm = val[0]
+    assert vi.shape == (17, 23, 3) and vm.shape == (17, 23)
+    assert set(np.unique(vm.numpy())) <= {0, 1, 2, 255}
+
+
+def test_dataset_rejects_mask_values_outside_the_class_map(tmp_path):
+    odgt = make_dataset(tmp_path, n=1, k=3)
+    mask = np.zeros((37, 29), np.uint8)
+    mask[3:5, 7:9] = 5
+    mask[10] = 255
+    write_png(tmp_path / "lab" / "train0.png", mask)
+    ds = SegDataset(read_records(odgt), num_classes=3)
+    with pytest.raises(DataError, match=r"train0\.png: mask value\(s\) 5 outside the class map"):
+        ds.load(0)
+    assert SegDataset(read_records(odgt), num_classes=6).load(0)[1].max() == 255
+
+
+def test_data_error_survives_a_worker_reraise():
+    # DataLoader workers re-raise as exc_type(formatted traceback)
+    text = ("Caught DataError in DataLoader worker process 0.\nOriginal Traceback ...\n"
+            "segprep.train.data.DataError: /x/m.png: mask value(s) 40 outside the class map")
+    err = DataError(text)
+    assert err.where == "/x/m.png" and err.message.startswith("mask value(s) 40")
+
+
+def test_collate_pads_odd_sizes_and_input_is_normalised():
+    a = (torch.full((5, 7, 3), 255, dtype=torch.uint8), torch.zeros((5, 7), dtype=torch.uint8))
+    b = (torch.zeros((6, 4, 3), dtype=torch.uint8), torch.ones((6, 4), dtype=torch.uint8))
+    imgs, masks = pad_collate([a, b])
+    assert imgs.shape == (2, 6, 7, 3) and masks.shape == (2, 6, 7)
+    assert masks[0, 5].eq(255).all() and masks[1, :, 4:].eq(255).all()
+    x = to_model_input(imgs, torch.device("cpu"))
+    assert x.shape == (2, 3, 6, 7) and x.dtype == torch.float32 and x.is_contiguous()
+    assert x[0, :, 5].abs().max() < 0.02  # padding is the mean colour → ~0 after normalising
+    xc = to_model_input(imgs, torch.device("cpu"), channels_last=True)
+    assert xc.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(x, xc)
+
+
+def test_epoch_sampler_is_a_seeded_shuffle_and_shards():
+    ds = list(range(10))
+    s = EpochSampler(ds, seed=5)
+    s.set_epoch(2)
+    first = list(s)
+    assert sorted(i for i, _ in first) == list(range(10)) and {e for _, e in first} == {2}
+    assert list(s) == first
+    s.set_epoch(3)
+    assert [i for i, _ in s] != [i for i, _ in first]
+    shards = [EpochSampler(ds, seed=5, num_replicas=2, rank=r) for r in (0, 1)]
+    for sh in shards:
+        sh.set_epoch(2)
+    assert sorted(i for sh in shards for i, _ in sh) == list(range(10))
+
+
+# ----------------------------------------------------------------------------- loop
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    train = make_dataset(tmp_path / "data", n=5)
+    val = make_dataset(tmp_path / "data", n=2, seed=9, name="val")
+    full = main(tiny_config(tmp_path, train, val, out=str(tmp_path / "full")))
+    assert full["epoch"] == 2
+    part = main(tiny_config(tmp_path, train, val, out=str(tmp_path / "part"), stop_after=1))
+    assert part["epoch"] == 1 and part["stopped"] == "stop_after"
+    resumed = main(resume=str(tmp_path / "part"), overrides={"quiet": True})
+    assert resumed["epoch"] == 2
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+    rows = (tmp_path / "part" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2"]
+    assert (tmp_path / "part" / "curves.png").stat().st_size > 0
+    model, meta = load_model(tmp_path / "full")
+    assert meta["num_classes"] == 3 and meta["epoch"] == 2 and not model.training
+
+
+def test_class_weights_json_and_time_budget(tmp_path):
+    train = make_dataset(tmp_path / "data", n=4)
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"num_classes": 3, "class_weights": {
+        "median_frequency": [1.0, 2.0, 0.5], "inverse_log": [1.0, 1.0, 1.0]}}))
+    out = main(tiny_config(tmp_path, train, None, epochs=None, time_budget=0.05,
+                           class_weights=str(stats), loss="ce+dice"))
+    assert out["stopped"] in ("time_budget", "epochs") and out["epoch"] >= 1
+    assert (tmp_path / "run" / "last.pt").is_file()
+    stats.write_text(json.dumps({"num_classes": 2, "class_weights": {
+        "median_frequency": [1.0, 2.0]}}))
+    with pytest.raises(SegprepError, match="2 class weights for 3 classes"):
+        main(tiny_config(tmp_path, train, None, class_weights=str(stats)))
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_trains_and_reports_bad_data_on_one_line(tmp_path):
+    train = make_dataset(tmp_path / "data", n=4)
+    runner = CliRunner()
+
+    def args(k="3", out="run"):
+        return ["train", "--train", str(train), "--val", str(train), "--num-classes", k,
+                "--base-channels", "4", "--depth", "2", "--epochs", "1", "--batch-size", "2",
+                "--crop", "16x16", "--workers", "0", "--out", str(tmp_path / out), "-q"]
+
+    res = runner.invoke(cli, args())
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "best.pt").is_file()
+    # mask values outside the class map: one error line naming the file, exit 2
+    res = runner.invoke(cli, args(k="2", out="r2"))
+    assert res.exit_code == 2
+    err = res.output.strip().splitlines()[-1]
+    assert err.startswith("segprep: error: ") and "outside the class map" in err
+    # a missing file
+    (tmp_path / "data" / "img" / "train2.png").unlink()
+    res = runner.invoke(cli, args())
+    assert res.exit_code == 2 and "fpath_img: no such file" in res.output
+    # usage errors
+    res = runner.invoke(cli, ["train", "--train", str(train), "--out", str(tmp_path / "r3")])
+    assert res.exit_code == 2 and "--class-map" in res.output
+    res = runner.invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--lr", "0.1"])
+    assert res.exit_code == 2 and "--lr" in res.output
+
+
+def test_cli_help_lists_every_option():
+    res = CliRunner().invoke(cli, ["train", "--help"])
+    assert res.exit_code == 0
+    for opt in ("--train", "--val", "--class-map", "--num-classes", "--ignore-index", "--out",
+                "--epochs", "--batch-size", "--lr", "--crop", "--scale", "--size", "--workers",
+                "--seed", "--device", "--loss", "--class-weights", "--resume", "--time-budget",
+                "--base-channels", "--encoder", "--pretrained", "--val-every", "--threads"):
+        assert opt in res.output, opt
+
+
+# ----------------------------------------------------------------------------- real data
+def test_overfits_four_real_camvid_frames(camvid_root, tmp_path):
+    seg = camvid_root / "segnet"
+    names = sorted(p.name for p in (seg / "train").glob("*.png"))[:4]
+    odgt = tmp_path / "four.odgt"
+    odgt.write_text("".join(json.dumps({"fpath_img": str(seg / "train" / n),
+                                        "fpath_segm": str(seg / "trainannot" / n),
+                                        "width": 480, "height": 360}) + "\n" for n in names))
+    cfg = TrainConfig(train=str(odgt), val=str(odgt), out=str(tmp_path / "run"), num_classes=11,
+                      ignore_index=11, size=(64, 48), flip=False, epochs=150, batch_size=4,
+                      base_channels=8, depth=3, lr=1e-2, warmup_epochs=2, workers=0, threads=1,
+                      cache=True, val_every=1000, quiet=True, tensorboard=False, seed=0)
+    out = main(cfg)
+    assert out["scores"].pixel_accuracy >= 0.90, out["scores"]
