@@ -50,7 +50,7 @@ import numpy as np
 from segprep import class_maps
 from segprep.class_maps import IGNORE_INDEX, ClassMap
 from segprep.errors import SegprepError
-from segprep.evaluate_kernels import decode_label_png, joint_histogram, pair_codes, warm_up
+from segprep.evaluate_kernels import decode_label_png, joint_histogram, pair_codes
 from segprep.io import Outcome, default_jobs, find_files, read_label
 from segprep.metrics import (CityscapesProtocol, InstanceStats, bdd100k_scores, class_precision,
                              class_recall, scores)
@@ -502,7 +502,6 @@ def thread_map(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | No
                 bar.update(1)
                 yield out
             return
-        warm_up()  # compile/load the kernels once, not in every thread at the same time
         with ThreadPoolExecutor(max_workers=min(jobs, len(items))) as ex:
             for out in ex.map(call, items):
                 bar.update(1)
@@ -877,31 +876,44 @@ def evaluate_odgt(odgt: PathLike, pred_dir: PathLike, num_classes: int, *,
 
 
 # =========================================================================== presentation
-def class_table(report: EvalReport):
-    """Per-class table (pandas DataFrame, percent) of an evaluation."""
-    import pandas as pd
-
+def class_table(report: EvalReport) -> tuple[list[str], list[list]]:
+    """Per-class table of an evaluation: ``(headers, rows)``, scores in percent (NaN: undefined).
+    Cityscapes: IoU and iIoU of the 19 evaluated classes; BDD100K: IoU and Acc (precision);
+    odgt: IoU and accuracy (recall)."""
     r = report.result or {}
     if report.protocol == "cityscapes":
-        rows = [(n, r["classScores"][n] * 100, r["classInstScores"][n] * 100)
-                for n in report.class_names]
-        return pd.DataFrame(rows, columns=["class", "IoU %", "iIoU %"]).set_index("class")
+        return (["class", "IoU %", "iIoU %"],
+                [[n, r["classScores"][n] * 100, r["classInstScores"][n] * 100]
+                 for n in report.class_names])
     if report.protocol == "bdd100k":
-        rows = [(n, r["IoU"][n], r["Acc"][n]) for n in report.class_names]
-        return pd.DataFrame(rows, columns=["class", "IoU %", "Acc % (precision)"]).set_index(
-            "class")
-    rows = [(n, _pct(r["classIoU"][n]), _pct(r["classAccuracy"][n])) for n in report.class_names]
-    return pd.DataFrame(rows, columns=["class", "IoU %", "Acc %"]).set_index("class")
+        return (["class", "IoU %", "Acc % (precision)"],
+                [[n, r["IoU"][n], r["Acc"][n]] for n in report.class_names])
+    return (["class", "IoU %", "Acc %"],
+            [[n, _pct(r["classIoU"][n]), _pct(r["classAccuracy"][n])] for n in report.class_names])
 
 
-def category_table(report: EvalReport):
-    """Per-category table (Cityscapes only) as a pandas DataFrame, percent."""
-    import pandas as pd
-
+def category_table(report: EvalReport) -> tuple[list[str], list[list]]:
+    """Per-category table (Cityscapes; categories with a defined IoU), percent."""
     r = report.result or {}
     cats = [c for c in r.get("categoryScores", {}) if not np.isnan(r["categoryScores"][c])]
-    rows = [(c, r["categoryScores"][c] * 100, r["categoryInstScores"][c] * 100) for c in cats]
-    return pd.DataFrame(rows, columns=["category", "IoU %", "iIoU %"]).set_index("category")
+    return (["category", "IoU %", "iIoU %"],
+            [[c, r["categoryScores"][c] * 100, r["categoryInstScores"][c] * 100] for c in cats])
+
+
+def format_table(table: tuple[list[str], list[list]]) -> str:
+    """Plain-text rendering of a :func:`class_table` (numbers with 2 decimals, NaN as ``-``)."""
+    headers, rows = table
+    cells = [[str(v) if isinstance(v, str) else ("-" if v is None or not np.isfinite(v)
+                                                   else f"{v:.2f}") for v in row] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w)
+                       for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for c in cells:
+        lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                               for i, (v, w) in enumerate(zip(c, widths))))
+    return "\n".join(lines)
 
 
 def _pct(x: float | None) -> float:

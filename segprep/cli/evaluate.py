@@ -49,8 +49,8 @@ def _cache_arg(cache_dir: str | None, no_cache: bool):
 
 
 def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None:
-    from segprep.evaluate import category_table, class_table, json_text, plot_confusion, \
-        summary_line
+    from segprep.evaluate import (category_table, class_table, format_table, json_text,
+                                  plot_confusion, summary_line)
     from segprep.io import atomic_write_text
 
     for w in report.warnings:
@@ -61,13 +61,10 @@ def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None
         click.echo(f"{report.protocol}: {len(report.errors)} of {report.frames} frames failed; "
                    "no scores (fix or remove the files listed above)", err=True)
         sys.exit(EXIT_FAILED)
-    import pandas as pd
-
-    with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
-        click.echo(class_table(report).to_string())
-        if report.protocol == "cityscapes":
-            click.echo()
-            click.echo(category_table(report).to_string())
+    click.echo(format_table(class_table(report)))
+    if report.protocol == "cityscapes":
+        click.echo()
+        click.echo(format_table(category_table(report)))
     click.echo(summary_line(report))
     if json_out:
         atomic_write_text(json_out, json_text(report))
