@@ -160,6 +160,15 @@ def image_mode(path: PathLike) -> str:
 
 
 # ----------------------------------------------------------------------------------- writing
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _atomic_write(path: PathLike, write: Callable[[Any], None]) -> None:
     """Write through a temp file in the same folder, then ``os.replace`` it onto ``path``."""
     path = Path(path)
@@ -168,6 +177,7 @@ def _atomic_write(path: PathLike, write: Callable[[Any], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -240,7 +250,8 @@ def write_image(path: PathLike, rgb: np.ndarray, quality: int = 95) -> None:
 
 # ----------------------------------------------------------------------------------- discovery
 def find_files(root: PathLike, suffix: str) -> list[Path]:
-    """All files under ``root`` (recursively) whose name ends with ``suffix``, sorted.
+    """All files under ``root`` (recursively, following symlinked folders) whose name ends with
+    ``suffix``, sorted. Hidden files (``.name``, e.g. atomic-write temp files) are left out.
 
     Raises:
         SegprepError: ``root`` does not exist or is not a readable directory.
@@ -251,7 +262,7 @@ def find_files(root: PathLike, suffix: str) -> list[Path]:
     if not os.access(root, os.R_OK | os.X_OK):
         raise SegprepError(root, "directory is not readable")
     out = []
-    for dirpath, _dirs, files in os.walk(root, onerror=None):
+    for dirpath, _dirs, files in os.walk(root, followlinks=True):
         out.extend(Path(dirpath) / f for f in files if f.endswith(suffix) and not f.startswith("."))
     return sorted(out)
 
