@@ -139,6 +139,9 @@ class Dist:
         return self.rank == 0
 
 
+_OWNED_GROUP: list[bool] = []
+
+
 def init_distributed(device_type: str) -> Dist:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -148,6 +151,7 @@ def init_distributed(device_type: str) -> Dist:
 
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        _OWNED_GROUP.append(True)  # destroyed by main() when the run ends
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -440,6 +444,12 @@ def main(cfg: TrainConfig | None = None, resume: str | None = None,
     try:
         return _main(cfg, resume, overrides)
     finally:
+        if _OWNED_GROUP:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            _OWNED_GROUP.clear()
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
         torch.backends.cudnn.benchmark = saved[3]
@@ -457,7 +467,8 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
 
     Returns:
         ``{"run_dir", "epoch", "best_miou", "best_epoch", "scores" (Scores of the last
-        validation or None), "stopped" ("epochs" | "time_budget" | "stop_after")}``.
+        validation or None), "stopped" ("epochs" | "time_budget" | "stop_after"),
+        "class_names", "model" (the trained model, last epoch's weights)}``.
 
     Raises:
         SegprepError: bad options or data (one line naming the file/option), out of memory.
@@ -722,6 +733,10 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
         if best_miou is not None:
             _say(f"best val mIoU {best_miou:.4f} at epoch {best_epoch} ({run_dir / 'best.pt'})",
                  d, cfg)
+    if d.enabled:  # every rank returns once rank 0 has written the run's files
+        import torch.distributed as dist
+
+        dist.barrier()
     return {"run_dir": str(run_dir), "epoch": epoch, "best_miou": best_miou,
             "best_epoch": best_epoch, "scores": last_scores, "stopped": stopped,
-            "class_names": names}
+            "class_names": names, "model": unwrap(model)}
