@@ -294,7 +294,8 @@ def _describe_values(counts: dict[int, int], limit: int = 6) -> str:
     return text
 
 
-def _ranges(values: np.ndarray) -> str:
+def value_ranges(values: np.ndarray) -> str:
+    """``[0, 1, 2, 5, 255]`` → ``"0-2, 5, 255"``."""
     vals = sorted(int(v) for v in values)
     out = []
     i = 0
@@ -359,10 +360,10 @@ class CityscapesJob:
             self.allowed[np.unique(tids)] = True  # includes 255 where the table has it
             self.allowed[IGNORE_INDEX] = True
             self.col_map = cmap.train_id_to_id.astype(np.int64)
-            self.valid_text = f"trainIds {_ranges(np.flatnonzero(self.allowed))}"
+            self.valid_text = f"trainIds {value_ranges(np.flatnonzero(self.allowed))}"
         else:
             self.allowed[np.array(self.protocol.eval_ids)] = True
-            self.valid_text = f"labelIds {_ranges(np.array(self.protocol.eval_ids))}"
+            self.valid_text = f"labelIds {value_ranges(np.array(self.protocol.eval_ids))}"
         self.cat_cols = {cat: np.array(ids, np.int64)
                          for cat, ids in self.protocol.inst_categories.items()}
 
