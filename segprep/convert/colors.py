@@ -1,0 +1,614 @@
+"""Color label images → id masks, for any palette in ``class_maps/``, with shared colors resolved by
+the shape of each connected region.
+
+Decoding (:func:`decode_colors`, :class:`Palette`):
+
+* A palette is a class map seen at one *level*: ``id`` (each label's color → its label id) or
+  ``train`` (the color of each trainId → that trainId, plus the ignore color → 255; the ignore
+  color is the color of the first label with trainId 255, black for Cityscapes and BDD100K — the
+  official BDD100K 2018 ``*_train_color.png`` maps are drawn that way).
+* RGB and RGBA images (alpha ignored) are looked up pixel by pixel in a 2^24-entry uint8 table
+  (packed ``r | g << 8 | b << 16`` → color index, 16 MiB, built once per process and palette) by a
+  numba kernel that also counts the pixels of each color in the same pass: no per-class loop over
+  the image.
+* Palette-mode PNGs (``read_label`` keeps their indices): when every index used in the image has,
+  in the file's palette, the palette color of that value (e.g. the BDD100K 2020+
+  ``labels/sem_seg/colormaps/*.png``, whose indices are trainIds), the indices *are* the values and
+  are used directly — shared colors need no resolution then. Otherwise the file's palette colors are
+  decoded like RGB (once per palette entry, then a 256-entry LUT over the indices).
+* A color that is not in the palette raises :class:`~segprep.errors.SegprepError` naming the file,
+  the color(s) and their pixel counts; ``unknown="ignore"`` maps those pixels to 255 instead and
+  :class:`DecodeStats` counts them.
+
+Shared colors (several labels with one color, e.g. BDD100K person / parking sign (220, 20, 60),
+pole / polegroup (153, 153, 153), the black void labels; Cityscapes pole / polegroup and its black
+void labels): each 8-connected region of such a color is given one label by a documented rule
+over its shape and position (:class:`PersonSignRule`, :class:`PoleGroupRule`, :class:`VoidRule`;
+features in :func:`region_features`). A group no rule covers keeps its first label (the first row
+wins, as every lookup of :mod:`segprep.class_maps`). Pixels of unambiguous colors are exact lookups.
+
+The thresholds were chosen on real frames and are measured by ``scripts/measure_shape_resolution.py``
+(Cityscapes ``*_gtFine_color.png`` against the official ``*_labelIds.png``; Cityscapes labelIds
+rendered with the BDD100K id-level palette, Cityscapes ``traffic sign`` painted as ``parking sign``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from segprep import class_maps
+from segprep.class_maps import IGNORE_INDEX, ClassMap
+from segprep.errors import SegprepError
+
+LEVELS = ("id", "train")
+"""Palette levels: ``id`` (label ids, every label's own color) or ``train`` (trainIds)."""
+
+UNKNOWN_POLICIES = ("error", "ignore")
+"""What to do with a color that is not in the palette."""
+
+RESOLVE_MODES = ("all", "train_ids", "none")
+"""Which shared-color groups to resolve by shape: all; only those whose labels differ in trainId
+(enough when only trainIds are written); none (first row wins)."""
+
+_UNKNOWN = 255  # color index of "not in the palette" in the 2^24 table
+_MAX_REPORTED = 3  # unknown colors named in an error message
+
+
+# ----------------------------------------------------------------------------------- palette
+@dataclass(frozen=True, eq=False)
+class Palette:
+    """A class map's colors at one level, ready for decoding.
+
+    Attributes:
+        class_map: the label table.
+        level: ``"id"`` or ``"train"``.
+        colors: ``(K, 3)`` uint8 distinct colors (K < 255), in table order of first appearance.
+        candidates: per color, the values (label ids or trainIds) painted with it, in table order.
+        names: per color, the label names of those values.
+        value_lut: ``(256,)`` uint8: color index → its first value; index 255 (unknown) → 255.
+        value_colors: ``(256, 3)`` uint8: value → the color it is painted with.
+        value_known: ``(256,)`` bool: which values a mask of this level may hold.
+    """
+
+    class_map: ClassMap
+    level: str
+    colors: np.ndarray
+    candidates: tuple[tuple[int, ...], ...]
+    names: tuple[tuple[str, ...], ...]
+    value_lut: np.ndarray
+    value_colors: np.ndarray
+    value_known: np.ndarray
+
+    @property
+    def shared(self) -> tuple[int, ...]:
+        """Indices of the colors shared by several labels."""
+        return tuple(i for i, c in enumerate(self.candidates) if len(c) > 1)
+
+    @functools.cached_property
+    def lut24(self) -> np.ndarray:
+        """``(2**24,)`` uint8 table: packed ``r | g << 8 | b << 16`` → color index (255 unknown)."""
+        lut = np.full(1 << 24, _UNKNOWN, np.uint8)
+        lut[_pack_le(self.colors)] = np.arange(len(self.colors), dtype=np.uint8)
+        lut.setflags(write=False)
+        return lut
+
+    def describe(self) -> str:
+        return f"{self.class_map.name} {self.level}-level palette"
+
+
+def _pack_le(rgb: np.ndarray) -> np.ndarray:
+    """``(..., >=3)`` uint8 → ``(...)`` int64 keys ``r | g << 8 | b << 16`` (the little-endian
+    uint32 view of an RGBA pixel, alpha masked off)."""
+    rgb = np.asarray(rgb)
+    return (rgb[..., 0].astype(np.int64) | (rgb[..., 1].astype(np.int64) << 8)
+            | (rgb[..., 2].astype(np.int64) << 16))
+
+
+@functools.lru_cache(maxsize=16)
+def palette(class_map: str | ClassMap, level: str = "id") -> Palette:
+    """The decoding :class:`Palette` of a class map (cached per process).
+
+    Args:
+        class_map: a class-map name (``class_maps/<name>.csv``) or a :class:`ClassMap`.
+        level: ``"id"``: every label with a non-negative id, by its color (labels sharing a color
+            are candidates of one entry, resolved by shape). ``"train"``: the color of each trainId
+            ``0 .. num_classes-1`` (first row with that trainId) and the ignore color → 255.
+
+    Raises:
+        SegprepError: unknown level, or more than 254 distinct colors.
+    """
+    cm = class_maps.load(class_map) if isinstance(class_map, str) else class_map
+    if level not in LEVELS:
+        raise SegprepError("--palette", f"unknown palette level {level!r} (choose from id, train)")
+    groups: dict[tuple[int, int, int], list[tuple[int, str]]] = {}
+    value_colors = np.zeros((256, 3), np.uint8)
+    value_known = np.zeros(256, bool)
+    if level == "id":
+        for n, i, c in zip(cm.names, cm.ids, cm.colors):
+            if 0 <= i < 256:
+                key = (int(c[0]), int(c[1]), int(c[2]))
+                groups.setdefault(key, []).append((int(i), n))
+                if not value_known[i]:
+                    value_colors[i], value_known[i] = c, True
+    else:
+        for t in range(cm.num_classes):
+            rows = np.flatnonzero(cm.train_ids == t)
+            if rows.size == 0:
+                continue
+            c = cm.train_colors[t]
+            key = (int(c[0]), int(c[1]), int(c[2]))
+            groups.setdefault(key, []).append((t, cm.names[rows[0]]))
+            value_colors[t], value_known[t] = c, True
+        ignore_color = cm.id_colors[cm.train_id_to_id[IGNORE_INDEX]]
+        key = (int(ignore_color[0]), int(ignore_color[1]), int(ignore_color[2]))
+        groups.setdefault(key, []).append((IGNORE_INDEX, "ignore"))
+        value_colors[IGNORE_INDEX], value_known[IGNORE_INDEX] = ignore_color, True
+    if len(groups) >= _UNKNOWN:
+        raise SegprepError(cm.name, f"{len(groups)} distinct colors: at most 254 are supported")
+    colors = np.array(list(groups), np.uint8).reshape(-1, 3)
+    candidates = tuple(tuple(v for v, _ in g) for g in groups.values())
+    names = tuple(tuple(n for _, n in g) for g in groups.values())
+    value_lut = np.full(256, IGNORE_INDEX, np.uint8)
+    value_lut[: len(candidates)] = [c[0] for c in candidates]
+    for arr in (value_lut, value_colors, value_known, colors):
+        arr.setflags(write=False)
+    return Palette(cm, level, colors, candidates, names, value_lut, value_colors, value_known)
+
+
+# ----------------------------------------------------------------------------------- kernels
+def _lookup_kernel(img, lut, out, hist):  # pragma: no cover - runs compiled by numba
+    """out[y, x] = lut[r | g << 8 | b << 16]; hist[v] += 1 for each output value."""
+    h, w = out.shape
+    for y in range(h):
+        for x in range(w):
+            v = lut[np.int64(img[y, x, 0]) | (np.int64(img[y, x, 1]) << 8)
+                    | (np.int64(img[y, x, 2]) << 16)]
+            out[y, x] = v
+            hist[v] += 1
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(name: str):
+    """A numba-compiled kernel of this module (compiled, or loaded from numba's on-disk cache, on
+    first use, so that importing the module stays cheap)."""
+    import numba
+
+    fn = {"lookup": _lookup_kernel}[name]
+    return numba.njit(cache=True, nogil=True)(fn)
+
+
+def lookup_colors(image: np.ndarray, pal: Palette) -> tuple[np.ndarray, np.ndarray]:
+    """Color index of every pixel of an RGB(A) image, and the pixel count of every index.
+
+    Args:
+        image: ``(H, W, 3|4)`` uint8 (alpha ignored).
+        pal: the palette.
+
+    Returns:
+        ``(index, hist)``: ``(H, W)`` uint8 color indices into ``pal.colors`` (255 = not in the
+        palette) and ``(256,)`` int64 counts of each index.
+    """
+    image = np.ascontiguousarray(image)
+    out = np.empty(image.shape[:2], np.uint8)
+    hist = np.zeros(256, np.int64)
+    _kernel("lookup")(image, pal.lut24, out, hist)
+    return out, hist
+
+
+# ----------------------------------------------------------------------------------- features
+@dataclass(frozen=True)
+class RegionFeatures:
+    """Shape and position of the 8-connected regions of one mask (region ``k`` has label ``k + 1``
+    in the label image returned beside it by :func:`region_features`).
+
+    All arrays have shape ``(N,)``. Positions are fractions of the frame height ``H`` (rows,
+    0 = top) so that rules transfer between frame sizes.
+
+    Attributes:
+        height, width: frame size in pixels.
+        area: pixels of the region (int64).
+        x, y, w, h: bounding box in pixels (int64).
+        rel_area: ``area / (H * W)``.
+        bottom: ``(y + h) / H``, the lowest row of the region (where an object stands).
+        rel_height: ``h / H``.
+        extent: ``area / (w * h)``.
+        solidity: contour area / convex-hull area (outer contour through pixel centers; 1 for
+            regions too thin to have an area).
+        fit: how well the region fills the smallest enclosing circle, rotated rectangle or
+            triangle (contour area / shape area, the best of the three; 1 for degenerate regions):
+            sign faces (discs, rectangles, triangles) score near 1.
+        multirun: fraction of the region's rows that cross it more than once (gaps between legs,
+            between poles).
+        slender: ``h**2 / area`` = height / mean row width.
+        touches: ``(N, 4)`` bool: touches the top, bottom, left, right frame edge.
+    """
+
+    height: int
+    width: int
+    area: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    h: np.ndarray
+    rel_area: np.ndarray
+    bottom: np.ndarray
+    rel_height: np.ndarray
+    extent: np.ndarray
+    solidity: np.ndarray
+    fit: np.ndarray
+    multirun: np.ndarray
+    slender: np.ndarray
+    touches: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.area.shape[0])
+
+
+#: regions smaller than this (pixels) get no contour analysis (solidity = fit = 1, multirun = 0).
+_MIN_CONTOUR_AREA = 6
+
+
+def region_features(mask: np.ndarray, contours: bool = True) -> tuple[np.ndarray, RegionFeatures]:
+    """Label the 8-connected regions of a mask and measure them.
+
+    Args:
+        mask: ``(H, W)`` bool or uint8 (non-zero = in).
+        contours: also compute the contour features (solidity, fit, multirun); without them they
+            are 1, 1, 0.
+
+    Returns:
+        ``(labels, features)``: ``(H, W)`` int32 region labels (0 = outside, ``k + 1`` = region
+        ``k``) and the :class:`RegionFeatures` of the ``N`` regions.
+    """
+    import cv2
+
+    m = np.ascontiguousarray(mask, dtype=np.uint8) if mask.dtype != np.uint8 else mask
+    H, W = m.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_32S)
+    st = stats[1:].astype(np.int64)
+    x, y, w, h, area = st[:, 0], st[:, 1], st[:, 2], st[:, 3], st[:, 4]
+    N = n - 1
+    solidity = np.ones(N)
+    fit = np.ones(N)
+    multirun = np.zeros(N)
+    if contours and N:
+        for k in np.flatnonzero(area >= _MIN_CONTOUR_AREA):
+            x0, y0, x1, y1 = x[k], y[k], x[k] + w[k], y[k] + h[k]
+            crop = labels[y0:y1, x0:x1] == k + 1
+            starts = crop.copy()
+            starts[:, 1:] &= ~crop[:, :-1]  # a run starts where the pixel to the left is out
+            multirun[k] = np.count_nonzero(starts.sum(axis=1) > 1) / crop.shape[0]
+            solidity[k], fit[k] = _contour_shape(crop)
+    hf = float(H)
+    touches = np.stack([y == 0, y + h == H, x == 0, x + w == W], axis=1)
+    feats = RegionFeatures(
+        height=H, width=W, area=area, x=x, y=y, w=w, h=h, rel_area=area / float(H * W),
+        bottom=(y + h) / hf, rel_height=h / hf, extent=area / (w * h).astype(float),
+        solidity=solidity, fit=fit, multirun=multirun, slender=(h * h) / area.astype(float),
+        touches=touches)
+    return labels, feats
+
+
+def _contour_shape(crop: np.ndarray) -> tuple[float, float]:
+    """Solidity and best simple-shape fit of one region crop (see :class:`RegionFeatures`)."""
+    import cv2
+
+    padded = np.pad(crop.astype(np.uint8), 1)
+    cnts, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cnt = max(cnts, key=cv2.contourArea)
+    area = cv2.contourArea(cnt)
+    if area <= 0:
+        return 1.0, 1.0
+    hull_area = cv2.contourArea(cv2.convexHull(cnt))
+    solidity = area / hull_area if hull_area > 0 else 1.0
+    pts = cnt.astype(np.float32)
+    (_, _), r = cv2.minEnclosingCircle(pts)
+    (_, _), (rw, rh), _ = cv2.minAreaRect(pts)
+    fits = [area / (np.pi * r * r) if r > 0 else 1.0, area / (rw * rh) if rw * rh > 0 else 1.0]
+    if len(cnt) >= 3:
+        tri_area, _ = cv2.minEnclosingTriangle(pts)
+        if tri_area > 0:
+            fits.append(area / tri_area)
+    return float(solidity), float(min(max(fits), 1.0))
+
+
+# ----------------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class PersonSignRule:
+    """Person vs sign for one color (BDD100K id level: ``person`` and ``parking sign``, both
+    (220, 20, 60)).
+
+    Rule (a depth-2 decision tree; thresholds chosen on the Cityscapes train/aachen frames, see
+    ``scripts/measure_shape_resolution.py``):
+
+    1. A *regular* region (``fit >= min_fit``: it fills its enclosing disc, rectangle or
+       triangle — the faces of signs) is a sign, unless more than ``max_multirun`` of its rows
+       cross it twice or more (a walking person's legs, a group of people) → person.
+    2. An *irregular* region (a silhouette) is a person, unless it ends above ``sign_bottom``
+       (fraction of the frame height from the top): nothing that stands on the road ends that
+       high in a driving camera's frame (the horizon sits at about 0.40–0.50 H), while a sign
+       seen edge-on or partly occluded does.
+
+    Why it works: sign faces are convex primitives (solidity and fit near 1) mounted above the
+    ground; people are non-convex silhouettes standing on the ground. What it gets wrong is
+    person-shaped signage standing on the ground (bollards, mobile boards) and people seen as
+    compact blobs.
+    """
+
+    labels: tuple[str, str] = ("person", "parking sign")
+    min_fit: float = 0.74
+    max_multirun: float = 0.35
+    sign_bottom: float = 0.40
+
+    def classify(self, f: RegionFeatures) -> np.ndarray:
+        """``(N,)`` int: 0 = ``labels[0]`` (person), 1 = ``labels[1]`` (sign)."""
+        regular = f.fit >= self.min_fit
+        sign = np.where(regular, f.multirun < self.max_multirun, f.bottom < self.sign_bottom)
+        return sign.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class PoleGroupRule:
+    """Pole vs polegroup for one color (Cityscapes and BDD100K: (153, 153, 153)).
+
+    A polegroup is annotated where several poles are too far away or too close together to be
+    outlined one by one. Rule: a region is a polegroup when all of
+
+    * its base lies in the horizon band ``band_bottom <= bottom < band_top`` (far away),
+    * it is not tall: ``rel_height < max_rel_height``,
+    * it is not a speck: ``rel_area >= min_rel_area``,
+    * and it is not one slender pole: ``slender < max_slender`` (height below ``max_slender``
+      times its mean width: several poles side by side) or ``solidity < max_solidity`` (several
+      thin poles joined at the top: a sparse cluster).
+
+    Everything else is a pole. Poles are thin and tall at any distance, so the rule costs few
+    pole pixels; its thresholds rest on the only 11 polegroup regions of the sample frames (see
+    ``scripts/measure_shape_resolution.py``).
+    """
+
+    labels: tuple[str, str] = ("pole", "polegroup")
+    band_bottom: float = 0.40
+    band_top: float = 0.52
+    max_rel_height: float = 0.40
+    min_rel_area: float = 150 / (2048 * 1024)
+    max_slender: float = 8.0
+    max_solidity: float = 0.30
+
+    def classify(self, f: RegionFeatures) -> np.ndarray:
+        """``(N,)`` int: 0 = pole, 1 = polegroup."""
+        group = ((f.bottom >= self.band_bottom) & (f.bottom < self.band_top)
+                 & (f.rel_height < self.max_rel_height) & (f.rel_area >= self.min_rel_area)
+                 & ((f.slender < self.max_slender) | (f.solidity < self.max_solidity)))
+        return group.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class VoidRule:
+    """The black void labels (BDD100K: unlabeled / ego vehicle / static; Cityscapes also has
+    rectification border and out of roi, never produced here).
+
+    Rule: a region touching the bottom frame edge and covering less than ``max_ego_area`` of the
+    frame is the ego vehicle (its hood); any other region touching a frame edge is unlabeled
+    (borders, unannotated frames); a region inside the frame is a static object.
+    """
+
+    labels: tuple[str, str, str] = ("unlabeled", "ego vehicle", "static")
+    max_ego_area: float = 0.5
+
+    contours: bool = False  # the rule needs no contour features
+
+    def classify(self, f: RegionFeatures) -> np.ndarray:
+        """``(N,)`` int: 0 = unlabeled, 1 = ego vehicle, 2 = static."""
+        border = f.touches.any(axis=1)
+        ego = f.touches[:, 1] & (f.rel_area < self.max_ego_area)
+        return np.where(ego, 1, np.where(border, 0, 2)).astype(np.int64)
+
+
+RULES: tuple = (PersonSignRule(), PoleGroupRule(), VoidRule())
+"""The shared-color rules, tried in order: a rule applies to a shared color when all its
+``labels`` are among the labels of that color."""
+
+
+def rule_for(names: tuple[str, ...], rules: tuple = RULES):
+    """The first rule of ``rules`` whose labels all share this color, or None."""
+    for rule in rules:
+        if set(rule.labels) <= set(names):
+            return rule
+    return None
+
+
+# ----------------------------------------------------------------------------------- decoding
+@dataclass
+class DecodeStats:
+    """What :func:`decode_colors` met in one image.
+
+    Attributes:
+        pixels: pixels decoded.
+        unknown_pixels: pixels whose color is not in the palette (mapped to 255 with
+            ``unknown="ignore"``).
+        unknown_colors: ``(r, g, b)`` → pixel count of each such color.
+        palette_indices: the image's palette indices were used directly.
+        regions: label name → number of shared-color regions given that label.
+        unresolved: names of the shared colors present that no rule covers (first row won).
+    """
+
+    pixels: int = 0
+    unknown_pixels: int = 0
+    unknown_colors: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    palette_indices: bool = False
+    regions: dict[str, int] = field(default_factory=dict)
+    unresolved: list[str] = field(default_factory=list)
+
+
+def _as_mode(resolve_shared: bool | str) -> str:
+    if resolve_shared is True:
+        return "all"
+    if resolve_shared is False:
+        return "none"
+    if resolve_shared not in RESOLVE_MODES:
+        raise ValueError(f"resolve_shared must be a bool or one of {RESOLVE_MODES}")
+    return resolve_shared
+
+
+def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
+                  level: str = "id", palette_colors: np.ndarray | None = None,
+                  unknown: Literal["error", "ignore"] = "error",
+                  resolve_shared: bool | str = True, rules: tuple = RULES,
+                  where: str | None = None) -> tuple[np.ndarray, DecodeStats]:
+    """Turn a color label image into an id (or trainId) mask.
+
+    Args:
+        image: ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA uint8 (alpha ignored), or ``(H, W)`` uint8
+            palette indices together with ``palette_colors``.
+        class_map: class-map name, :class:`ClassMap`, or a ready :class:`Palette` (then ``level``
+            is the palette's).
+        level: ``"id"`` → label ids, ``"train"`` → trainIds (see :func:`palette`).
+        palette_colors: ``(K, 3)`` uint8 palette of a palette-mode image (as returned by
+            :func:`segprep.io.read_label`).
+        unknown: ``"error"``: raise on a color not in the palette; ``"ignore"``: map it to 255.
+        resolve_shared: ``True``/``"all"``: resolve every shared color by shape; ``"train_ids"``:
+            only colors whose labels differ in trainId (the others keep their first label, which
+            has the same trainId); ``False``/``"none"``: the first label of each color.
+        rules: the shared-color rules (default :data:`RULES`).
+        where: file name for error messages.
+
+    Returns:
+        ``(mask, stats)``: ``(H, W)`` uint8 values of the level (255 = unknown color with
+        ``unknown="ignore"``, or trainId 255 = ignore) and :class:`DecodeStats`.
+
+    Raises:
+        SegprepError: the image is not a color image (wrong shape or dtype), or it has colors
+            not in the palette (with ``unknown="error"``).
+    """
+    pal = class_map if isinstance(class_map, Palette) else palette(class_map, level)
+    mode = _as_mode(resolve_shared)
+    if unknown not in UNKNOWN_POLICIES:
+        raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}")
+    where = where or "image"
+    stats = DecodeStats()
+    if image.dtype != np.uint8:
+        raise SegprepError(where, f"expected an 8-bit color label image, got {image.dtype}")
+    if image.ndim == 2 and palette_colors is not None:
+        stats.pixels = image.size
+        direct = _direct_indices(image, np.asarray(palette_colors, np.uint8), pal)
+        if direct is not None:
+            stats.palette_indices = True
+            return direct, stats
+        index, hist = _index_via_palette(image, np.asarray(palette_colors, np.uint8), pal)
+    elif image.ndim == 3 and image.shape[2] in (3, 4):
+        stats.pixels = image.shape[0] * image.shape[1]
+        index, hist = lookup_colors(image, pal)
+    else:
+        kind = "a single-channel (gray or index) image" if image.ndim == 2 else \
+            f"an image of shape {image.shape}"
+        raise SegprepError(where, f"expected an RGB, RGBA or palette-mode color label image, got "
+                                  f"{kind}")
+    if hist[_UNKNOWN]:
+        colors = _unknown_colors(image, index, palette_colors)
+        if unknown == "error":
+            listed = ", ".join(f"({r}, {g}, {b}) × {n} px" for (r, g, b), n in
+                               list(colors.items())[:_MAX_REPORTED])
+            more = f" and {len(colors) - _MAX_REPORTED} more" if len(colors) > _MAX_REPORTED else ""
+            raise SegprepError(where, f"{len(colors)} color(s) not in the {pal.describe()}: "
+                                      f"{listed}{more} (use --unknown ignore to map them to 255)")
+        stats.unknown_pixels = int(hist[_UNKNOWN])
+        stats.unknown_colors = colors
+    import cv2
+
+    out = cv2.LUT(index, pal.value_lut)
+    for ci in pal.shared:
+        if not hist[ci]:
+            continue
+        cands, names = pal.candidates[ci], pal.names[ci]
+        if mode == "none" or (mode == "train_ids" and not _train_ids_differ(pal, cands)):
+            continue
+        rule = rule_for(names, rules)
+        if rule is None:
+            stats.unresolved.append("/".join(names))
+            continue
+        labels, feats = region_features(index == ci, contours=getattr(rule, "contours", True))
+        choice = rule.classify(feats)
+        region_value = np.array([cands[names.index(rule.labels[c])] for c in choice] or [0],
+                                np.uint8)
+        inside = labels > 0
+        out[inside] = region_value[labels[inside] - 1]
+        for c in choice:
+            stats.regions[rule.labels[c]] = stats.regions.get(rule.labels[c], 0) + 1
+    return out, stats
+
+
+def _train_ids_differ(pal: Palette, cands: tuple[int, ...]) -> bool:
+    if pal.level == "train":
+        return len(set(cands)) > 1
+    lut = pal.class_map.id_to_train_id
+    return len({int(lut[c]) for c in cands}) > 1
+
+
+def _direct_indices(index: np.ndarray, pal_colors: np.ndarray, pal: Palette) -> np.ndarray | None:
+    """The index image itself when every used index is a value painted with its own color."""
+    import cv2
+
+    used = np.flatnonzero(cv2.calcHist([index], [0], None, [256], [0, 256]).ravel())
+    if used.size == 0 or used[-1] >= len(pal_colors) or not pal.value_known[used].all():
+        return None
+    if not np.array_equal(pal_colors[used], pal.value_colors[used]):
+        return None
+    return index
+
+
+def _index_via_palette(index: np.ndarray, pal_colors: np.ndarray, pal: Palette
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Color indices of a palette-mode image through its own palette (entries beyond the file's
+    palette are unknown)."""
+    import cv2
+
+    table = np.full(256, _UNKNOWN, np.uint8)
+    k = min(len(pal_colors), 256)
+    table[:k] = pal.lut24[_pack_le(pal_colors[:k])]
+    out = cv2.LUT(index, table)
+    hist = np.bincount(out.ravel(), minlength=256).astype(np.int64)
+    return out, hist
+
+
+def _unknown_colors(image: np.ndarray, index: np.ndarray, pal_colors: np.ndarray | None
+                    ) -> dict[tuple[int, int, int], int]:
+    """Colors of the unknown pixels with their counts, most frequent first (error path only)."""
+    bad = index == _UNKNOWN
+    if image.ndim == 2:  # palette indices
+        idx, counts = np.unique(image[bad], return_counts=True)
+        cols = [tuple(int(v) for v in pal_colors[i]) if i < len(pal_colors) else (-1, -1, -1)
+                for i in idx]
+        merged: dict[tuple[int, int, int], int] = {}
+        for c, n in zip(cols, counts):
+            merged[c] = merged.get(c, 0) + int(n)
+    else:
+        keys, counts = np.unique(_pack_le(image[bad]), return_counts=True)
+        merged = {(int(k & 255), int((k >> 8) & 255), int(k >> 16)): int(n)
+                  for k, n in zip(keys, counts)}
+    return dict(sorted(merged.items(), key=lambda kv: -kv[1]))
+
+
+def encode_colors(values: np.ndarray, class_map: str | ClassMap, level: str = "id",
+                  rgba: bool = False) -> np.ndarray:
+    """Paint an id (or trainId) mask with its palette: the inverse of :func:`decode_colors`.
+
+    Args:
+        values: ``(H, W)`` uint8 label ids (``level="id"``) or trainIds (``"train"``).
+        class_map: class-map name or :class:`ClassMap`.
+        level: ``"id"`` or ``"train"`` (trainId 255 → the ignore color).
+        rgba: add an opaque alpha channel (as the official BDD100K 2018 color maps).
+
+    Returns:
+        ``(H, W, 3|4)`` uint8 color image.
+    """
+    import cv2
+
+    pal = palette(class_map, level)
+    chans = [cv2.LUT(values, np.ascontiguousarray(pal.value_colors[:, c])) for c in range(3)]
+    if rgba:
+        chans.append(np.full(values.shape, 255, np.uint8))
+    return np.ascontiguousarray(np.stack(chans, axis=-1))
