@@ -91,9 +91,11 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
-@click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on with CUDA).")
+@click.option("--amp/--no-amp", default=None,
+              help="Mixed precision: float16 autocast + GradScaler on CUDA, bfloat16 autocast on "
+                   "CPU. Default: on with CUDA and on CPUs with native bf16 (AMX / AVX512-BF16).")
 @click.option("--channels-last/--no-channels-last", default=None,
-              help="channels_last memory format (default: on with CUDA).")
+              help="channels_last memory format (default: on; faster with cuDNN and oneDNN).")
 @click.option("--threads", type=int, default=None,
               help="torch CPU threads (default: all cores).")
 @click.option("--val-every", type=int, default=1, show_default=True,
