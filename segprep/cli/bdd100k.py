@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import batch_options, finish, handle_errors, info, split_csv
+from segprep.cli.common import batch_options, finish, handle_errors, split_csv
 from segprep.convert import bdd100k as bdd
 from segprep.convert.colors import UNKNOWN_POLICIES
 from segprep.io import BatchSummary, parallel_map
@@ -16,7 +16,7 @@ def command() -> None:
 
 
 @command.command("convert")
-@click.argument("src", type=click.Path(exists=True))
+@click.argument("src", type=click.Path(readable=False))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--palette", type=click.Choice(bdd.PALETTES), default="train", show_default=True,
               help="Colors of the input maps. train: colored by trainId — the official 2018 "
@@ -71,6 +71,6 @@ def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: st
     if palette_files:
         summary.extra["palette indices used directly"] = palette_files
     if regions:
-        info("shared colors resolved (regions): "
-             + ", ".join(f"{k} {v}" for k, v in sorted(regions.items())), quiet)
+        summary.extra["shared-color regions"] = " / ".join(f"{k} {v}"
+                                                           for k, v in sorted(regions.items()))
     finish(summary, "frames")

@@ -17,7 +17,7 @@ def command() -> None:
 
 
 @command.command("convert")
-@click.argument("src", type=click.Path(exists=True))
+@click.argument("src", type=click.Path(readable=False))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--classes", type=click.Choice(["32", "11"]), required=True,
               help="32: the index of each class in the official alphabetical order (Animal 0 … "
