@@ -143,7 +143,7 @@ def check_void_id(classes: int, void_id: int) -> int:
     """
     if not 0 <= void_id <= 255:
         raise SegprepError("--void-id", f"must be in 0..255, not {void_id}")
-    cm = class_map_for(classes, "segnet")
+    cm = class_maps.load("camvid32" if classes == 32 else "camvid11")
     used = set(int(t) for t in cm.train_ids if t != IGNORE_INDEX)
     if void_id in used:
         raise SegprepError("--void-id", f"{void_id} is the value of a class "
