@@ -1,0 +1,529 @@
+"""``segprep demo``: the whole pipeline, end to end, on a synthetic Cityscapes-format dataset.
+
+Nothing is downloaded: :func:`segprep.synth.generate_cityscapes` writes a small dataset in the
+official layout, then the real commands run on it, in this process, exactly as a user types them::
+
+    cityscapes gen-gt → odgt create → odgt split → odgt stats → train → predict → evaluate
+    cityscapes → predict (overlays) → predict (test split) → submit cityscapes
+
+Each stage prints one line (what it did, its main artefact, seconds); a command's own output goes
+to ``OUT/logs/<nn>_<stage>.log`` and every command line to ``OUT/commands.sh`` (rerunnable by
+hand). The end summary (val mIoU, artefact paths, an overlay PNG to look at) is also written to
+``OUT/summary.json``. A failing command stops the demo with its exit status, the command line and
+the last lines of its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segprep.errors import SegprepError
+
+#: file that marks a folder as a segprep demo output (so a rerun may reuse it)
+MARKER = ".segprep-demo"
+
+
+class DemoError(SegprepError):
+    """A demo stage failed, or the output folder is unusable.
+
+    Attributes:
+        exit_code: the failing command's exit status (2 for an unusable output folder).
+        detail: extra lines to show (the last lines of the failing command's log).
+    """
+
+    def __init__(self, where: str | os.PathLike | None, message: str, exit_code: int = 1,
+                 detail: str = "") -> None:
+        super().__init__(where, message)
+        self.exit_code = exit_code
+        self.detail = detail
+
+
+@dataclass
+class DemoConfig:
+    """Settings of one demo run (the defaults finish in under 3 minutes on 2 CPU cores).
+
+    Attributes:
+        out: output folder (created; must be empty or a previous demo's).
+        frames: synthetic frames in all (60 % train, 20 % val, 20 % test).
+        epochs: training epochs; None: as many as fit in :attr:`train_minutes`, with the
+            learning-rate schedule fitted to that budget (the trainer's ``--time-budget``).
+        seed: seed of the dataset, the split and the training.
+        jobs: worker processes for batch stages (None: all cores).
+        width, height: synthetic image size (px).
+        crop: ``(H, W)`` random training crop (frames keep their size, so the model sees
+            objects at the scale ``predict`` shows them, full frames).
+        base_channels: U-Net width.
+        batch_size, lr: training batch size and peak learning rate.
+        train_minutes: wall-time budget of the training stage (the trainer's ``--time-budget``).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        verbose: echo every command's own output instead of only logging it.
+    """
+
+    out: Path = Path("segprep-demo")
+    frames: int = 40
+    epochs: int | None = None
+    seed: int = 0
+    jobs: int | None = None
+    width: int = 512
+    height: int = 256
+    crop: tuple[int, int] = (128, 256)
+    base_channels: int = 16
+    batch_size: int = 4
+    lr: float = 4e-3
+    train_minutes: float = 1.5
+    device: str = "auto"
+    verbose: bool = False
+
+    def split_counts(self) -> tuple[int, int, int]:
+        """``(train, val, test)`` frame counts from :attr:`frames` (60/20/20, each >= 2)."""
+        n_val = max(2, round(0.2 * self.frames))
+        n_test = max(2, round(0.2 * self.frames))
+        return max(2, self.frames - n_val - n_test), n_val, n_test
+
+
+@dataclass
+class StageResult:
+    """One stage's outcome: a one-line message, its artefacts, wall seconds."""
+
+    name: str
+    message: str
+    artefacts: dict[str, str]
+    seconds: float
+
+
+@dataclass
+class DemoSummary:
+    """Everything the demo produced (also written to ``OUT/summary.json``)."""
+
+    out: str
+    stages: list[StageResult] = field(default_factory=list)
+    scores: dict[str, Any] = field(default_factory=dict)
+    artefacts: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": self.out,
+            "seconds": round(self.seconds, 2),
+            "scores": self.scores,
+            "artefacts": self.artefacts,
+            "stages": [{"name": s.name, "message": s.message, "artefacts": s.artefacts,
+                        "seconds": round(s.seconds, 2)} for s in self.stages],
+        }
+
+
+class _Tee(io.TextIOBase):
+    """A text stream writing to several streams (log file, optionally the terminal)."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, s: str) -> int:
+        for st in self.streams:
+            st.write(s)
+        return len(s)
+
+    def flush(self) -> None:
+        for st in self.streams:
+            st.flush()
+
+    def isatty(self) -> bool:  # no progress bars in logs
+        return False
+
+
+def _tail(path: Path, n: int = 12) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + ln for ln in lines[-n:])
+
+
+class Runner:
+    """Runs ``segprep`` commands in-process, logging their output, recording their command lines."""
+
+    def __init__(self, out: Path, verbose: bool = False,
+                 echo: Callable[[str], None] | None = None) -> None:
+        self.out = out
+        self.verbose = verbose
+        self.logs = out / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.commands = out / "commands.sh"
+        self.commands.write_text("#!/usr/bin/env bash\n# The commands `segprep demo` ran, in "
+                                 "order (run from the folder the demo was started in).\nset -e\n")
+        self.count = 0
+
+    def log_path(self, stage: str) -> Path:
+        return self.logs / f"{self.count:02d}_{stage}.log"
+
+    def note(self, stage: str, text: str) -> None:
+        """Record a library step (not a CLI command) in commands.sh as a comment."""
+        with self.commands.open("a") as fh:
+            fh.write(f"# {stage}: {text}\n")
+
+    def __call__(self, stage: str, args: Sequence[str]) -> str:
+        """Run ``segprep ARGS``; returns its captured output.
+
+        Raises:
+            DemoError: the command exited non-zero or raised.
+        """
+        import click
+
+        from segprep.cli.main import cli
+
+        args = [str(a) for a in args]
+        self.count += 1
+        line = "segprep " + " ".join(shlex.quote(a) for a in args)
+        with self.commands.open("a") as fh:
+            fh.write(line + "\n")
+        log = self.log_path(stage)
+        code: int | str | None = 0
+        buf = io.StringIO()
+        with log.open("w") as fh:
+            fh.write(f"$ {line}\n")
+            fh.flush()
+            streams = (fh, buf, sys.__stderr__) if self.verbose else (fh, buf)
+            tee = _Tee(*streams)
+            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+                try:
+                    rv = cli.main(args=args, prog_name="segprep", standalone_mode=False)
+                    code = rv if isinstance(rv, int) else 0
+                except SystemExit as exc:
+                    code = exc.code
+                except click.exceptions.Exit as exc:
+                    code = exc.exit_code
+                except click.ClickException as exc:
+                    exc.show(file=tee)
+                    code = exc.exit_code
+                except click.exceptions.Abort:
+                    code = "aborted"
+                except SegprepError as exc:
+                    tee.write(f"segprep: error: {exc}\n")
+                    code = 2
+        if code not in (0, None):
+            raise DemoError(stage, f"`{line}` failed (exit status {code}); its output: {log}",
+                            exit_code=code if isinstance(code, int) else 1,
+                            detail=_tail(log))
+        return buf.getvalue()
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise DemoError(out, "exists and is not a folder", exit_code=2)
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise DemoError(out, "folder is not empty and is not a previous demo's output; choose "
+                             "another --out (the demo never writes into a foreign folder)",
+                        exit_code=2)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("segprep demo output; safe to delete.\n")
+
+
+def _rel(path: Path | str) -> str:
+    """A path as the user should see it: relative to the current folder when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open() as fh:
+        return sum(1 for ln in fh if ln.strip())
+
+
+def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> DemoSummary:
+    """Run the whole demo pipeline (see the module docstring).
+
+    Args:
+        cfg: settings.
+        echo: where progress lines go (default: ``click.echo`` to stdout).
+
+    Returns:
+        a :class:`DemoSummary` (also written to ``OUT/summary.json``).
+
+    Raises:
+        DemoError: the output folder is unusable, or a stage failed.
+    """
+    import click
+
+    say = echo or (lambda s, nl=True: click.echo(s, nl=nl))
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    _prepare_out(out)
+    run = Runner(out, cfg.verbose)
+    summary = DemoSummary(out=_rel(out))
+    jobs = [] if cfg.jobs is None else ["-j", str(cfg.jobs)]
+    data = out / "data" / "cityscapes"
+    odgt_dir, run_dir = out / "odgt", out / "run"
+    pred_dir, eval_dir = out / "predictions", out / "eval"
+    total = 11  # stages
+    n_train, n_val, n_test = cfg.split_counts()
+    size = f"{cfg.width}x{cfg.height}"
+    crop = f"{cfg.crop[0]}x{cfg.crop[1]}"
+
+    def stage(name: str, fn: Callable[[], tuple[str, dict[str, str]]]) -> StageResult:
+        k = len(summary.stages) + 1
+        head = f"[{k:2d}/{total}] {name:<18}"
+        try:
+            say(head, nl=False)
+        except TypeError:  # an echo without nl
+            pass
+        t0 = time.perf_counter()
+        msg, arts = fn()
+        res = StageResult(name, msg, {k2: _rel(v) for k2, v in arts.items()},
+                          time.perf_counter() - t0)
+        summary.stages.append(res)
+        where = f" -> {next(iter(res.artefacts.values()))}" if res.artefacts else ""
+        say(f"{msg}{where} ({res.seconds:.1f} s)")
+        return res
+
+    # 1. the synthetic dataset
+    def synth_stage():
+        from segprep.synth import generate_cityscapes
+
+        s = generate_cityscapes(data, n_train, n_val, n_test, cfg.width, cfg.height, cfg.seed,
+                                jobs=cfg.jobs)
+        run.note("synth", f"python -c 'from segprep.synth import generate_cityscapes; "
+                          f"generate_cityscapes(\"{data}\", {n_train}, {n_val}, {n_test}, "
+                          f"{cfg.width}, {cfg.height}, seed={cfg.seed})'")
+        n_obj = sum(s.objects.values())
+        return (f"{s.num_frames} synthetic frames {size} (train {n_train}, val {n_val}, "
+                f"test {n_test}), {n_obj} polygons of {len(s.objects)} labels",
+                {"dataset": data})
+
+    stage("synthetic data", synth_stage)
+
+    # 2. gen-gt: polygons -> labelIds, trainIds, instanceIds, color (in place, official names)
+    def gen_gt_stage():
+        run("gen-gt", ["cityscapes", "gen-gt", data, "--split", "train,val", "--targets",
+                       "labelIds,trainIds,instanceIds,color", "--overwrite", "-q", *jobs])
+        n = len(list((data / "gtFine").glob("*/*/*_gtFine_labelTrainIds.png")))
+        return (f"{n} frames rasterised to labelIds/trainIds/instanceIds/color",
+                {"gtFine": data / "gtFine"})
+
+    stage("cityscapes gen-gt", gen_gt_stage)
+
+    # 3. odgt create: official train split
+    all_train = odgt_dir / "cityscapes_train.odgt"
+
+    def create_stage():
+        run("odgt-create", ["odgt", "create", "--dataset", "cityscapes", data, "--split", "train",
+                            "-o", all_train, "--overwrite", "-q", *jobs])
+        return f"{_count_lines(all_train)} image/mask pairs", {"odgt": all_train}
+
+    stage("odgt create", create_stage)
+
+    # 4. odgt split: hold out 20 % of train for model selection (the official val stays unseen)
+    prefix = odgt_dir / "demo"
+    tr, va = Path(f"{prefix}_train.odgt"), Path(f"{prefix}_val.odgt")
+
+    def split_stage():
+        run("odgt-split", ["odgt", "split", all_train, "--val", "0.2", "--test", "0", "--seed",
+                           cfg.seed, "-o", prefix, "--overwrite", "-q", *jobs])
+        return (f"train {_count_lines(tr)} / val {_count_lines(va)} frames (seed {cfg.seed})",
+                {"train": tr, "val": va})
+
+    stage("odgt split", split_stage)
+
+    # 5. odgt stats: class frequencies and weights
+    stats = odgt_dir / "demo_train_stats.json"
+
+    def stats_stage():
+        run("odgt-stats", ["odgt", "stats", tr, "--class-map", "cityscapes", "-o", stats,
+                           "--overwrite", "-q", *jobs])
+        doc = json.loads(stats.read_text())
+        k = int(doc["num_classes"])
+        absent = [doc["class_names"][c] for c in doc.get("absent_classes", [])]
+        return (f"{k - len(absent)} of {k} classes present"
+                + (f" (absent: {', '.join(absent)})" if absent else "")
+                + ", median-frequency class weights", {"stats": stats})
+
+    stage("odgt stats", stats_stage)
+
+    # 6. train
+    def train_stage():
+        run("train", ["train", "--train", tr, "--val", va, "--class-map", "cityscapes",
+                      "--out", run_dir, *(["--epochs", cfg.epochs] if cfg.epochs else []),
+                      "--batch-size", cfg.batch_size,
+                      "--lr", cfg.lr, "--crop", crop, "--scale", "1",
+                      "--base-channels", cfg.base_channels,
+                      "--class-weights", stats, "--workers", 0, "--seed", cfg.seed,
+                      "--device", cfg.device, "--time-budget", cfg.train_minutes, "--cache",
+                      "--no-tensorboard", "-q"])
+        best = json.loads((run_dir / "best_scores.json").read_text()) if (
+            run_dir / "best_scores.json").exists() else {}
+        epochs_done = max(0, _count_lines(run_dir / "metrics.csv") - 1)
+        miou = best.get("mIoU")
+        what = f"U-Net (base {cfg.base_channels}), {epochs_done} epochs of {crop} crops"
+        return (f"{what}, best split-val mIoU {miou:.3f}" if isinstance(miou, float) else what,
+                {"checkpoint": run_dir / "best.pt", "curves": run_dir / "curves.png"})
+
+    stage("train", train_stage)
+
+    ckpt = run_dir / "best.pt"
+    val_images = data / "leftImg8bit" / "val"
+    test_images = data / "leftImg8bit" / "test"
+    pred_val, pred_overlay, pred_test = pred_dir / "val", pred_dir / "val_overlay", \
+        pred_dir / "test"
+    eval_json, eval_png = eval_dir / "cityscapes_val.json", eval_dir / "cityscapes_val.png"
+    submission = out / "submission.zip"
+    dev = [] if cfg.device == "auto" else ["--device", cfg.device]
+
+    # 7. predict the official val split (labelIds, the Cityscapes benchmark format)
+    def predict_val_stage():
+        run("predict-val", ["predict", ckpt, val_images, pred_val, "--format", "labelIds",
+                            "--overwrite", "-q", *dev])
+        n = len(list(pred_val.rglob("*.png")))
+        return f"{n} val frames -> labelIds PNGs", {"predictions": pred_val}
+
+    stage("predict val", predict_val_stage)
+
+    # 8. evaluate with the Cityscapes protocol (IoU, iIoU, categories)
+    def evaluate_stage():
+        run("evaluate", ["evaluate", "cityscapes", "--pred", pred_val, "--gt", data, "--split",
+                         "val", "--json", eval_json, "--plot", eval_png, "--cache",
+                         out / "cache" / "eval-gt", "-q", *jobs])
+        doc = json.loads(eval_json.read_text())
+        summary.scores.update(_cityscapes_scores(doc))
+        return (f"val mIoU {summary.scores['val mIoU']:.3f}, iIoU "
+                f"{summary.scores.get('val iIoU', float('nan')):.3f}, category mIoU "
+                f"{summary.scores.get('val category mIoU', float('nan')):.3f}",
+                {"scores": eval_json, "confusion": eval_png})
+
+    stage("evaluate", evaluate_stage)
+
+    # 9. overlays to look at
+    def overlay_stage():
+        run("predict-overlay", ["predict", ckpt, val_images, pred_overlay, "--format", "overlay",
+                                "--overwrite", "-q", *dev])
+        files = sorted(p for p in pred_overlay.rglob("*") if p.is_file())
+        if not files:
+            raise DemoError(pred_overlay, "predict wrote no overlay image")
+        frame = files[0].name.split("_leftImg8bit")[0]
+        city = frame.rsplit("_", 2)[0]
+        figure = out / "overlay.png"
+        comparison_png(val_images / city / f"{frame}_leftImg8bit.png",
+                       data / "gtFine" / "val" / city / f"{frame}_gtFine_labelIds.png",
+                       next(pred_val.rglob(f"{frame}*.png")), figure)
+        run.note("overlay", f"{figure}: camera | ground truth | prediction of {frame} "
+                            "(segprep.demo.comparison_png)")
+        summary.artefacts["overlay"] = _rel(figure)
+        return (f"{len(files)} overlays; camera | ground truth | prediction of {frame}",
+                {"overlay": figure, "overlays": pred_overlay})
+
+    stage("predict overlays", overlay_stage)
+
+    # 10. predict the test split (its JSONs hold only void objects, as the official release)
+    def predict_test_stage():
+        run("predict-test", ["predict", ckpt, test_images, pred_test, "--format", "labelIds",
+                             "--overwrite", "-q", *dev])
+        n = len(list(pred_test.rglob("*.png")))
+        return f"{n} test frames -> labelIds PNGs", {"predictions": pred_test}
+
+    stage("predict test", predict_test_stage)
+
+    # 11. submission zip, validated against the test split's frames
+    def submit_stage():
+        run("submit", ["submit", "cityscapes", pred_test, "--root", data, "--split", "test",
+                       "-o", submission, "--size", size, "-q", *jobs])
+        import zipfile
+
+        with zipfile.ZipFile(submission) as zf:
+            n = len([i for i in zf.infolist() if not i.is_dir()])
+        return f"{n} predictions, validated", {"zip": submission}
+
+    stage("submit cityscapes", submit_stage)
+
+    summary.artefacts.update({"dataset": _rel(data), "manifests": _rel(odgt_dir),
+                              "class stats": _rel(stats), "checkpoint": _rel(ckpt),
+                              "training curves": _rel(run_dir / "curves.png"),
+                              "val predictions": _rel(pred_val), "scores": _rel(eval_json),
+                              "confusion matrix": _rel(eval_png),
+                              "submission": _rel(submission), "commands": _rel(run.commands),
+                              "logs": _rel(run.logs)})
+    if "overlay" in summary.artefacts:  # last: the one thing to open
+        summary.artefacts["overlay"] = summary.artefacts.pop("overlay")
+    summary.seconds = time.perf_counter() - t_start
+    _write_summary(out, summary)
+    return summary
+
+
+def comparison_png(image: str | os.PathLike, gt_label_ids: str | os.PathLike,
+                   pred_label_ids: str | os.PathLike, out: str | os.PathLike,
+                   alpha: float = 0.5, class_map: str = "cityscapes") -> None:
+    """Write a figure of three stacked panels: the camera image, the image blended with the
+    ground-truth colours, and with the predicted colours (Cityscapes label-id palette).
+
+    Args:
+        image: ``(H, W, 3)`` camera image file.
+        gt_label_ids, pred_label_ids: ``(H, W)`` uint8 labelIds PNGs of the same size.
+        out: PNG to write (``(3H, W, 3)`` uint8), atomically.
+        alpha: weight of the colours in the blends.
+        class_map: the label table whose ``id_colors`` colour the panels.
+
+    Raises:
+        SegprepError: unreadable inputs or sizes that differ.
+    """
+    import cv2
+    import numpy as np
+
+    from segprep import class_maps
+    from segprep.io import read_image, read_png, write_png
+
+    cm = class_maps.load(class_map)
+    img = read_image(image)
+    panels = [img]
+    for path in (gt_label_ids, pred_label_ids):
+        lab = read_png(path)
+        if lab.shape != img.shape[:2]:
+            raise SegprepError(path, f"size {lab.shape[1]}x{lab.shape[0]} differs from the "
+                                     f"image's {img.shape[1]}x{img.shape[0]}")
+        color = cm.id_colors[lab].astype(np.float32)
+        panels.append((img * (1 - alpha) + color * alpha).astype(np.uint8))
+    fig = np.ascontiguousarray(np.concatenate(panels, axis=0))
+    h = img.shape[0]
+    scale = max(0.35, img.shape[1] / 1200)
+    for k, text in enumerate(("camera", "ground truth", "prediction")):
+        org = (8, k * h + int(22 * scale / 0.45))
+        cv2.putText(fig, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(fig, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    write_png(out, fig)
+
+
+def _cityscapes_scores(doc: dict[str, Any]) -> dict[str, float]:
+    """Headline numbers from a cityscapesScripts-format results JSON."""
+    keys = {"averageScoreClasses": "val mIoU", "averageScoreInstClasses": "val iIoU",
+            "averageScoreCategories": "val category mIoU"}
+    return {name: float(doc[k]) for k, name in keys.items()
+            if isinstance(doc.get(k), (int, float))}
+
+
+def _write_summary(out: Path, summary: DemoSummary) -> None:
+    from segprep.io import atomic_write_text
+
+    atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+
+
+def print_summary(summary: DemoSummary, echo: Callable[[str], None] | None = None) -> None:
+    """Print the end-of-demo summary: scores, where every artefact is, the overlay to look at."""
+    import click
+
+    say = echo or click.echo
+    say("")
+    say(f"segprep demo finished in {summary.seconds:.0f} s")
+    for key, value in summary.scores.items():
+        say(f"  {key:<22} {value:.3f}" if isinstance(value, float) else f"  {key:<22} {value}")
+    for key, value in summary.artefacts.items():
+        say(f"  {key:<22} {value}")
