@@ -83,12 +83,29 @@ def _unfilter(raw, height, rowbytes, bpp, out):  # pragma: no cover - runs compi
             for i in range(min(bpp, rowbytes)):  # a = c = 0: the predictor is b (Up)
                 row[i] = np.uint8((np.int32(raw[s + i]) + np.int32(up[i])) & 255)
             if bpp == 1:
+                # label-map short cuts: where up == up-left (b == c) the predictor is a, so a
+                # zero byte leaves a unchanged (no dependency chain through the add); 8 such
+                # bytes in a row with up constant are written at once
                 a = np.int32(row[0]) if rowbytes > 0 else np.int32(0)
                 c = np.int32(up[0]) if rowbytes > 0 else np.int32(0)
-                for i in range(1, rowbytes):
+                i = 1
+                while i < rowbytes:
+                    if (i & 7) == 0 and i + 8 <= rowbytes:
+                        same = True
+                        for q in range(8):
+                            if raw[s + i + q] != 0 or np.int32(up[i + q]) != c:
+                                same = False
+                                break
+                        if same:
+                            for q in range(8):
+                                row[i + q] = np.uint8(a)
+                            i += 8
+                            continue
                     b = np.int32(up[i])
+                    x = np.int32(raw[s + i])
                     if b == c:  # p = a, so pa = 0: the predictor is a
-                        pr = a
+                        if x != 0:
+                            a = (a + x) & 255
                     else:
                         pa = abs(b - c)
                         pb = abs(a - c)
@@ -99,9 +116,59 @@ def _unfilter(raw, height, rowbytes, bpp, out):  # pragma: no cover - runs compi
                             pr = b
                         else:
                             pr = c
-                    a = (np.int32(raw[s + i]) + pr) & 255
+                        a = (x + pr) & 255
                     row[i] = np.uint8(a)
                     c = b
+                    i += 1
+            elif bpp == 2 and rowbytes % 2 == 0:
+                # 16-bit samples: the same short cuts, one register pair per byte lane
+                a0 = np.int32(row[0])
+                a1 = np.int32(row[1])
+                c0 = np.int32(up[0])
+                c1 = np.int32(up[1])
+                i = 2
+                while i < rowbytes:
+                    if (i & 7) == 0 and i + 8 <= rowbytes:
+                        same = True
+                        for q in range(0, 8, 2):
+                            if (raw[s + i + q] != 0 or raw[s + i + q + 1] != 0
+                                    or np.int32(up[i + q]) != c0
+                                    or np.int32(up[i + q + 1]) != c1):
+                                same = False
+                                break
+                        if same:
+                            for q in range(0, 8, 2):
+                                row[i + q] = np.uint8(a0)
+                                row[i + q + 1] = np.uint8(a1)
+                            i += 8
+                            continue
+                    for lane in range(2):
+                        a = a0 if lane == 0 else a1
+                        c = c0 if lane == 0 else c1
+                        b = np.int32(up[i + lane])
+                        x = np.int32(raw[s + i + lane])
+                        if b == c:
+                            if x != 0:
+                                a = (a + x) & 255
+                        else:
+                            pa = abs(b - c)
+                            pb = abs(a - c)
+                            pc = abs(a + b - 2 * c)
+                            if pa <= pb and pa <= pc:
+                                pr = a
+                            elif pb <= pc:
+                                pr = b
+                            else:
+                                pr = c
+                            a = (x + pr) & 255
+                        row[i + lane] = np.uint8(a)
+                        if lane == 0:
+                            a0 = a
+                            c0 = b
+                        else:
+                            a1 = a
+                            c1 = b
+                    i += 2
             else:
                 for i in range(bpp, rowbytes):
                     a = np.int32(row[i - bpp])
@@ -129,15 +196,52 @@ def _joint_hist(code, pred, out):  # pragma: no cover - runs compiled by numba
     """``out[code[i] * 256 + pred[i]] += 1`` for every i, adding runs of equal pairs at once.
 
     ``code``: ``(N,)`` uint8/uint16; ``pred``: ``(N,)`` uint8; ``out``: ``(M * 256,)`` int64.
-    Returns 0, or 1 if a code is ``>= M`` (``out`` is then incomplete).
+    Runs are found 8 pixels at a time where both maps are constant (one 64-bit compare each for
+    uint8 codes). Returns 0, or 1 if a code is ``>= M`` (``out`` is then incomplete).
     """
     n = code.size
     if n == 0:
         return 0
     size = out.size
+    rep = np.uint64(0x0101010101010101)
+    nb = n // 8
+    p64 = pred[: nb * 8].view(np.uint64)
+    wide = code.itemsize == 1
+    c64 = code[: nb * 8].view(np.uint64) if wide else p64
     key = (np.int64(code[0]) << 8) | np.int64(pred[0])
+    crep = np.uint64(code[0]) * rep
+    prep = np.uint64(pred[0]) * rep
+    cur = code[0]
     run = np.int64(0)
-    for i in range(n):
+    for j in range(nb):
+        if p64[j] == prep:
+            if wide:
+                if c64[j] == crep:
+                    run += 8
+                    continue
+            else:
+                same = True
+                for q in range(8 * j, 8 * j + 8):
+                    if code[q] != cur:
+                        same = False
+                        break
+                if same:
+                    run += 8
+                    continue
+        for i in range(8 * j, 8 * j + 8):
+            k = (np.int64(code[i]) << 8) | np.int64(pred[i])
+            if k == key:
+                run += 1
+            else:
+                if key >= size:
+                    return 1
+                out[key] += run
+                key = k
+                run = 1
+                cur = code[i]
+                crep = np.uint64(code[i]) * rep
+                prep = np.uint64(pred[i]) * rep
+    for i in range(nb * 8, n):
         k = (np.int64(code[i]) << 8) | np.int64(pred[i])
         if k == key:
             run += 1
@@ -168,13 +272,30 @@ def _pair_codes(values, instances, use_inst, inst_min, codes, table_keys, table_
     m = 0
     prev = np.int64(-1)
     prev_code = 0
-    for i in range(n):
+    pv = values[0] if n else values.dtype.type(0)
+    pi = instances[0] if use_inst and n else instances.dtype.type(0)
+    i = 0
+    while i < n:
+        # 8 pixels with the previous pixel's value (and instance): the previous code
+        if prev >= 0 and (i & 7) == 0 and i + 8 <= n:
+            same = True
+            for q in range(i, i + 8):
+                if values[q] != pv or (use_inst and instances[q] != pi):
+                    same = False
+                    break
+            if same:
+                for q in range(i, i + 8):
+                    codes[q] = prev_code
+                i += 8
+                continue
         inst = np.int64(0)
         if use_inst:
-            inst = np.int64(instances[i])
+            pi = instances[i]
+            inst = np.int64(pi)
             if inst <= inst_min:
                 inst = np.int64(0)
-        key = (inst << 16) | np.int64(values[i])
+        pv = values[i]
+        key = (inst << 16) | np.int64(pv)
         if key != prev:
             h = (key * np.int64(2654435761)) & mask
             while True:
@@ -194,6 +315,7 @@ def _pair_codes(values, instances, use_inst, inst_min, codes, table_keys, table_
                 h = (h + 1) & mask
             prev = key
         codes[i] = prev_code
+        i += 1
     return m
 
 
