@@ -154,21 +154,26 @@ def palette(class_map: str | ClassMap, level: str = "id") -> Palette:
     names = tuple(tuple(n for _, n in g) for g in groups.values())
     value_lut = np.full(256, IGNORE_INDEX, np.uint8)
     value_lut[: len(candidates)] = [c[0] for c in candidates]
+    # decode_colors finds a color's pixels by its first value: each value must have one color
+    firsts = [c[0] for c in candidates]
+    if len(set(firsts)) != len(firsts):
+        dup = next(v for v in firsts if firsts.count(v) > 1)
+        raise SegprepError(cm.name, f"value {dup} is painted with two colors at {level} level")
     for arr in (value_lut, value_colors, value_known, colors):
         arr.setflags(write=False)
     return Palette(cm, level, colors, candidates, names, value_lut, value_colors, value_known)
 
 
 # ----------------------------------------------------------------------------------- kernels
-def _lookup_kernel(img, lut, out, hist):  # pragma: no cover - runs compiled by numba
-    """out[y, x] = lut[r | g << 8 | b << 16]; hist[v] += 1 for each output value."""
+def _lookup_kernel(img, lut, values, out, hist):  # pragma: no cover - runs compiled by numba
+    """i = lut[r | g << 8 | b << 16]; out[y, x] = values[i]; hist[i] += 1 (one pass)."""
     h, w = out.shape
     for y in range(h):
         for x in range(w):
-            v = lut[np.int64(img[y, x, 0]) | (np.int64(img[y, x, 1]) << 8)
+            i = lut[np.int64(img[y, x, 0]) | (np.int64(img[y, x, 1]) << 8)
                     | (np.int64(img[y, x, 2]) << 16)]
-            out[y, x] = v
-            hist[v] += 1
+            out[y, x] = values[i]
+            hist[i] += 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -181,21 +186,28 @@ def _kernel(name: str):
     return numba.njit(cache=True, nogil=True)(fn)
 
 
-def lookup_colors(image: np.ndarray, pal: Palette) -> tuple[np.ndarray, np.ndarray]:
-    """Color index of every pixel of an RGB(A) image, and the pixel count of every index.
+_IDENTITY = np.arange(256, dtype=np.uint8)
+
+
+def lookup_colors(image: np.ndarray, pal: Palette, values: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Color index (or value) of every pixel of an RGB(A) image, and the pixel count of every
+    color index, in one pass.
 
     Args:
         image: ``(H, W, 3|4)`` uint8 (alpha ignored).
         pal: the palette.
+        values: optional ``(256,)`` uint8 table color index → output (e.g. ``pal.value_lut``);
+            default: the color index itself.
 
     Returns:
-        ``(index, hist)``: ``(H, W)`` uint8 color indices into ``pal.colors`` (255 = not in the
-        palette) and ``(256,)`` int64 counts of each index.
+        ``(out, hist)``: ``(H, W)`` uint8 ``values[index]`` (index 255 = not in the palette) and
+        ``(256,)`` int64 pixel counts of each color index.
     """
     image = np.ascontiguousarray(image)
     out = np.empty(image.shape[:2], np.uint8)
     hist = np.zeros(256, np.int64)
-    _kernel("lookup")(image, pal.lut24, out, hist)
+    _kernel("lookup")(image, pal.lut24, _IDENTITY if values is None else values, out, hist)
     return out, hist
 
 
@@ -484,6 +496,8 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
         SegprepError: the image is not a color image (wrong shape or dtype), or it has colors
             not in the palette (with ``unknown="error"``).
     """
+    import cv2
+
     pal = class_map if isinstance(class_map, Palette) else palette(class_map, level)
     mode = _as_mode(resolve_shared)
     if unknown not in UNKNOWN_POLICIES:
@@ -492,6 +506,7 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
     stats = DecodeStats()
     if image.dtype != np.uint8:
         raise SegprepError(where, f"expected an 8-bit color label image, got {image.dtype}")
+    index = None  # (H, W) color indices, computed only where needed
     if image.ndim == 2 and palette_colors is not None:
         stats.pixels = image.size
         direct = _direct_indices(image, np.asarray(palette_colors, np.uint8), pal)
@@ -499,15 +514,18 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
             stats.palette_indices = True
             return direct, stats
         index, hist = _index_via_palette(image, np.asarray(palette_colors, np.uint8), pal)
+        out = cv2.LUT(index, pal.value_lut)
     elif image.ndim == 3 and image.shape[2] in (3, 4):
         stats.pixels = image.shape[0] * image.shape[1]
-        index, hist = lookup_colors(image, pal)
+        out, hist = lookup_colors(image, pal, pal.value_lut)
     else:
         kind = "a single-channel (gray or index) image" if image.ndim == 2 else \
             f"an image of shape {image.shape}"
         raise SegprepError(where, f"expected an RGB, RGBA or palette-mode color label image, got "
                                   f"{kind}")
     if hist[_UNKNOWN]:
+        if index is None:
+            index, _ = lookup_colors(image, pal)
         colors = _unknown_colors(image, index, palette_colors)
         if unknown == "error":
             listed = ", ".join(f"({r}, {g}, {b}) × {n} px" for (r, g, b), n in
@@ -517,9 +535,6 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
                                       f"{listed}{more} (use --unknown ignore to map them to 255)")
         stats.unknown_pixels = int(hist[_UNKNOWN])
         stats.unknown_colors = colors
-    import cv2
-
-    out = cv2.LUT(index, pal.value_lut)
     for ci in pal.shared:
         if not hist[ci]:
             continue
@@ -530,7 +545,12 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
         if rule is None:
             stats.unresolved.append("/".join(names))
             continue
-        labels, feats = region_features(index == ci, contours=getattr(rule, "contours", True))
+        # the first values of the colors are distinct, so a color's pixels are those holding its
+        # first value — unless unknown pixels were mapped to that same value (255)
+        if index is None and pal.value_lut[ci] == IGNORE_INDEX and hist[_UNKNOWN]:
+            index, _ = lookup_colors(image, pal)
+        color_mask = index == ci if index is not None else out == pal.value_lut[ci]
+        labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True))
         choice = rule.classify(feats)
         region_value = np.array([cands[names.index(rule.labels[c])] for c in choice] or [0],
                                 np.uint8)
