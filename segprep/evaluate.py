@@ -659,14 +659,19 @@ def evaluate_cityscapes(pred_dir: PathLike, gt_root: PathLike, split: str = "val
     cmap = class_maps.load(class_map) if isinstance(class_map, str) else class_map
     protocol = CityscapesProtocol(cmap)
     gt_files = cityscapes_frames(gt_root, split)
-    preds = match_by_prefix([frame_prefix(f) for f in gt_files], find_files(pred_dir, ".png"),
-                            "prediction", pred_dir)
+    pred_files = find_files(pred_dir, ".png")
+    preds = match_by_prefix([frame_prefix(f) for f in gt_files], pred_files, "prediction",
+                            pred_dir)
     items = [(str(g), str(g).replace("_gtFine_labelIds.png", "_gtFine_instanceIds.png"), str(p))
              for g, p in zip(gt_files, preds)]
     gcache = _cache_for(cache)
     job = CityscapesJob(protocol, pred_ids, gcache)
     report = EvalReport("cityscapes", class_names=[protocol.names[i] for i in protocol.not_ignored],
                         eval_ids=list(protocol.not_ignored))
+    unused = len(pred_files) - len(set(preds))
+    if unused:
+        report.warnings.append(f"{unused} .png file(s) under {pred_dir} match no ground-truth "
+                               f"frame of {split} (ignored)")
     cm = np.zeros((protocol.size, protocol.size), np.int64)
     stats = InstanceStats(protocol)
     results: list[FrameResult | None] = []

@@ -352,3 +352,12 @@ def test_cache_is_keyed_by_file_state(val_gt, tmp_path):
         f.write_bytes(f.read_bytes()[:200])
     cache.get("cityscapes", [lab, inst], build)
     assert cache.misses == 3
+
+
+def test_extra_prediction_files_are_a_warning(one_frame_root, val_gt):
+    root, pred = one_frame_root
+    shutil.copy(val_gt[5], pred / val_gt[5].name)  # a frame that is not in this root
+    res = run("evaluate", "cityscapes", "--pred", pred, "--gt", root, "--no-cache", "-q")
+    assert res.exit_code == 0, res.output
+    assert "segprep: warning: 1 .png file(s)" in res.output and "match no ground-truth" in \
+        res.output

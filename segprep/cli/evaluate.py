@@ -6,9 +6,14 @@ import sys
 
 import click
 
-from segprep.cli.common import (EXIT_FAILED, error, handle_errors, info, jobs_option,
-                                quiet_option)
+from segprep.cli.common import EXIT_FAILED, error, handle_errors, info, quiet_option
 from segprep.errors import SegprepError
+
+
+def jobs_option(f):
+    """``-j/--jobs``: threads here (the per-file work runs without the GIL)."""
+    return click.option("-j", "--jobs", type=int, default=None, show_default="all cores",
+                        help="Threads working on files in parallel (1 = one at a time).")(f)
 
 
 @click.group("evaluate")
