@@ -298,3 +298,31 @@ def test_overfits_four_real_camvid_frames(camvid_root, tmp_path):
                       cache=True, val_every=1000, quiet=True, tensorboard=False, seed=0)
     out = main(cfg)
     assert out["scores"].pixel_accuracy >= 0.90, out["scores"]
+
+
+def test_out_of_memory_gives_advice(tmp_path, monkeypatch):
+    import segprep.train.losses as losses
+
+    class Exhausted(torch.nn.Module):
+        def forward(self, logits, target):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to "
+                               "allocate 123 bytes")
+
+    monkeypatch.setattr(losses, "build_loss", lambda *a, **k: Exhausted())
+    train = make_dataset(tmp_path / "data", n=2)
+    with pytest.raises(SegprepError, match=r"out of memory .* try a smaller --batch-size"):
+        main(tiny_config(tmp_path, train, None, epochs=1))
+
+
+def test_bad_mask_reported_from_a_worker_process(tmp_path):
+    train = make_dataset(tmp_path / "data", n=4)
+    mask = np.full((37, 29), 9, np.uint8)
+    write_png(tmp_path / "data" / "lab" / "train3.png", mask)
+    res = CliRunner().invoke(cli, ["train", "--train", str(train), "--num-classes", "3",
+                                   "--base-channels", "4", "--depth", "2", "--epochs", "1",
+                                   "--batch-size", "2", "--workers", "1", "-q",
+                                   "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        f"segprep: error: {tmp_path / 'data' / 'lab' / 'train3.png'}: mask value(s) 9 outside "
+        "the class map (0..2, ignore 255)")
