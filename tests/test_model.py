@@ -115,3 +115,55 @@ def test_rng_state_round_trip():
     set_rng_state(state)
     b = (random.random(), np.random.rand(), torch.rand(1).item())
     assert a == b
+
+
+def test_timm_decoder_wiring_with_a_stand_in_encoder(monkeypatch, tmp_path):
+    """The timm path's decoder on a stand-in with timm's features_only interface (channels and
+    reductions of resnet-like stages); checks shapes, the stride and that a local weight file is
+    passed as timm's 'file' source (never a download)."""
+    import sys
+    import types
+
+    calls = {}
+
+    class FeatureInfo:
+        def channels(self):
+            return [8, 12, 16]
+
+        def reduction(self):
+            return [2, 4, 8]
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.feature_info = FeatureInfo()
+            self.stages = torch.nn.ModuleList([
+                torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+                torch.nn.Conv2d(8, 12, 3, stride=2, padding=1),
+                torch.nn.Conv2d(12, 16, 3, stride=2, padding=1)])
+
+        def forward(self, x):
+            feats = []
+            for stage in self.stages:
+                x = stage(x)
+                feats.append(x)
+            return feats
+
+    def create_model(name, **kw):
+        calls.update(kw, name=name)
+        return Encoder()
+
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model))
+    weights = tmp_path / "enc.pth"
+    weights.write_bytes(b"x")
+    model = build_model(num_classes=4, encoder="fake", pretrained=str(weights),
+                        base_channels=4).eval()
+    assert calls["features_only"] and calls["pretrained"]
+    assert calls["pretrained_cfg_overlay"] == {"file": str(weights)}
+    assert model.stride == 8 and model.config["encoder"] == "fake"
+    assert "pretrained" not in model.config  # checkpoints never point at the weight file
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 21, 30)).shape == (2, 4, 21, 30)
+    calls.clear()
+    build_model(num_classes=4, encoder="fake")
+    assert calls["pretrained"] is False and "pretrained_cfg_overlay" not in calls

@@ -689,7 +689,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
             last, stopped = True, "stop_after"
         scores = None
         if val_loader is not None and (epoch % cfg.val_every == 0 or last):
-            cm = evaluate(ddp_model, val_loader, num_classes, device, amp=amp,
+            cm = evaluate(model, val_loader, num_classes, device, amp=amp,
                           channels_last=channels_last, dist_info=d, progress=progress)
             scores = last_scores = cm.scores()
         ep_time = time.perf_counter() - ep_start
@@ -741,7 +741,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
 
                     write_json(run_dir / "best_scores.json",
                                {"epoch": epoch, **scores.to_dict(names)})
-            msg = (f"epoch {epoch}{'' if auto_epochs else f'/{epochs}'}  loss "
+            msg = (f"epoch {epoch}/{'~' if auto_epochs else ''}{epochs}  loss "
                    f"{stats['loss']:.4f}")
             if scores is not None:
                 msg += f"  val mIoU {scores.miou:.4f}  pixAcc {scores.pixel_accuracy:.4f}"
