@@ -49,7 +49,7 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--lr", type=float, default=None,
               help="Peak learning rate (default 1e-3 for adamw, 0.01 for sgd).")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw",
-              show_default=True)
+              show_default=True, help="AdamW, or SGD with --momentum (torchvision's reference).")
 @click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True,
               help="On convolution weights only (not biases / BatchNorm).")
@@ -62,7 +62,9 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--class-weights", type=click.Path(dir_okay=False), default=None,
               metavar="STATS.json", help="Class weights from `segprep odgt stats` JSON.")
 @click.option("--class-weight-kind", type=click.Choice(["median_frequency", "inverse_log"]),
-              default="median_frequency", show_default=True)
+              default="median_frequency", show_default=True,
+              help="Which weights of --class-weights: SegNet's median-frequency balancing or "
+                   "ENet's 1 / ln(1.02 + p).")
 @click.option("--crop", default=None, metavar="HxW",
               help="Random crop size, height x width (frames smaller than it are padded: "
                    "image with the mean colour, mask with 255).")
@@ -89,9 +91,10 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--cache/--no-cache", default=False, show_default=True,
               help="Keep decoded (resized) frames in memory, one copy per worker process; for "
                    "datasets that fit in RAM (e.g. CamVid at --size 240x180: ~50 MB).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the initial weights, the shuffle and every sample's augmentation.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+              show_default=True, help="auto: CUDA when available, else the CPU.")
 @click.option("--amp/--no-amp", default=None,
               help="Mixed precision: float16 autocast + GradScaler on CUDA, bfloat16 autocast on "
                    "CPU. Default: on with CUDA and on CPUs with native bf16 (AMX / AVX512-BF16).")
