@@ -391,8 +391,8 @@ class CityscapesJob:
         bad = {int(v): int(own[v]) for v in np.flatnonzero((own > 0) & ~self.allowed)}
         bad.update(big)
         if bad:
-            raise SegprepError(pred_path, f"invalid {self.pred_ids} value(s) {_describe_values(bad)}"
-                                          f"; valid: {self.valid_text}")
+            raise SegprepError(pred_path, f"invalid {self.pred_ids} value(s) "
+                                          f"{_describe_values(bad)}; valid: {self.valid_text}")
         if self.pred_ids == "trainIds":
             mapped = np.zeros_like(hist)
             for v in np.flatnonzero(cols):
@@ -416,7 +416,8 @@ class CityscapesJob:
                 inst_id = int(ids[s])
                 label = inst_id // INSTANCE_MIN
                 if label >= p.size or label not in p.names:
-                    raise SegprepError(inst_path, f"instance id {inst_id}: unknown label id {label}")
+                    raise SegprepError(inst_path,
+                                       f"instance id {inst_id}: unknown label id {label}")
                 if p.ignored[label]:
                     continue
                 if not p.has_instances[label]:
@@ -636,7 +637,8 @@ def evaluate_cityscapes(pred_dir: PathLike, gt_root: PathLike, split: str = "val
 
     Args:
         pred_dir: folder searched recursively for ``<city>_<seq>_<frame>*.png`` predictions.
-        gt_root: Cityscapes root holding ``gtFine/<split>/<city>/*_gtFine_{labelIds,instanceIds}.png``.
+        gt_root: Cityscapes root holding
+            ``gtFine/<split>/<city>/*_gtFine_{labelIds,instanceIds}.png``.
         split: ``val`` (or ``train``, ``test`` …).
         pred_ids: ``labelIds`` (the official format) or ``trainIds``.
         jobs: threads (default: all cores).
@@ -943,7 +945,8 @@ def summary_line(report: EvalReport) -> str:
     c = report.cache
     cache = (f"; ground-truth cache {c['hits']} hit(s), {c['misses']} miss(es)"
              if c.get("folder") else "; no ground-truth cache")
-    return f"{report.protocol}: {head} (%) — {report.frames} frames in {report.seconds:.2f} s{cache}"
+    return (f"{report.protocol}: {head} (%) — {report.frames} frames in {report.seconds:.2f} s"
+            f"{cache}")
 
 
 def plot_confusion(report: EvalReport, path: PathLike) -> None:

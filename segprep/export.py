@@ -108,7 +108,7 @@ def export_onnx(checkpoint: PathLike, out: PathLike, *, opset: int = DEFAULT_OPS
     t0 = time.perf_counter()
     if check:
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401  (availability check only)
         except ImportError:
             raise SegprepError("--check", "needs onnxruntime (pip install onnxruntime), or pass "
                                           "--no-check") from None

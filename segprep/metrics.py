@@ -351,7 +351,8 @@ class CityscapesProtocol:
                 label_ids.append(int(cmap.ids[r]))
             if all_inst:
                 self.inst_categories[cat] = label_ids
-        self.avg_size = dict(CITYSCAPES_AVG_CLASS_SIZE if avg_class_size is None else avg_class_size)
+        self.avg_size = dict(CITYSCAPES_AVG_CLASS_SIZE if avg_class_size is None
+                             else avg_class_size)
         missing = [n for n in self.inst_classes if n not in self.avg_size]
         if missing:
             raise ValueError(f"no average instance size for {', '.join(missing)}")
@@ -401,7 +402,8 @@ class CityscapesProtocol:
         """IoU of every category (``getIouScoreForCategory``)."""
         out = {}
         for cat in self.categories:
-            ids = [i for i in self.eval_ids if self.label_category[i] == cat and not self.ignored[i]]
+            ids = [i for i in self.eval_ids
+                   if self.label_category[i] == cat and not self.ignored[i]]
             if not ids:
                 out[cat] = float("nan")
                 continue

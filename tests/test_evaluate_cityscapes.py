@@ -216,7 +216,7 @@ def test_cli_json_has_cityscapesscripts_keys(cityscapes_root, perturbed, perturb
     doc = json.loads(out.read_text())
     for key in SCORE_KEYS + AVG_KEYS + ("confMatrix", "priors", "labels"):
         assert key in doc
-    assert_same(doc, perturbed_ref, ordered=False)  # JSON keys are sorted, as cityscapesScripts writes
+    assert_same(doc, perturbed_ref, ordered=False)  # sorted JSON keys, as cityscapesScripts
     assert "road" in res.output and "iIoU" in res.output
     assert read_png(plot).ndim == 3
 
