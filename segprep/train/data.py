@@ -323,19 +323,23 @@ def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]
     return imgs, masks
 
 
+_NORM: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def to_model_input(images: torch.Tensor, device: torch.device, channels_last: bool = False
                    ) -> torch.Tensor:
     """``(N, H, W, 3)`` uint8 → ``(N, 3, H, W)`` float32 ``(rgb / 255 - MEAN) / STD`` on ``device``.
 
-    The NHWC batch viewed as NCHW is already channels_last in memory, so ``channels_last=True``
-    costs no copy; otherwise the result is made contiguous (NCHW).
+    One fused ``addcmul`` on the NHWC batch; its NCHW view is channels_last in memory, so
+    ``channels_last=True`` costs no copy, otherwise the result is made contiguous (NCHW).
     """
-    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
-    x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last if channels_last
-                        else torch.contiguous_format)
+    if device not in _NORM:
+        scale = torch.tensor([1 / (255 * s) for s in STD], dtype=torch.float32)
+        bias = torch.tensor([-m / s for m, s in zip(MEAN, STD)], dtype=torch.float32)
+        _NORM[device] = (scale.to(device), bias.to(device))
+    scale, bias = _NORM[device]
+    x = torch.addcmul(bias, images.to(device, non_blocking=True), scale).permute(0, 3, 1, 2)
+    return x if channels_last else x.contiguous()
 
 
 class EpochSampler(Sampler):

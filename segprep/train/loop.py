@@ -207,7 +207,7 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
     start = time.perf_counter()
     bar = tqdm(total=len(loader), desc=desc, disable=not progress, leave=False, unit="it",
                dynamic_ncols=True, file=sys.stderr)
-    t0 = time.perf_counter()
+    t0 = shown = time.perf_counter()
     for imgs, masks in loader:
         wait += time.perf_counter() - t0
         x = to_model_input(imgs, device, channels_last)
@@ -227,9 +227,11 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
         total[1] += 1
         images += imgs.shape[0]
         if progress:
-            el = time.perf_counter() - start
-            bar.set_postfix(loss=f"{(total[0] / total[1]).item():.4f}",
-                            img_s=f"{images / max(el, 1e-9):.1f}", refresh=False)
+            now = time.perf_counter()
+            if now - shown >= 1.0:  # .item() syncs with the GPU: once a second at most
+                shown = now
+                bar.set_postfix(loss=f"{(total[0] / total[1]).item():.4f}",
+                                img_s=f"{images / max(now - start, 1e-9):.1f}", refresh=False)
             bar.update()
         t0 = time.perf_counter()
     bar.close()
@@ -430,7 +432,11 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     loss = [float(r["train_loss"]) for r in rows]
     val = [(int(r["epoch"]), float(r["val_miou"])) for r in rows if r.get("val_miou") not in
            ("", None)]
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    for a in ax:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax[0].plot(ep, loss, marker=".")
     ax[0].set_xlabel("epoch")
     ax[0].set_ylabel("train loss")

@@ -2,7 +2,8 @@
 
 All take ``(N, K, H, W)`` logits (any float dtype; computed in float32) and ``(N, H, W)`` int64
 targets with values in ``[0, K)`` or ``ignore_index``; all return a scalar. A batch with no valid
-pixel gives a zero loss that still has a graph (never NaN).
+pixel gives a zero loss that still has a graph (never NaN). No loss synchronises the host with the
+device (no data-dependent Python branch), so CUDA steps stay asynchronous.
 
 * ``ce``: ``torch.nn.functional.cross_entropy`` with optional per-class weights.
 * ``dice``: multi-class soft Dice ``1 - 2|P∩G| / (|P| + |G|)`` per class over the batch, on the
@@ -21,21 +22,24 @@ from torch import nn
 LOSSES = ("ce", "dice", "focal", "ce+dice", "dice+focal")
 
 
-def _no_valid(logits: torch.Tensor) -> torch.Tensor:
-    return logits.sum() * 0.0
-
-
 class CrossEntropy(nn.Module):
+    """``F.cross_entropy`` (weighted mean over valid pixels), written as a sum over a clamped
+    denominator so that an all-ignored batch gives 0 without a host-device sync."""
+
     def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = 255):
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if not (target != self.ignore_index).any():
-            return _no_valid(logits)
-        return F.cross_entropy(logits.float(), target, weight=self.weight,
-                               ignore_index=self.ignore_index)
+        total = F.cross_entropy(logits.float(), target, weight=self.weight,
+                                ignore_index=self.ignore_index, reduction="sum")
+        valid = target != self.ignore_index
+        if self.weight is None:
+            denom = valid.sum()
+        else:
+            denom = (self.weight[torch.where(valid, target, 0)] * valid).sum()
+        return total / denom.clamp_min(1e-12)
 
 
 class DiceLoss(nn.Module):
@@ -56,9 +60,7 @@ class DiceLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         k = logits.shape[1]
-        valid = target != self.ignore_index
-        if not valid.any():
-            return _no_valid(logits)
+        valid = target != self.ignore_index  # no valid pixel: every class absent → loss 0
         prob = logits.float().softmax(1) * valid.unsqueeze(1)
         onehot = F.one_hot(torch.where(valid, target, 0), k).permute(0, 3, 1, 2)
         onehot = onehot.to(prob.dtype) * valid.unsqueeze(1)
@@ -91,15 +93,13 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid = target != self.ignore_index
-        if not valid.any():
-            return _no_valid(logits)
         logp = F.log_softmax(logits.float(), 1)
         t = torch.where(valid, target, 0).unsqueeze(1)
         logp_t = logp.gather(1, t).squeeze(1)
         loss = -((1 - logp_t.exp()) ** self.gamma) * logp_t
         if self.weight is not None:
             loss = loss * self.weight[t.squeeze(1)]
-        return loss[valid].mean()
+        return (loss * valid).sum() / valid.sum().clamp_min(1)
 
 
 class SumLoss(nn.Module):
