@@ -747,7 +747,8 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
 
                     write_json(run_dir / "best_scores.json",
                                {"epoch": epoch, **scores.to_dict(names)})
-            msg = (f"epoch {epoch}/{'~' if auto_epochs else ''}{epochs}  loss "
+            shown_total = epoch if last else f"{'~' if auto_epochs else ''}{epochs}"
+            msg = (f"epoch {epoch}/{shown_total}  loss "
                    f"{stats['loss']:.4f}")
             if scores is not None:
                 msg += f"  val mIoU {scores.miou:.4f}  pixAcc {scores.pixel_accuracy:.4f}"
