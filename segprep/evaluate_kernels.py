@@ -1,14 +1,8 @@
-"""Compiled kernels of the evaluator: a fast decoder for label PNGs and the joint histogram.
+"""Compiled kernels of the evaluator (the joint histogram and the ground-truth code maps), and
+the label-PNG reader it uses.
 
-Why a PNG decoder here: decoding is most of the cost of an evaluation (a 2048×1024 prediction is
-~2 Mpx to inflate and unfilter, the counting itself is cheaper). libpng inflates with zlib and
-unfilters byte by byte; for the PNGs label maps are (8-bit gray or palette, 16-bit gray,
-non-interlaced) this module inflates with zlib-ng (``imagecodecs.zlibng_decode``, ~5× faster than
-zlib) and unfilters with a numba kernel that takes a short cut where a Paeth predictor cannot
-change (up == up-left, the common case in label maps). The decoded samples are those of the PNG
-specification (W3C PNG 2nd ed., §9 "Filtering"); tests compare them with libpng's on real files
-and on random images with every filter type. Anything else (RGB, bit depth < 8, interlaced, CRC
-or zlib damage) returns ``None`` or raises, and the caller falls back to :mod:`segprep.io`.
+PNG decoding is left to the libraries (libpng through ``imagecodecs``, Pillow for palette
+images): the codec is not this project's business, only that the decoded samples are exact.
 
 The joint histogram counts ``(code, prediction)`` pairs over two equally shaped maps in one pass,
 adding runs of equal pairs at once (label maps are long runs): it gives the confusion matrix and
@@ -22,7 +16,6 @@ from __future__ import annotations
 
 import struct
 import threading
-import zlib
 
 import numpy as np
 
@@ -37,159 +30,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _KERNELS: dict[str, object] = {}
 _KERNEL_LOCK = threading.Lock()
-
-
-def _unfilter(raw, height, rowbytes, bpp, out):  # pragma: no cover - runs compiled by numba
-    """Undo PNG filtering (bytes per complete pixel ``bpp`` = 1 or 2) of ``raw`` into ``out``.
-
-    ``raw``: ``(height * (rowbytes + 1),)`` uint8 inflated scanlines (filter byte + row);
-    ``out``: ``(height, rowbytes)`` uint8. Returns 0, or ``1 + row`` of the first row with a filter
-    type outside 0..4.
-    """
-    stride = rowbytes + 1
-    for r in range(height):
-        f = raw[r * stride]
-        s = r * stride + 1
-        row = out[r]
-        if f == 0:
-            for i in range(rowbytes):
-                row[i] = raw[s + i]
-        elif f == 1:  # Sub
-            for i in range(min(bpp, rowbytes)):
-                row[i] = raw[s + i]
-            for i in range(bpp, rowbytes):
-                row[i] = np.uint8((np.int32(raw[s + i]) + np.int32(row[i - bpp])) & 255)
-        elif f == 2:  # Up
-            if r == 0:
-                for i in range(rowbytes):
-                    row[i] = raw[s + i]
-            else:
-                up = out[r - 1]
-                for i in range(rowbytes):
-                    row[i] = np.uint8((np.int32(raw[s + i]) + np.int32(up[i])) & 255)
-        elif f == 3:  # Average
-            for i in range(rowbytes):
-                a = np.int32(row[i - bpp]) if i >= bpp else np.int32(0)
-                b = np.int32(out[r - 1, i]) if r > 0 else np.int32(0)
-                row[i] = np.uint8((np.int32(raw[s + i]) + ((a + b) >> 1)) & 255)
-        elif f == 4:  # Paeth
-            if r == 0:  # b = c = 0: the predictor is a (Sub)
-                for i in range(min(bpp, rowbytes)):
-                    row[i] = raw[s + i]
-                for i in range(bpp, rowbytes):
-                    row[i] = np.uint8((np.int32(raw[s + i]) + np.int32(row[i - bpp])) & 255)
-                continue
-            up = out[r - 1]
-            for i in range(min(bpp, rowbytes)):  # a = c = 0: the predictor is b (Up)
-                row[i] = np.uint8((np.int32(raw[s + i]) + np.int32(up[i])) & 255)
-            if bpp == 1:
-                # label-map short cuts: where up == up-left (b == c) the predictor is a, so a
-                # zero byte leaves a unchanged (no dependency chain through the add); 8 such
-                # bytes in a row with up constant are written at once
-                a = np.int32(row[0]) if rowbytes > 0 else np.int32(0)
-                c = np.int32(up[0]) if rowbytes > 0 else np.int32(0)
-                i = 1
-                while i < rowbytes:
-                    if (i & 7) == 0 and i + 8 <= rowbytes:
-                        same = True
-                        for q in range(8):
-                            if raw[s + i + q] != 0 or np.int32(up[i + q]) != c:
-                                same = False
-                                break
-                        if same:
-                            for q in range(8):
-                                row[i + q] = np.uint8(a)
-                            i += 8
-                            continue
-                    b = np.int32(up[i])
-                    x = np.int32(raw[s + i])
-                    if b == c:  # p = a, so pa = 0: the predictor is a
-                        if x != 0:
-                            a = (a + x) & 255
-                    else:
-                        pa = abs(b - c)
-                        pb = abs(a - c)
-                        pc = abs(a + b - 2 * c)
-                        if pa <= pb and pa <= pc:
-                            pr = a
-                        elif pb <= pc:
-                            pr = b
-                        else:
-                            pr = c
-                        a = (x + pr) & 255
-                    row[i] = np.uint8(a)
-                    c = b
-                    i += 1
-            elif bpp == 2 and rowbytes % 2 == 0:
-                # 16-bit samples: the same short cuts, one register pair per byte lane
-                a0 = np.int32(row[0])
-                a1 = np.int32(row[1])
-                c0 = np.int32(up[0])
-                c1 = np.int32(up[1])
-                i = 2
-                while i < rowbytes:
-                    if (i & 7) == 0 and i + 8 <= rowbytes:
-                        same = True
-                        for q in range(0, 8, 2):
-                            if (raw[s + i + q] != 0 or raw[s + i + q + 1] != 0
-                                    or np.int32(up[i + q]) != c0
-                                    or np.int32(up[i + q + 1]) != c1):
-                                same = False
-                                break
-                        if same:
-                            for q in range(0, 8, 2):
-                                row[i + q] = np.uint8(a0)
-                                row[i + q + 1] = np.uint8(a1)
-                            i += 8
-                            continue
-                    for lane in range(2):
-                        a = a0 if lane == 0 else a1
-                        c = c0 if lane == 0 else c1
-                        b = np.int32(up[i + lane])
-                        x = np.int32(raw[s + i + lane])
-                        if b == c:
-                            if x != 0:
-                                a = (a + x) & 255
-                        else:
-                            pa = abs(b - c)
-                            pb = abs(a - c)
-                            pc = abs(a + b - 2 * c)
-                            if pa <= pb and pa <= pc:
-                                pr = a
-                            elif pb <= pc:
-                                pr = b
-                            else:
-                                pr = c
-                            a = (x + pr) & 255
-                        row[i + lane] = np.uint8(a)
-                        if lane == 0:
-                            a0 = a
-                            c0 = b
-                        else:
-                            a1 = a
-                            c1 = b
-                    i += 2
-            else:
-                for i in range(bpp, rowbytes):
-                    a = np.int32(row[i - bpp])
-                    b = np.int32(up[i])
-                    c = np.int32(up[i - bpp])
-                    if b == c:
-                        pr = a
-                    else:
-                        pa = abs(b - c)
-                        pb = abs(a - c)
-                        pc = abs(a + b - 2 * c)
-                        if pa <= pb and pa <= pc:
-                            pr = a
-                        elif pb <= pc:
-                            pr = b
-                        else:
-                            pr = c
-                    row[i] = np.uint8((np.int32(raw[s + i]) + pr) & 255)
-        else:
-            return 1 + r
-    return 0
 
 
 def _joint_hist(code, pred, out):  # pragma: no cover - runs compiled by numba
@@ -375,11 +215,10 @@ def _kernel(name: str):
 
 def warm_up(cold: bool = False) -> None:
     """Load the kernels an evaluation needs (from numba's disk cache; compiled the first time):
-    the PNG unfilter and the uint8 joint histogram, and with ``cold`` the code-map builders.
+    the uint8 joint histogram, and with ``cold`` the code-map builders.
 
     Each kernel otherwise loads on its first call (~0.1-0.2 s each), under a lock, so calling this
     is optional; benchmarks call it to keep the one-off load out of their timings."""
-    _kernel("_unfilter")(np.zeros(6, np.uint8), 2, 2, 1, np.zeros((2, 2), np.uint8))
     joint_histogram(np.zeros(4, np.uint8), np.zeros(4, np.uint8), 1)
     if cold:
         pair_codes(np.zeros(4, np.uint8), np.zeros(4, np.uint16))
@@ -416,14 +255,11 @@ def joint_histogram(codes: np.ndarray, pred: np.ndarray, num_codes: int) -> np.n
 
 
 # ----------------------------------------------------------------------------------- PNG
-def _inflate(data: bytes, size: int) -> bytes:
-    if _ic is not None and getattr(_ic, "ZLIBNG", None) is not None and _ic.ZLIBNG.available:
-        return _ic.zlibng_decode(data, out=size)
-    return zlib.decompress(data)
-
-
 def decode_label_png(data: bytes, where: str = "") -> tuple[np.ndarray, np.ndarray | None] | None:
-    """Decode an 8-bit gray / 8-bit palette / 16-bit gray, non-interlaced PNG.
+    """Decode an 8-bit gray / 8-bit palette / 16-bit gray, non-interlaced label PNG.
+
+    The codec is a library's: libpng through ``imagecodecs`` for gray images, Pillow for palette
+    images (whose indices are kept). Only the 13-byte IHDR is read here, to pick the path.
 
     Args:
         data: the file's bytes.
@@ -436,56 +272,33 @@ def decode_label_png(data: bytes, where: str = "") -> tuple[np.ndarray, np.ndarr
         :func:`segprep.io.read_label` then.
 
     Raises:
-        SegprepError: not a PNG, truncated, or corrupt (zlib stream, filter type, size).
+        SegprepError: not a PNG, truncated, or corrupt.
     """
     if not data.startswith(PNG_SIGNATURE):
         raise SegprepError(where, "not a PNG file")
-    mv = memoryview(data)
-    pos = 8
-    n = len(data)
-    ihdr = None
-    palette = None
-    idat: list[memoryview] = []
-    ended = False
-    while pos + 8 <= n:
-        length, ctype = struct.unpack_from(">I4s", data, pos)
-        start = pos + 8
-        end = start + length
-        if end + 4 > n:
-            raise SegprepError(where, "truncated PNG (chunk runs past the end of the file)")
-        if ctype == b"IHDR":
-            if length != 13:
-                raise SegprepError(where, "corrupt PNG header")
-            ihdr = struct.unpack_from(">IIBBBBB", data, start)
-        elif ctype == b"PLTE":
-            palette = np.frombuffer(data, np.uint8, length - length % 3, start).reshape(-1, 3)
-        elif ctype == b"IDAT":
-            idat.append(mv[start:end])
-        elif ctype == b"IEND":
-            ended = True
-            break
-        pos = end + 4
-    if ihdr is None:
-        raise SegprepError(where, "corrupt PNG (no IHDR chunk)")
-    width, height, depth, color, _comp, _filt, interlace = ihdr
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise SegprepError(where, "corrupt or truncated PNG (no IHDR chunk)")
+    _w, _h, depth, color, _comp, _filt, interlace = struct.unpack_from(">IIBBBBB", data, 16)
     if interlace != 0 or color not in (0, 3) or depth not in (8, 16) or (color == 3 and depth != 8):
         return None
-    if not idat or not ended:
+    if b"IEND" not in data[-12:]:
         raise SegprepError(where, "truncated PNG (no image data end)")
-    bpp = depth // 8
-    rowbytes = width * bpp
-    size = height * (rowbytes + 1)
     try:
-        raw = _inflate(b"".join(idat), size)
-    except Exception as exc:  # zlib / zlib-ng errors: damaged or truncated stream
+        if color == 3:
+            import io as _io
+
+            from PIL import Image
+
+            with Image.open(_io.BytesIO(data)) as im:
+                im.load()
+                pal = np.array(im.getpalette() or [], np.uint8).reshape(-1, 3)
+                return np.asarray(im), pal
+        if _ic is not None:
+            return np.asarray(_ic.png_decode(data)), None
+        from segprep.io import _pil_decode
+
+        return _pil_decode(where, data), None
+    except SegprepError:
+        raise
+    except Exception as exc:  # libpng / zlib errors: damaged stream, bad filter type, CRC
         raise SegprepError(where, f"corrupt or truncated PNG ({exc})") from None
-    if len(raw) != size:
-        raise SegprepError(where, f"corrupt or truncated PNG ({len(raw)} of {size} bytes of "
-                                  "image data)")
-    out = np.empty((height, rowbytes), np.uint8)
-    bad = _kernel("_unfilter")(np.frombuffer(raw, np.uint8), height, rowbytes, bpp, out)
-    if bad:
-        raise SegprepError(where, f"corrupt PNG (bad filter type in row {bad - 1})")
-    if depth == 16:
-        return out.view(">u2").astype(np.uint16), None
-    return out, (palette if color == 3 else None)
