@@ -228,6 +228,11 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert (tmp_path / "part" / "curves.png").stat().st_size > 0
     model, meta = load_model(tmp_path / "full")
     assert meta["num_classes"] == 3 and meta["epoch"] == 2 and not model.training
+    # a resumed run does not inherit --stop-after; --epochs on resume extends the schedule
+    longer = main(resume=str(tmp_path / "part"), overrides={"quiet": True, "epochs": 3})
+    assert longer["epoch"] == 3 and longer["stopped"] == "epochs"
+    assert load_checkpoint(tmp_path / "part")["scheduler"]["lr_lambdas"][0]["total"] == \
+        3 * a["scheduler"]["lr_lambdas"][0]["total"] // 2
 
 
 def test_class_weights_json_and_time_budget(tmp_path):

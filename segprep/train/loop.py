@@ -515,6 +515,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
         ckpt = load_checkpoint(resume)
         cfg = TrainConfig.from_dict(ckpt["args"])
         cfg.out = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)
+        cfg.stop_after = None  # an interruption is not part of the run's definition
         for k, v in (overrides or {}).items():
             setattr(cfg, k, v)
     if cfg is None:
@@ -663,6 +664,9 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
          f"{', channels_last' if channels_last else ''}"
          f"{f', resuming after epoch {start_epoch}' if ckpt is not None else ''}", d, cfg)
 
+    if start_epoch >= epochs:
+        _say(f"nothing to train: the run already finished {start_epoch} epochs (give --epochs N "
+             f"to extend it)", d, cfg)
     run_start = time.perf_counter()
     last_scores = None
     stopped = "epochs"
@@ -747,7 +751,8 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
 
                     write_json(run_dir / "best_scores.json",
                                {"epoch": epoch, **scores.to_dict(names)})
-            shown_total = epoch if last else f"{'~' if auto_epochs else ''}{epochs}"
+            shown_total = epoch if stopped == "time_budget" or (last and auto_epochs) else \
+                f"{'~' if auto_epochs else ''}{epochs}"
             msg = (f"epoch {epoch}/{shown_total}  loss "
                    f"{stats['loss']:.4f}")
             if scores is not None:
