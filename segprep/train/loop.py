@@ -207,7 +207,8 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
     start = time.perf_counter()
     bar = tqdm(total=len(loader), desc=desc, disable=not progress, leave=False, unit="it",
                dynamic_ncols=True, file=sys.stderr)
-    t0 = shown = time.perf_counter()
+    t0 = time.perf_counter()
+    shown = -math.inf
     for imgs, masks in loader:
         wait += time.perf_counter() - t0
         x = to_model_input(imgs, device, channels_last)
