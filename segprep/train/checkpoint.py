@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -74,21 +73,11 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
-    """Write ``ckpt`` with ``torch.save`` atomically (temp file + rename), so a run killed while
-    saving never leaves a truncated ``last.pt``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(ckpt, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``ckpt`` with ``torch.save`` atomically (temp file + rename, usual permissions), so
+    a run killed while saving never leaves a truncated ``last.pt``."""
+    from segprep.io import _atomic_write
+
+    _atomic_write(path, lambda fh: torch.save(ckpt, fh))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
