@@ -664,6 +664,12 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
          f"{', channels_last' if channels_last else ''}"
          f"{f', resuming after epoch {start_epoch}' if ckpt is not None else ''}", d, cfg)
 
+    if device.type == "cpu" and hasattr(os, "getloadavg"):
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if torch.get_num_threads() > 1 and load > cores:
+            _say(f"segprep: warning: the CPU is busy (load {load:.1f} on {cores} cores); torch's "
+                 f"{torch.get_num_threads()} threads wait on each other when other processes "
+                 "hold the cores, --threads 1 may train faster", d, cfg)
     if start_epoch >= epochs:
         _say(f"nothing to train: the run already finished {start_epoch} epochs (give --epochs N "
              f"to extend it)", d, cfg)
