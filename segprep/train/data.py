@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,7 +67,8 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
     """Read an ``.odgt`` manifest.
 
     Args:
-        odgt: the manifest (one JSON object per line; blank lines skipped).
+        odgt: the manifest (one JSON object per line, read strictly by
+            :mod:`segprep.manifest`: a blank or broken line is an error).
         root: folder that relative paths are relative to (default: the manifest's folder).
         check_files: fail if an image or mask file is missing.
 
@@ -80,29 +80,20 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
             ``fpath_segm``, a missing file (``<odgt>:<line>: fpath_img: no such file <path>``),
             or an empty manifest.
     """
+    from segprep.manifest import iter_lines, parse_line, resolve
+
     odgt = Path(odgt)
-    try:
-        text = odgt.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SegprepError(odgt, "no such file") from None
-    except OSError as exc:
-        raise SegprepError(odgt, f"cannot read: {exc.strerror or exc}") from None
     base = Path(root) if root is not None else odgt.parent
     records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, line in iter_lines(odgt):  # the manifest module's strict odgt reader
         where = f"{odgt}:{lineno}"
         try:
-            obj = json.loads(line)
-            img, seg = obj["fpath_img"], obj["fpath_segm"]
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise SegprepError(where, f"not a JSON object ({exc})") from None
-        except KeyError as exc:
-            raise SegprepError(where, f"missing key {exc}") from None
+            rec = parse_line(line)
+        except ValueError as exc:
+            raise SegprepError(where, str(exc)) from None
         paths = []
-        for key, p in (("fpath_img", img), ("fpath_segm", seg)):
-            full = Path(p) if os.path.isabs(p) else base / p
+        for key, p in (("fpath_img", rec.fpath_img), ("fpath_segm", rec.fpath_segm)):
+            full = resolve(p, base)
             if check_files and not full.is_file():
                 raise SegprepError(where, f"{key}: no such file {full}")
             paths.append(str(full))
