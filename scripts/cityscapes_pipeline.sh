@@ -5,7 +5,8 @@
 #
 #   DATA_DIR  folder holding cityscapes/{gtFine,leftImg8bit} (default: ../shared/data beside the
 #             repo); a full Cityscapes root works too
-#   OUT_DIR   where everything is written (default: runs/cityscapes in the repo, git-ignored)
+#   OUT_DIR   where everything is written (default: runs/cityscapes_pipeline in the repo,
+#             git-ignored)
 #
 # Environment: SEGPREP (the segprep command; default .venv/bin/segprep, else segprep on PATH),
 # CKPT (a trained checkpoint to predict with; default: fit a tiny U-Net to the frames that have
@@ -26,7 +27,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA="${1:-$REPO/../shared/data}"
-OUT="${2:-$REPO/runs/cityscapes}"
+OUT="${2:-$REPO/runs/cityscapes_pipeline}"
 if [[ -n "${SEGPREP:-}" ]]; then :
 elif [[ -x "$REPO/.venv/bin/segprep" ]]; then SEGPREP="$REPO/.venv/bin/segprep"
 else SEGPREP="segprep"; fi
