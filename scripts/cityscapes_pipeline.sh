@@ -10,7 +10,7 @@
 #
 # Environment: SEGPREP (the segprep command; default .venv/bin/segprep, else segprep on PATH),
 # CKPT (a trained checkpoint to predict with; default: fit a tiny U-Net to the frames that have
-# images, EPOCHS epochs of 256x512 crops, default 30), JOBS (-j for batch commands).
+# images, EPOCHS epochs of 256x512 crops, default 20), JOBS (-j for batch commands).
 #
 # Steps: cityscapes gen-gt (every split, into OUT/gt, mirroring the official layout) -> odgt
 # create for the frames that have a leftImg8bit image -> odgt validate -> odgt stats -> train (or
@@ -33,7 +33,7 @@ elif [[ -x "$REPO/.venv/bin/segprep" ]]; then SEGPREP="$REPO/.venv/bin/segprep"
 else SEGPREP="segprep"; fi
 JOBS_ARGS=()
 [[ -n "${JOBS:-}" ]] && JOBS_ARGS=(-j "$JOBS")
-EPOCHS="${EPOCHS:-30}"
+EPOCHS="${EPOCHS:-20}"
 
 CS="$DATA/cityscapes"
 [[ -d "$DATA/gtFine" ]] && CS="$DATA"  # DATA is itself a Cityscapes root

@@ -261,7 +261,7 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> Demo
     """
     import click
 
-    say = echo or (lambda s, nl=True: click.echo(s, nl=nl))
+    say = echo or click.echo
     t_start = time.perf_counter()
     out = Path(cfg.out)
     _prepare_out(out)
@@ -279,17 +279,24 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> Demo
     def stage(name: str, fn: Callable[[], tuple[str, dict[str, str]]]) -> StageResult:
         k = len(summary.stages) + 1
         head = f"[{k:2d}/{total}] {name:<18}"
-        try:
-            say(head, nl=False)
-        except TypeError:  # an echo without nl
-            pass
+        inline = echo is None and not cfg.verbose  # head now, result on the same line
+        if inline:
+            click.echo(head, nl=False)
+        elif cfg.verbose:  # the command's own output follows: the result gets its own line
+            say(f"{head}...")
         t0 = time.perf_counter()
-        msg, arts = fn()
+        try:
+            msg, arts = fn()
+        except BaseException:
+            if inline:
+                click.echo("failed")
+            raise
         res = StageResult(name, msg, {k2: _rel(v) for k2, v in arts.items()},
                           time.perf_counter() - t0)
         summary.stages.append(res)
         where = f" -> {next(iter(res.artefacts.values()))}" if res.artefacts else ""
-        say(f"{msg}{where} ({res.seconds:.1f} s)")
+        line = f"{msg}{where} ({res.seconds:.1f} s)"
+        say(line if inline else f"{head}{line}")
         return res
 
     # 1. the synthetic dataset
