@@ -48,12 +48,16 @@ def _pair(value: str, what: str) -> tuple[int, int]:
               help="U-Net width of the first level.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Training and prediction device.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads for training. Default: the cores not busy with other "
+                   "processes (from the load average; on a shared machine, threads that wait "
+                   "for a busy core slow training down many times).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also show every command's own output (it is always in OUT/logs/).")
 @jobs_option
 def command(out: str, frames: int, epochs: int | None, train_minutes: float, seed: int,
-            image_size: str, crop: str, base_channels: int, device: str, verbose: bool,
-            jobs: int | None) -> None:
+            image_size: str, crop: str, base_channels: int, device: str, threads: int | None,
+            verbose: bool, jobs: int | None) -> None:
     """Run the whole segprep pipeline on a synthetic dataset, with nothing to download.
 
     Generates a small Cityscapes-format dataset (polygon JSONs with realistic classes and
@@ -69,7 +73,8 @@ def command(out: str, frames: int, epochs: int | None, train_minutes: float, see
     cfg = DemoConfig(out=Path(out), frames=frames, epochs=epochs, seed=seed, jobs=jobs,
                      width=_pair(image_size, "--size")[0], height=_pair(image_size, "--size")[1],
                      crop=_pair(crop, "--crop"), base_channels=base_channels,
-                     train_minutes=train_minutes, device=device, verbose=verbose)
+                     train_minutes=train_minutes, device=device, threads=threads,
+                     verbose=verbose)
     try:
         summary = run_demo(cfg)
     except DemoError as exc:
