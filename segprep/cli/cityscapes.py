@@ -53,11 +53,15 @@ def _choices(kind: str, allowed: tuple[str, ...] | list[str], value: str | tuple
               help="How polygons are rasterised. official: the rule the released Cityscapes PNGs "
                    "were drawn with (PIL <= 2.4.0 polygon filler), bit-identical to them. pillow: "
                    "the installed Pillow, bit-identical to what today's cityscapesScripts writes.")
+@click.option("--parallel", "parallel_backend", type=click.Choice(["threads", "processes"]),
+              default="threads", show_default=True,
+              help="Run the -j workers as threads (no start-up cost; the PNG codec, lookups and "
+                   "rasteriser release the GIL) or as processes.")
 @batch_options
 @handle_errors
 def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
-           targets: tuple[str, ...], source: str, raster: str, jobs: int | None, overwrite: bool,
-           quiet: bool) -> None:
+           targets: tuple[str, ...], source: str, raster: str, parallel_backend: str,
+           jobs: int | None, overwrite: bool, quiet: bool) -> None:
     """Generate training masks from Cityscapes polygon annotations under ROOT.
 
     ROOT is a Cityscapes root holding gtFine/{train,val,test}/<city>/*_gtFine_polygons.json
@@ -77,8 +81,9 @@ def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
                             overwrite=overwrite)
     summary = BatchSummary()
     sources = {"official": 0, "polygons": 0}
+    # threads: decode, LUT, rasterise and encode all release the GIL (measured: no worker start-up)
     for outcome in parallel_map(cs.convert_frame, job_list, jobs=jobs, desc="gen-gt",
-                                quiet=quiet, unit="frame"):
+                                quiet=quiet, unit="frame", prefer=parallel_backend):
         skipped = outcome.ok and outcome.value.skipped
         summary.add(outcome, skipped=skipped)
         if outcome.ok and not skipped:
