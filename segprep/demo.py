@@ -329,8 +329,8 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> Demo
                           f"generate_cityscapes(\"{data}\", {n_train}, {n_val}, {n_test}, "
                           f"{cfg.width}, {cfg.height}, seed={cfg.seed})'")
         n_obj = sum(s.objects.values())
-        return (f"{s.num_frames} synthetic frames {size} (train {n_train}, val {n_val}, "
-                f"test {n_test}), {n_obj} polygons of {len(s.objects)} labels",
+        return ((f"{s.num_frames} synthetic frames {size} (train {n_train}, val {n_val}, "
+                 f"test {n_test}), {n_obj} polygons of {len(s.objects)} labels"),
                 {"dataset": data})
 
     stage("synthetic data", synth_stage)
@@ -431,9 +431,9 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> Demo
                          out / "cache" / "eval-gt", "-q", *jobs])
         doc = json.loads(eval_json.read_text())
         summary.scores.update(_cityscapes_scores(doc))
-        return (f"val mIoU {summary.scores['val mIoU']:.3f}, iIoU "
-                f"{summary.scores.get('val iIoU', float('nan')):.3f}, category mIoU "
-                f"{summary.scores.get('val category mIoU', float('nan')):.3f}",
+        return ((f"val mIoU {summary.scores['val mIoU']:.3f}, iIoU "
+                 f"{summary.scores.get('val iIoU', float('nan')):.3f}, category mIoU "
+                 f"{summary.scores.get('val category mIoU', float('nan')):.3f}"),
                 {"scores": eval_json, "confusion": eval_png})
 
     stage("evaluate", evaluate_stage)

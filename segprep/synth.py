@@ -71,7 +71,7 @@ GROUND_KINDS = (K_ROAD, K_SIDEWALK, K_TERRAIN)
 # --------------------------------------------------------------------------------------- scene
 @dataclass
 class Camera:
-    """Pinhole camera: focal length ``f`` (px), vanishing point ``(xv, y0)`` (px), height ``hc`` (m).
+    """Pinhole camera: focal length ``f`` and vanishing point ``(xv, y0)`` (px), height ``hc`` (m).
 
     A 3-D point ``(X, Y, Z)`` (metres: right, up, forward; the road at ``Y = 0``) projects to
     ``x = xv + f X / Z``, ``y = y0 + f (hc - Y) / Z``.
@@ -296,7 +296,8 @@ def build_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
     if rng.random() < 0.5:  # distant tree line
         xs2 = np.linspace(rng.uniform(-0.1, 0.5) * W, rng.uniform(0.6, 1.1) * W, 14)
         tops = cam.y0 - H * rng.uniform(0.01, 0.06, size=len(xs2))
-        pts = [[xs2[0], cam.y0 + 3]] + [[x, y] for x, y in zip(xs2, tops)] + [[xs2[-1], cam.y0 + 3]]
+        pts = ([[xs2[0], cam.y0 + 3]] + [[x, y] for x, y in zip(xs2, tops, strict=True)]
+               + [[xs2[-1], cam.y0 + 3]])
         b.add(b.make("vegetation", None, _jitter(rng, (70, 95, 55), 10), K_FOLIAGE, pixels=pts))
 
     # 2. ground: verges, sidewalks, road (near Z = 0.5 m, far Z = far_z)
@@ -305,8 +306,7 @@ def build_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
     def ground(x0: float, x1: float, z0: float = zn, z1: float = zf) -> np.ndarray:
         return np.array([[x0, 0, z0], [x0, 0, z1], [x1, 0, z1], [x1, 0, z0]], np.float64)
 
-    for side, x_out, x_in, verge in ((-1, fac_l - 30, rl - sw_l, verge_l),
-                                     (1, fac_r + 30, rr + sw_r, verge_r)):
+    for x_out, x_in, verge in ((fac_l - 30, rl - sw_l, verge_l), (fac_r + 30, rr + sw_r, verge_r)):
         lab, kind, col = (("terrain", K_TERRAIN, (118, 140, 78)) if verge
                           else ("sidewalk", K_SIDEWALK, (160, 150, 148)))
         b.add(b.make(lab, ground(min(x_out, x_in), max(x_out, x_in)), _jitter(rng, col, 10), kind))
@@ -352,7 +352,7 @@ def build_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
                  glass=(60, 66, 76)))
 
     # 4. walls and fences along the sidewalks' outer edges
-    for side, xw in ((-1, rl - sw_l + 0.1), (1, rr + sw_r - 0.1)):
+    for xw in (rl - sw_l + 0.1, rr + sw_r - 0.1):
         if rng.random() < 0.35:
             z0 = rng.uniform(2, 25)
             z1 = z0 + rng.uniform(6, 40)
@@ -786,7 +786,7 @@ class FrameSpec:
 
 
 def make_frame(spec: FrameSpec) -> tuple[Scene, np.ndarray, np.ndarray]:
-    """Build and render one frame in memory: ``(scene, image, index)`` (see :func:`render_image`)."""
+    """Build and render one frame in memory: ``(scene, image, index)`` (:func:`render_image`)."""
     scene = build_scene(spec.rng(0), spec.width, spec.height)
     image, index = render_image(scene, spec.rng(1), spec.raster)
     return scene, image, index

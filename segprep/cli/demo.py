@@ -15,7 +15,8 @@ def _pair(value: str, what: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in value.lower().split("x"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not AxB (two positive integers)", param_hint=what) from None
+        raise click.BadParameter(f"{value!r} is not AxB (two positive integers)",
+                                 param_hint=what) from None
     if w <= 0 or h <= 0:
         raise click.BadParameter(f"{value!r}: sizes must be positive", param_hint=what)
     return w, h
