@@ -21,11 +21,6 @@ import numpy as np
 
 from segprep.errors import SegprepError
 
-try:
-    import imagecodecs as _ic
-except ImportError:  # pragma: no cover - imagecodecs is a dependency
-    _ic = None
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _KERNELS: dict[str, object] = {}
@@ -258,8 +253,9 @@ def joint_histogram(codes: np.ndarray, pred: np.ndarray, num_codes: int) -> np.n
 def decode_label_png(data: bytes, where: str = "") -> tuple[np.ndarray, np.ndarray | None] | None:
     """Decode an 8-bit gray / 8-bit palette / 16-bit gray, non-interlaced label PNG.
 
-    The codec is a library's: libpng through ``imagecodecs`` for gray images, Pillow for palette
-    images (whose indices are kept). Only the 13-byte IHDR is read here, to pick the path.
+    Only the 13-byte IHDR is read here, to pick the path; the decoding is
+    :func:`segprep.io.decode_label` (libpng through ``imagecodecs``, Pillow for palette images,
+    whose indices are kept).
 
     Args:
         data: the file's bytes.
@@ -283,22 +279,6 @@ def decode_label_png(data: bytes, where: str = "") -> tuple[np.ndarray, np.ndarr
         return None
     if b"IEND" not in data[-12:]:
         raise SegprepError(where, "truncated PNG (no image data end)")
-    try:
-        if color == 3:
-            import io as _io
+    from segprep.io import decode_label
 
-            from PIL import Image
-
-            with Image.open(_io.BytesIO(data)) as im:
-                im.load()
-                pal = np.array(im.getpalette() or [], np.uint8).reshape(-1, 3)
-                return np.asarray(im), pal
-        if _ic is not None:
-            return np.asarray(_ic.png_decode(data)), None
-        from segprep.io import _pil_decode
-
-        return _pil_decode(where, data), None
-    except SegprepError:
-        raise
-    except Exception as exc:  # libpng / zlib errors: damaged stream, bad filter type, CRC
-        raise SegprepError(where, f"corrupt or truncated PNG ({exc})") from None
+    return decode_label(where, data)

@@ -56,7 +56,11 @@ def read_png(path: PathLike) -> np.ndarray:
     Raises:
         SegprepError: missing, unreadable or truncated file, or not a PNG.
     """
-    data = _read_bytes(path)
+    return _decode_png(path, _read_bytes(path))
+
+
+def _decode_png(path: PathLike, data: bytes) -> np.ndarray:
+    """:func:`read_png` on bytes already read (``path`` names them in errors)."""
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise SegprepError(path, "not a PNG file")
     if _ic is not None:
@@ -95,7 +99,11 @@ def read_label(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     Raises:
         SegprepError: missing, unreadable or truncated file.
     """
-    data = _read_bytes(path)
+    return decode_label(path, _read_bytes(path))
+
+
+def decode_label(path: PathLike, data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`read_label` on the file's bytes, already read (``path`` names them in errors)."""
     is_png = data.startswith(b"\x89PNG\r\n\x1a\n")
     # PNG colour type byte (offset 25) 3 = indexed colour
     if is_png and len(data) > 25 and data[25] == 3:
@@ -109,7 +117,7 @@ def read_label(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zlib.error) as exc:
             raise SegprepError(path, f"corrupt or truncated PNG ({exc})") from None
     if is_png:
-        return read_png(path), None
+        return _decode_png(path, data), None
     return _pil_decode(path, data), None
 
 
@@ -121,7 +129,7 @@ def read_image(path: PathLike) -> np.ndarray:
     """
     data = _read_bytes(path)
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        arr = read_png(path)
+        arr = _decode_png(path, data)
     else:
         arr = _pil_decode(path, data)
     if arr.ndim == 2:
