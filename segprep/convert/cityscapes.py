@@ -153,7 +153,6 @@ class _Luts:
     """65536-entry LUTs over instanceIds values (``id`` or ``id*1000+k``)."""
 
     label: np.ndarray  # uint8: instance value -> label id
-    train: np.ndarray  # uint8: instance value -> trainId
     inst_train: np.ndarray  # uint16: instance value -> instanceTrainIds value
     valid: np.ndarray  # bool (65536,): value can occur in an official instanceIds PNG
     valid_label: np.ndarray  # bool (256,): label id in the table
@@ -175,7 +174,7 @@ def _luts(cm: ClassMap) -> _Luts:
     inst_train = np.where(is_inst & (train != IGNORE_INDEX),
                           train.astype(np.int64) * 1000 + values % 1000, train).astype(np.uint16)
     max_contiguous = int(np.argmin(valid_label)) - 1 if not valid_label.all() else 255
-    return _Luts(label_u8, train, inst_train, valid, valid_label, max_contiguous)
+    return _Luts(label_u8, inst_train, valid, valid_label, max_contiguous)
 
 
 def _lut8(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
