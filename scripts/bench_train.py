@@ -9,8 +9,9 @@ against the model step.
    Goal: segprep / plain ≤ 1.1. Runs are interleaved (A B A B …); the ratio is taken on the best
    run of each loop (as ``timeit`` advises: slower runs measure the other processes sharing the
    CPU, not the code) and also shown on the medians. A third row times the plain loop in float32 NCHW (what a plain loop
-   does by default) to show what segprep's defaults (bf16 autocast on AMX/AVX512-BF16 CPUs,
-   channels_last) buy.
+   does by default) to show what channels_last and autocast buy; with autocast on, a fourth row
+   times segprep's loop in float32 (``--no-amp``), the comparison behind the CPU default of
+   ``--amp`` (``--amp on|off|auto`` picks the precision of the first two rows).
 2. Data pipeline alone: images/s of a DataLoader over ``SegDataset`` with the training transforms
    (decode + resize + scale + crop + flip + jitter), without and with ``--cache``, against the
    images/s of the model step.
@@ -20,6 +21,7 @@ Usage::
     python scripts/bench_train.py                         # CamVid SegNet frames from ../shared/data
     python scripts/bench_train.py --size 240x180 --batch-size 8 --base-channels 16 --reps 5
     python scripts/bench_train.py --json bench_train.json
+    python scripts/bench_train.py --amp on --threads 2 --reps 4 --iters 3 --no-data  # bf16 vs fp32
 """
 
 from __future__ import annotations
@@ -53,9 +55,15 @@ def camvid_records(data: Path, n: int):
     if not names:
         raise SystemExit(f"no CamVid frames under {seg} (set --data)")
     tmp = Path(tempfile.mkdtemp()) / "bench.odgt"
-    tmp.write_text("".join(json.dumps({"fpath_img": str(seg / "train" / f),
-                                       "fpath_segm": str(seg / "trainannot" / f)}) + "\n"
-                           for f in names))
+    from segprep.io import image_size
+
+    lines = []
+    for f in names:
+        w, h = image_size(seg / "train" / f)
+        lines.append(json.dumps({"fpath_img": str(seg / "train" / f),
+                                 "fpath_segm": str(seg / "trainannot" / f),
+                                 "width": w, "height": h}) + "\n")
+    tmp.write_text("".join(lines))
     return read_records(tmp)
 
 
@@ -121,6 +129,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (data bench)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                    help="autocast of the segprep/plain rows (auto: segprep train's default)")
+    ap.add_argument("--no-data", action="store_true", help="skip the data-pipeline benchmark")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -128,7 +139,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
-    amp = amp_dtype(device, None)
+    amp = amp_dtype(device, {"auto": None, "on": True, "off": False}[args.amp])
     w, h = (int(v) for v in args.size.lower().split("x"))
     recs = camvid_records(args.data, max(args.frames, args.batch_size))
     train_ds = SegDataset(recs, 11, 11, size=(w, h), scale=(0.75, 1.25), crop=(h, w),
@@ -155,6 +166,9 @@ def main() -> None:
         "plain loop, float32 NCHW": lambda: time_plain(fresh(False), batch, args.iters, device,
                                                        None, False, 1e-3),
     }
+    if amp is not None:
+        loops["segprep train_one_epoch, float32"] = lambda: time_segprep(
+            fresh(True), batch, args.iters, device, None, True, 1e-3)
     for fn in loops.values():  # warm-up (oneDNN / cuDNN kernel selection)
         fn()
     times = {k: [] for k in loops}
@@ -177,16 +191,23 @@ def main() -> None:
     print(f"segprep / plain (same precision): best {ratio:.3f}, median {ratio_med:.3f} "
           f"(goal <= 1.1)")
 
+    if amp is not None:
+        amp_ratio = best["segprep train_one_epoch"] / best["segprep train_one_epoch, float32"]
+        print(f"segprep {str(amp).split('.')[-1]} / float32: best {amp_ratio:.3f}, median "
+              f"{med['segprep train_one_epoch'] / med['segprep train_one_epoch, float32']:.3f} "
+              "(< 1: autocast is faster)")
     data = {}
-    nodata = SegDataset(recs[:args.frames], 11, 11, size=(w, h), scale=(0.75, 1.25),
-                        crop=(h, w), jitter=0.2, seed=0, cache=False)
-    data["decode+augment"] = data_rate(nodata, args.batch_size, args.workers)
-    cached = SegDataset(recs[:args.frames], 11, 11, size=(w, h), scale=(0.75, 1.25),
-                        crop=(h, w), jitter=0.2, seed=0, cache=True)
-    data_rate(cached, args.batch_size, 0)  # fills the cache
-    data["cached+augment"] = data_rate(cached, args.batch_size, 0, epochs=2)
+    if not args.no_data:
+        nodata = SegDataset(recs[:args.frames], 11, 11, size=(w, h), scale=(0.75, 1.25),
+                            crop=(h, w), jitter=0.2, seed=0, cache=False)
+        data["decode+augment"] = data_rate(nodata, args.batch_size, args.workers)
+        cached = SegDataset(recs[:args.frames], 11, 11, size=(w, h), scale=(0.75, 1.25),
+                            crop=(h, w), jitter=0.2, seed=0, cache=True)
+        data_rate(cached, args.batch_size, 0)  # fills the cache
+        data["cached+augment"] = data_rate(cached, args.batch_size, 0, epochs=2)
     step_rate = args.batch_size / best["segprep train_one_epoch"]
-    print(f"\ndata pipeline alone ({args.frames} CamVid frames, workers {args.workers}):")
+    if data:
+        print(f"\ndata pipeline alone ({args.frames} CamVid frames, workers {args.workers}):")
     for k, v in data.items():
         print(f"  {k:<16} {v:8.1f} img/s  ({v / step_rate:.1f}x the model step's "
               f"{step_rate:.1f} img/s)")

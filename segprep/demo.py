@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from segprep.errors import SegprepError
+from segprep.train.threads import cpu_threads
 
 #: file that marks a folder as a segprep demo output (so a rerun may reuse it)
 MARKER = ".segprep-demo"
@@ -69,7 +70,8 @@ class DemoConfig:
             budget trades too much pixel accuracy for the rare classes).
         train_minutes: wall-time budget of the training stage (the trainer's ``--time-budget``).
         device: ``auto``, ``cpu`` or ``cuda``.
-        threads: torch CPU threads of the training stage (None: :func:`cpu_threads`).
+        threads: torch CPU threads of the training stage (None:
+            :func:`segprep.train.threads.cpu_threads`).
         verbose: echo every command's own output instead of only logging it.
     """
 
@@ -241,24 +243,6 @@ def _rel(path: Path | str) -> str:
         return str(p.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(p)
-
-
-def cpu_threads() -> int:
-    """CPU threads for the training stage: the usable cores not held by other processes.
-
-    On a shared machine, torch's threads wait on each other when another process holds a core
-    (measured on 2 cores with one other busy process: 0.9 images/s with 2 threads, 11 with 1;
-    17 with 2 on an idle machine). The 1-minute load average, minus about 1 for this process,
-    estimates the cores others hold.
-    """
-    from segprep.io import default_jobs
-
-    cores = default_jobs()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - platforms without getloadavg
-        return cores
-    return max(1, min(cores, round(cores - max(0.0, load - 1.0))))
 
 
 def _count_lines(path: Path) -> int:

@@ -250,6 +250,61 @@ def test_class_weights_json_and_time_budget(tmp_path):
         main(tiny_config(tmp_path, train, None, class_weights=str(stats)))
 
 
+def test_time_budget_stops_mid_epoch_in_time_with_the_lr_at_zero(tmp_path, monkeypatch):
+    """An epoch longer than the whole budget: the run stops mid-epoch, still validates and
+    checkpoints, ends within the budget, and the fitted poly schedule has reached 0."""
+    import time
+
+    from segprep.train import data
+
+    slow = data.SegDataset.__getitem__
+
+    def getitem(self, key):  # 30 ms per frame: 100 iterations of 2 frames take > 6 s
+        time.sleep(0.03)
+        return slow(self, key)
+
+    monkeypatch.setattr(data.SegDataset, "__getitem__", getitem)
+    train = make_dataset(tmp_path / "data", n=200, size=(32, 32))
+    val = make_dataset(tmp_path / "data", n=4, seed=9, name="val", size=(32, 32))
+    budget_s = 4.8
+    t = time.perf_counter()
+    out = main(tiny_config(tmp_path, train, val, epochs=None, time_budget=budget_s / 60,
+                           crop=None, scale=None, deterministic=False))
+    wall = time.perf_counter() - t
+    assert wall <= budget_s + 1.0, wall
+    assert out["stopped"] == "time_budget" and out["epoch"] == 1
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2
+    row = dict(zip(rows[0].split(","), rows[1].split(",")))
+    assert 0 < int(row["iterations"]) < 100  # stopped inside the first epoch
+    assert float(row["lr"]) <= 0.05 * 5e-3  # the schedule was fitted to end at the budget
+    assert row["val_miou"] != ""  # the final validation ran
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["scheduler"]["last_epoch"] == int(row["iterations"])
+    assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "curves.png").is_file()
+
+
+def test_default_threads_leave_the_cores_other_processes_hold(monkeypatch):
+    from segprep.train import threads
+
+    monkeypatch.setattr("segprep.io.default_jobs", lambda: 4)
+    for load, want in ((0.2, 4), (1.0, 4), (2.0, 3), (3.4, 2), (9.0, 1)):
+        monkeypatch.setattr(threads, "cpu_load", lambda load=load: load)
+        assert threads.cpu_threads() == want, load
+    monkeypatch.setattr(threads, "cpu_load", lambda: None)
+    assert threads.cpu_threads() == 4
+
+
+def test_train_picks_threads_and_logs_the_choice(tmp_path, monkeypatch, capsys):
+    from segprep.train import threads
+
+    monkeypatch.setattr(threads, "cpu_load", lambda: 1.0 + (__import__("os").cpu_count() or 1))
+    train = make_dataset(tmp_path / "data", n=4)
+    main(tiny_config(tmp_path, train, None, epochs=1, threads=None, quiet=False))
+    line = capsys.readouterr().err.splitlines()[0]
+    assert "threads 1 (auto:" in line and "load" in line
+
+
 # ----------------------------------------------------------------------------- CLI
 def test_cli_trains_and_reports_bad_data_on_one_line(tmp_path):
     train = make_dataset(tmp_path / "data", n=4)

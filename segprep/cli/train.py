@@ -36,10 +36,11 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
               help="Mask value that is ignored by the loss and the metric (255 is always "
                    "ignored too). SegNet CamVid: --num-classes 11 --ignore-index 11.")
 @click.option("--epochs", type=int, default=None,
-              help="Epochs (default 50, or as many as fit in --time-budget).")
+              help="Epochs (default 50, or as many iterations as fit in --time-budget).")
 @click.option("--time-budget", type=float, default=None, metavar="MINUTES",
-              help="Stop before an epoch that would end past this wall time (checkpoints are "
-                   "saved every epoch). Without --epochs the LR schedule is fitted to the budget.")
+              help="Wall-time budget: training stops (mid-epoch if need be) in time for a final "
+                   "validation and checkpoint within it. Without --epochs the poly LR schedule is "
+                   "fitted to the budget and reaches ~0 at its end.")
 @click.option("--stop-after", type=int, default=None, metavar="EPOCH",
               help="Stop after this epoch as if interrupted (the schedule still spans --epochs); "
                    "continue later with --resume.")
@@ -101,7 +102,9 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--channels-last/--no-channels-last", default=None,
               help="channels_last memory format (default: on; faster with cuDNN and oneDNN).")
 @click.option("--threads", type=int, default=None,
-              help="torch CPU threads (default: all cores).")
+              help="torch CPU threads (default on CPU: the cores not held by other processes, "
+                   "from the 1-minute load average; threads waiting on a busy core train "
+                   "several times slower).")
 @click.option("--val-every", type=int, default=1, show_default=True,
               help="Validate every N epochs (and after the last one).")
 @click.option("--deterministic", is_flag=True,

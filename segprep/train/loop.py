@@ -12,9 +12,12 @@ of torchvision's ``references/segmentation/train.py``).
   continues from ``last.pt`` exactly (same weights as an uninterrupted run on CPU with
   ``deterministic=True``): augmentation is seeded per (seed, epoch, sample), the shuffle per
   (seed, epoch), and the model, optimiser, scheduler and scaler states are restored.
-* ``time_budget`` (minutes): without an explicit ``epochs`` the poly schedule is fitted to the
-  budget (the epoch count is re-estimated from the measured epoch times after every epoch), and
-  the run stops before an epoch that would not end within the budget.
+* ``time_budget`` (minutes, wall time from the start of :func:`main`, summed over resumes): the
+  run stops after the last iteration that leaves time for one final validation, checkpoint and
+  ``curves.png`` (mid-epoch if need be; that partial epoch counts as an epoch), so it ends within
+  the budget (:class:`Budget`). Without an explicit ``epochs`` the poly schedule is re-fitted
+  after every iteration to the iterations that still fit (measured iteration, validation and
+  checkpoint times), so the learning rate reaches ~0 when the budget ends.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import math
 import os
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +127,74 @@ class PolyWarmup:
         return warm * max(0.0, 1 - min(it, self.total) / self.total) ** self.power
 
 
+class Budget:
+    """A run's wall-clock budget (``--time-budget``): when to stop, and how many iterations the
+    poly schedule can still span so that it reaches 0 when the budget ends.
+
+    Every time is in seconds of ``time.perf_counter()``. The budget pays for training
+    iterations, the validations and checkpoints between epochs, and, at the end, one final
+    validation, checkpoint and ``curves.png`` (the *reserve*, kept free at all times).
+    Iteration time: the mean of the last 50 iterations. Validation time: the last one measured;
+    before the first, ``val_iterations`` training iterations' worth (val frames x pixels / batch
+    pixels, x 0.5 for a forward pass without backward; 0 without a val set).
+
+    Args:
+        seconds: the budget.
+        start: ``perf_counter()`` when the run (this process's part of it) began.
+        spent: seconds already spent by the run before a resume.
+        val_iterations: the first validation's time estimate, in training iterations.
+    """
+
+    END_S = 1.5  # curves.png, the score table, closing the logs (measured ~1 s with matplotlib)
+
+    def __init__(self, seconds: float, start: float, spent: float = 0.0,
+                 val_iterations: float = 0.0):
+        self.deadline = start + seconds - spent
+        self._iters: deque[float] = deque(maxlen=50)
+        self.val_iterations = val_iterations
+        self.val_s: float | None = None
+        self.save_s = 0.5
+
+    def add_iteration(self, seconds: float) -> None:
+        self._iters.append(seconds)
+
+    @property
+    def iter_s(self) -> float:
+        """Seconds per training iteration (0 before the first)."""
+        return float(np.mean(self._iters)) if self._iters else 0.0
+
+    @property
+    def val_cost(self) -> float:
+        return self.val_s if self.val_s is not None else self.val_iterations * self.iter_s
+
+    @property
+    def reserve(self) -> float:
+        """Seconds kept for the final validation, checkpoint and curves."""
+        return self.val_cost + self.save_s + self.END_S
+
+    def left(self, now: float | None = None) -> float:
+        return self.deadline - (time.perf_counter() if now is None else now)
+
+    def no_time_for(self, seconds: float, now: float | None = None) -> bool:
+        """Whether ``seconds`` more work would eat into the reserve."""
+        return seconds + self.reserve > self.left(now)
+
+    def fit(self, it: int, iters_per_epoch: int, val_every: int,
+            now: float | None = None) -> int:
+        """Total iterations for the schedule: ``it`` done plus those that fit in the time left
+        after the reserve and the per-epoch checkpoints / validations they will cross."""
+        if not self._iters:
+            return it + 1
+        left = self.left(now) - self.reserve
+        n = max(0.0, left / self.iter_s)
+        for _ in range(2):  # the checkpoints and validations at the epoch ends crossed
+            ends = int((it + n) // iters_per_epoch - it // iters_per_epoch)
+            vals = int((it + n) // (iters_per_epoch * val_every)
+                       - it // (iters_per_epoch * val_every))
+            n = max(0.0, (left - ends * self.save_s - vals * self.val_cost) / self.iter_s)
+        return it + int(n)
+
+
 # ----------------------------------------------------------------------------- distributed
 @dataclass
 class Dist:
@@ -189,13 +262,19 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler, scaler, device: torch.device,
                     *, amp: torch.dtype | None = None, channels_last: bool = False,
                     progress: bool = False,
-                    desc: str = "train", dist_info: Dist | None = None) -> dict:
+                    desc: str = "train", dist_info: Dist | None = None,
+                    after_step: Callable[[float], bool] | None = None) -> dict:
     """One pass over ``loader``; the scheduler steps every iteration.
+
+    Args:
+        after_step: called after every iteration with its wall time in seconds (batch wait
+            included); returning True ends the epoch there (the time budget's mid-epoch stop).
+            Under DDP it must return the same on every rank.
 
     Returns:
         ``{"loss": mean loss over iterations (averaged over ranks), "images": images seen by this
         rank, "seconds": wall time, "data_wait_s": time spent waiting for batches,
-        "iterations": n}``.
+        "iterations": n, "stopped_early": whether ``after_step`` ended the epoch}``.
     """
     from tqdm import tqdm
 
@@ -208,7 +287,9 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
                dynamic_ncols=True, file=sys.stderr)
     t0 = time.perf_counter()
     shown = -math.inf
+    stopped_early = False
     for imgs, masks in loader:
+        t_iter = t0
         wait += time.perf_counter() - t0
         x = to_model_input(imgs, device, channels_last)
         y = masks.to(device, non_blocking=True).long()
@@ -234,13 +315,17 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
                                 img_s=f"{images / max(now - start, 1e-9):.1f}", refresh=False)
             bar.update()
         t0 = time.perf_counter()
+        if after_step is not None and after_step(t0 - t_iter):
+            stopped_early = True
+            break
     bar.close()
     seconds = time.perf_counter() - start
     if dist_info is not None:
         _all_reduce_sum(total, dist_info)
     n = int(total[1].item())
     return {"loss": float(total[0].item() / max(n, 1)), "images": images, "seconds": seconds,
-            "data_wait_s": wait, "iterations": n // (dist_info.world if dist_info else 1)}
+            "data_wait_s": wait, "iterations": n // (dist_info.world if dist_info else 1),
+            "stopped_early": stopped_early}
 
 
 @torch.no_grad()
@@ -403,6 +488,27 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     raise SegprepError("--optimizer", f"unknown optimizer {cfg.optimizer!r} (adamw, sgd)")
 
 
+def _val_iterations(cfg: TrainConfig, train_recs, val_recs, world: int) -> float:
+    """A validation's time in training iterations, before one is measured: this rank's val
+    frames x pixels / (batch x training pixels), x 0.5 (forward only, no backward or optimiser)."""
+    if not val_recs:
+        return 0.0
+    from segprep.io import image_size
+
+    def pixels(rec) -> float:
+        try:
+            w, h = image_size(rec.image)
+        except SegprepError:
+            return 1.0
+        return float(w * h)
+
+    val_px = float(cfg.size[0] * cfg.size[1]) if cfg.size else pixels(val_recs[0])
+    train_px = float(cfg.crop[0] * cfg.crop[1]) if cfg.crop else (
+        float(cfg.size[0] * cfg.size[1]) if cfg.size else pixels(train_recs[0]))
+    frames = math.ceil(len(val_recs) / world)
+    return 0.5 * frames * val_px / (cfg.batch_size * max(train_px, 1.0))
+
+
 def _read_rows(path: Path, upto_epoch: int) -> list[dict]:
     if not path.is_file():
         return []
@@ -510,6 +616,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
     from segprep.train.checkpoint import (load_checkpoint, make_meta, rng_state, save_checkpoint,
                                           set_rng_state, unwrap)
 
+    t_main = time.perf_counter()  # the time budget counts from here
     ckpt = None
     if resume:
         ckpt = load_checkpoint(resume)
@@ -532,8 +639,17 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
     if device.type == "cuda" and d.enabled:
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
+    threads_note = ""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    elif device.type == "cpu":  # the cores other processes leave free (segprep.train.threads)
+        from segprep.io import default_jobs
+        from segprep.train.threads import cpu_load, cpu_threads
+
+        torch.set_num_threads(cpu_threads())
+        load = cpu_load()
+        threads_note = (f" (auto: {default_jobs()} cores"
+                        f"{f', load {load:.1f}' if load is not None else ''}; --threads to set)")
     amp = amp_dtype(device, cfg.amp)
     channels_last = True if cfg.channels_last is None else cfg.channels_last
     if cfg.deterministic:
@@ -630,7 +746,8 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
             set_rng_state(ckpt["rng"])
         if cfg.epochs is not None and not auto_epochs:
             poly.total = cfg.epochs * iters_per_epoch  # --epochs given on resume extends the run
-        epochs = max(1, round(poly.total / iters_per_epoch))
+        if not auto_epochs:
+            epochs = max(1, round(poly.total / iters_per_epoch))
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -659,21 +776,53 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
     _say(f"segprep train: {len(train_ds)} train / {len(val_recs) if val_recs else 0} val frames, "
          f"{num_classes} classes, {iters_per_epoch} it/epoch, device {device}"
          f"{' x' + str(d.world) if d.enabled else ''}, workers {workers}, "
-         f"threads {torch.get_num_threads()}"
+         f"threads {torch.get_num_threads()}{threads_note}"
          f"{amp_note}"
          f"{', channels_last' if channels_last else ''}"
          f"{f', resuming after epoch {start_epoch}' if ckpt is not None else ''}", d, cfg)
 
-    if device.type == "cpu" and hasattr(os, "getloadavg"):
+    if device.type == "cpu" and cfg.threads and hasattr(os, "getloadavg"):
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
         if torch.get_num_threads() > 1 and load > cores:
             _say(f"segprep: warning: the CPU is busy (load {load:.1f} on {cores} cores); torch's "
                  f"{torch.get_num_threads()} threads wait on each other when other processes "
                  "hold the cores, --threads 1 may train faster", d, cfg)
-    if start_epoch >= epochs:
+    budget = None
+    if budget_s is not None:
+        if d.main:  # curves.png's matplotlib import (~1-2 s) is paid now, not after the budget
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot  # noqa: F401
+        budget = Budget(budget_s, t_main, elapsed0,
+                        _val_iterations(cfg, train_recs, val_recs, d.world))
+    if auto_epochs:
+        if ckpt is not None and budget.left() <= budget.END_S:
+            _say(f"nothing to train: the run already spent its {cfg.time_budget:g}-minute "
+                 "budget (give a larger --time-budget to extend it)", d, cfg)
+            epochs = start_epoch
+    elif start_epoch >= epochs:
         _say(f"nothing to train: the run already finished {start_epoch} epochs (give --epochs N "
              f"to extend it)", d, cfg)
-    run_start = time.perf_counter()
+
+    def after_step(seconds: float) -> bool:
+        """Time-budget runs: re-fit the schedule to the time left, stop before an iteration that
+        would eat into the reserve (rank 0 decides, under DDP for every rank)."""
+        budget.add_iteration(seconds)
+        it = scheduler.last_epoch
+        stop = budget.no_time_for(budget.iter_s)
+        if auto_epochs:
+            poly.total = max(it, budget.fit(it, iters_per_epoch, cfg.val_every))
+            stop = stop or it >= poly.total
+        if d.enabled:
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(stop), float(poly.total)], dtype=torch.float64,
+                                device=device)
+            dist.broadcast(flag, 0)
+            stop, poly.total = bool(flag[0].item()), int(flag[1].item())
+        return stop
+
     last_scores = None
     stopped = "epochs"
     epoch = start_epoch
@@ -685,7 +834,8 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
                                     scaler, device, amp=amp, channels_last=channels_last,
                                     progress=progress, desc=f"epoch {epoch + 1}/{epochs}"
                                     if not auto_epochs else f"epoch {epoch + 1}",
-                                    dist_info=d)
+                                    dist_info=d,
+                                    after_step=after_step if budget is not None else None)
         except Exception as exc:
             if _is_oom(exc):
                 raise _oom_error(exc, cfg, device) from None
@@ -694,33 +844,44 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
             raise SegprepError("--lr", f"training diverged at epoch {epoch + 1} (loss "
                                        f"{stats['loss']}); try a lower --lr")
         epoch += 1
-        elapsed = elapsed0 + time.perf_counter() - run_start
-        # is this the last epoch? (budget: would one more epoch end past it?)
-        est = float(np.mean(epoch_times[-3:])) if epoch_times else \
-            (time.perf_counter() - ep_start)
-        last = epoch >= epochs
-        if budget_s is not None and not last and elapsed + 1.15 * est > budget_s:
-            last, stopped = True, "time_budget"
+        it = scheduler.last_epoch
+        last = epoch >= epochs and not auto_epochs
+        if budget is not None:
+            if stats["stopped_early"] or (auto_epochs and it >= poly.total):
+                last, stopped = True, "time_budget"
+            elif not last:  # is there time for this epoch's checkpoint (+ validation) and more?
+                due = val_loader is not None and epoch % cfg.val_every == 0
+                if budget.no_time_for(budget.save_s + (budget.val_cost if due else 0.0)
+                                      + budget.iter_s):
+                    last, stopped = True, "time_budget"
+            if d.enabled:  # every rank ends together
+                import torch.distributed as dist
+
+                flag = torch.tensor([float(last)], dtype=torch.float64, device=device)
+                dist.broadcast(flag, 0)
+                if bool(flag[0].item()) and not last:
+                    last, stopped = True, "time_budget"
         if cfg.stop_after is not None and epoch >= cfg.stop_after and not last:
             last, stopped = True, "stop_after"
         scores = None
         if val_loader is not None and (epoch % cfg.val_every == 0 or last):
+            t_val = time.perf_counter()
             cm = evaluate(model, val_loader, num_classes, device, amp=amp,
                           channels_last=channels_last, dist_info=d, progress=progress)
             scores = last_scores = cm.scores()
+            if budget is not None:
+                budget.val_s = time.perf_counter() - t_val
         ep_time = time.perf_counter() - ep_start
         epoch_times.append(ep_time)
-        elapsed = elapsed0 + time.perf_counter() - run_start
-        if auto_epochs and not last:  # fit the poly schedule to the remaining budget
-            mean_t = float(np.mean(epoch_times[-3:]))
-            fit = epoch + max(1, int((budget_s - elapsed) / mean_t))
-            poly.total = fit * iters_per_epoch
-            epochs = fit
+        elapsed = elapsed0 + time.perf_counter() - t_main
+        if auto_epochs:  # the epoch count shown: the schedule's, in (partial) epochs
+            epochs = epoch if last else max(epoch + 1, math.ceil(poly.total / iters_per_epoch))
         improved = scores is not None and (best_miou is None or scores.miou > best_miou)
         if improved:
             best_miou, best_epoch = float(scores.miou), epoch
+        t_save = time.perf_counter()
         if d.main:
-            row = {"epoch": epoch, "iterations": epoch * iters_per_epoch,
+            row = {"epoch": epoch, "iterations": it,
                    "lr": f"{optimizer.param_groups[0]['lr']:.6g}",
                    "train_loss": f"{stats['loss']:.6f}",
                    "val_miou": "" if scores is None else f"{scores.miou:.6f}",
@@ -766,6 +927,8 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
             msg += (f"  lr {optimizer.param_groups[0]['lr']:.2e}  "
                     f"{stats['images'] * d.world / stats['seconds']:.1f} img/s  {ep_time:.1f} s")
             _say(msg, d, cfg)
+        if budget is not None:
+            budget.save_s = time.perf_counter() - t_save
         if last:
             break
 
