@@ -11,14 +11,19 @@ Formats (``fmt``):
 * ``trainIds``: ``(H, W)`` uint8 PNG of the argmax class ``0..K-1``;
 * ``labelIds``: the class map's ``train_id_to_id`` of it (needs a checkpoint with a class map);
 * ``color``: RGB PNG, the class map's trainId palette (a generated palette without a class map);
-* ``overlay``: the image blended with the color mask (``alpha``), as JPEG ``<stem>.jpg``, for
-  people to look at.
+* ``overlay``: the image blended with the color mask (``alpha``), for people to look at: PNG
+  (lossless, so class borders stay exact), or JPEG ``<stem>.jpg`` with ``overlay_ext="jpg"``.
 
-Inference: images normalised ``(rgb / 255 - mean) / std`` with the checkpoint's ``mean``/``std``;
-whole images at full resolution (the model pads to its stride and crops back), or a sliding
-window (``tile=(h, w)``, ``overlap`` fraction) whose logits are averaged where windows overlap;
-same-size images are batched; float16 autocast on CUDA (``amp``); the argmax is taken on the
-device. Reading and writing run in threads beside the model.
+Inference: images normalised ``(rgb / 255 - mean) / std`` with the checkpoint's ``mean``/``std``.
+Scale: a model trained on frames resized to ``--size WxH`` sees objects at that scale, so by
+default each image is first resized to the training size recorded in the checkpoint (bilinear,
+``cv2.INTER_LINEAR`` as the trainer's ``SegDataset``); the logits are resized back to the image's
+native size (bilinear, as mmsegmentation's ``resize`` before the argmax), so every output has its
+input's size. ``size="native"`` (or a checkpoint trained without ``--size``) runs at native
+size. Whole images (the model pads to its stride and crops back), or a sliding window
+(``tile=(h, w)`` on the resized image, ``overlap`` fraction) whose logits are averaged where
+windows overlap; same-size images are batched; float16 autocast on CUDA (``amp``); the argmax is
+taken on the device. Reading and writing run in threads beside the model.
 """
 
 from __future__ import annotations
@@ -97,9 +102,14 @@ def list_inputs(src: PathLike, out: PathLike) -> list[Item]:
     return items
 
 
-def output_path(item: Item, fmt: str) -> Path:
-    """Where the prediction of ``item`` in format ``fmt`` is written."""
-    return item.out_stem.with_name(item.out_stem.name + (".jpg" if fmt == "overlay" else ".png"))
+OVERLAY_EXTS = ("png", "jpg")
+
+
+def output_path(item: Item, fmt: str, overlay_ext: str = "png") -> Path:
+    """Where the prediction of ``item`` in format ``fmt`` is written: ``<stem>.png``, or
+    ``<stem>.jpg`` for an overlay with ``overlay_ext="jpg"``."""
+    ext = overlay_ext if fmt == "overlay" else "png"
+    return item.out_stem.with_name(f"{item.out_stem.name}.{ext}")
 
 
 # =========================================================================== rendering
@@ -169,6 +179,9 @@ class Predictor:
 
     Args:
         checkpoint: a ``best.pt``/``last.pt`` (or run folder) of ``segprep train``.
+        size: ``(W, H)`` the model runs at (images resized, bilinear; logits resized back), None
+            for the training size recorded in the checkpoint (``--size`` of ``segprep train``;
+            native when it has none), or ``"native"``.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         amp: float16 autocast on CUDA (ignored on CPU).
         tile: ``(h, w)`` sliding-window size, or None for whole images.
@@ -181,7 +194,7 @@ class Predictor:
 
     def __init__(self, checkpoint: PathLike, device: str = "auto", amp: bool = True,
                  tile: tuple[int, int] | None = None, overlap: float = 0.25,
-                 batch_size: int = 1):
+                 batch_size: int = 1, size: tuple[int, int] | str | None = None):
         import torch
 
         from segprep.train.checkpoint import load_model
@@ -208,6 +221,16 @@ class Predictor:
         cm = self.meta.get("class_map")
         self.class_map = ClassMap.from_dict(cm) if cm else None
         self.amp = bool(amp) and self.device.type == "cuda"
+        if size is None:  # the training size recorded in the checkpoint
+            trained = (self.meta.get("args") or {}).get("size")
+            size = tuple(int(v) for v in trained) if trained else "native"
+        if size == "native":
+            self.size = None
+        elif (isinstance(size, tuple) and len(size) == 2
+              and all(isinstance(v, int) and v > 0 for v in size)):
+            self.size = size
+        else:
+            raise SegprepError("--size", f"expected (W, H) positive ints or 'native', not {size!r}")
         self.tile = tile
         self.overlap = float(overlap)
         self.batch_size = int(batch_size)
@@ -233,7 +256,21 @@ class Predictor:
 
     def logits(self, images: Sequence[np.ndarray]):
         """``(N, K, H, W)`` float32 logits of same-size ``(H, W, 3)`` uint8 RGB images (on the
-        device), whole or by sliding window."""
+        device, at the images' own size), whole or by sliding window, the model run at
+        :attr:`size` when one is set."""
+        import torch.nn.functional as F
+
+        h0, w0 = images[0].shape[:2]
+        if self.size is not None and self.size != (w0, h0):
+            import cv2
+
+            small = [cv2.resize(im, self.size, interpolation=cv2.INTER_LINEAR) for im in images]
+            out = self._logits(small)
+            return F.interpolate(out.float(), size=(h0, w0), mode="bilinear",
+                                 align_corners=False)
+        return self._logits(images)
+
+    def _logits(self, images: Sequence[np.ndarray]):
         import torch
 
         x = self._input(images)
@@ -277,13 +314,15 @@ class Predictor:
 @dataclass
 class PredictReport:
     """What :func:`predict_images` did: the batch summary, images per second of the model run
-    (reading, inference and writing together) and peak memory (kind and MiB)."""
+    (reading, inference and writing together), peak memory (kind and MiB) and the ``(W, H)`` the
+    model ran at (None: native)."""
 
     summary: BatchSummary
     images_per_s: float = 0.0
     peak_memory: tuple[str, float] = ("rss", 0.0)
     device: str = "cpu"
     amp: bool = False
+    size: tuple[int, int] | None = None
     outputs: list[Path] = field(default_factory=list)
 
 
@@ -308,8 +347,13 @@ def _batches(items: Sequence[Item], images: Iterator[tuple[Item, np.ndarray | st
 def predict_images(checkpoint: PathLike, src: PathLike, out: PathLike, *, fmt: str = "trainIds",
                    device: str = "auto", amp: bool = True, tile: tuple[int, int] | None = None,
                    overlap: float = 0.25, batch_size: int = 1, overwrite: bool = False,
-                   alpha: float = 0.5, quiet: bool = False) -> PredictReport:
+                   alpha: float = 0.5, quiet: bool = False,
+                   size: tuple[int, int] | str | None = None,
+                   overlay_ext: str = "png") -> PredictReport:
     """Predict every image of ``src`` into ``out`` (see the module docstring).
+
+    ``size``: see :class:`Predictor` (None: the checkpoint's training size). ``overlay_ext``:
+    ``png`` or ``jpg`` for ``fmt="overlay"``.
 
     Existing outputs are skipped unless ``overwrite``; a bad image is reported on one line and the
     others are still predicted.
@@ -321,22 +365,25 @@ def predict_images(checkpoint: PathLike, src: PathLike, out: PathLike, *, fmt: s
 
     if fmt not in FORMATS:
         raise SegprepError("--format", f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if overlay_ext not in OVERLAY_EXTS:
+        raise SegprepError("--overlay-ext", f"must be png or jpg, not {overlay_ext!r}")
     if not 0 <= alpha <= 1:
         raise SegprepError("--alpha", f"must be in [0, 1], not {alpha}")
     items = list_inputs(src, out)
     predictor = Predictor(checkpoint, device=device, amp=amp, tile=tile, overlap=overlap,
-                          batch_size=batch_size)
+                          batch_size=batch_size, size=size)
     if fmt == "labelIds" and predictor.class_map is None:
         raise SegprepError("--format", "labelIds needs a checkpoint trained with a class map "
                                        "(use trainIds)")
     summary = BatchSummary()
     todo = []
     for it in items:
-        if not overwrite and output_path(it, fmt).exists():
+        if not overwrite and output_path(it, fmt, overlay_ext).exists():
             summary.add(Outcome(it, True), skipped=True)
         else:
             todo.append(it)
-    report = PredictReport(summary, device=str(predictor.device), amp=predictor.amp)
+    report = PredictReport(summary, device=str(predictor.device), amp=predictor.amp,
+                           size=predictor.size)
 
     def load(it: Item) -> tuple[Item, np.ndarray | str]:
         try:
@@ -345,7 +392,7 @@ def predict_images(checkpoint: PathLike, src: PathLike, out: PathLike, *, fmt: s
             return it, str(exc)
 
     def save(it: Item, pred: np.ndarray, img: np.ndarray) -> Path:
-        path = output_path(it, fmt)
+        path = output_path(it, fmt, overlay_ext)
         write_prediction(path, render(pred, img, fmt, predictor.class_map, alpha))
         return path
 

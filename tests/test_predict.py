@@ -30,7 +30,8 @@ def run(*args) -> "CliRunner.Result":
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-def make_checkpoint(path: Path, class_map: str | None = "cityscapes", k: int = 19) -> Path:
+def make_checkpoint(path: Path, class_map: str | None = "cityscapes", k: int = 19,
+                    args: dict | None = None) -> Path:
     torch.manual_seed(0)
     model = build_model(num_classes=k, base_channels=4, depth=2)
     model.train()
@@ -39,7 +40,7 @@ def make_checkpoint(path: Path, class_map: str | None = "cityscapes", k: int = 1
     cmap = class_maps.load(class_map) if class_map else None
     meta = make_meta(model, num_classes=k, ignore_index=255, class_map=cmap,
                      class_names=list(cmap.train_names) if cmap else [str(i) for i in range(k)],
-                     mean=MEAN, std=STD, epoch=1, best_miou=None, args={})
+                     mean=MEAN, std=STD, epoch=1, best_miou=None, args=args or {})
     save_checkpoint(path, {"format": 1, "model": model.state_dict(), "meta": meta})
     return path
 
@@ -99,11 +100,16 @@ def test_formats(ckpt, cs_images, tmp_path):
     t = read_png(outs["trainIds"] / rel)
     np.testing.assert_array_equal(read_png(outs["labelIds"] / rel), cmap.train_id_to_id[t])
     np.testing.assert_array_equal(read_png(outs["color"] / rel), cmap.train_colors[t])
-    ov = outs["overlay"] / rel.with_suffix(".jpg")
-    im = np.asarray(Image.open(ov))
-    assert im.shape == (256, 512, 3)
     want = 0.5 * read_image(f).astype(float) + 0.5 * cmap.train_colors[t]
-    assert np.abs(im.astype(float) - want).mean() < 6  # JPEG
+    assert not (outs["overlay"] / rel.with_suffix(".jpg")).exists()
+    im = read_image(outs["overlay"] / rel)  # PNG: exactly the blend, rounded
+    assert im.shape == (256, 512, 3)
+    np.testing.assert_array_equal(im, np.floor(want + 0.5).astype(np.uint8))
+    res = run("predict", ckpt, cs_images, tmp_path / "jpg", "--format", "overlay",
+              "--overlay-ext", "jpg", "-q")
+    assert res.exit_code == 0, res.output
+    im = np.asarray(Image.open(tmp_path / "jpg" / rel.with_suffix(".jpg")))
+    assert im.shape == (256, 512, 3) and np.abs(im.astype(float) - want).mean() < 6  # JPEG
 
 
 def test_labelids_needs_class_map(tmp_path, cs_images):
@@ -187,3 +193,63 @@ def test_bad_options(ckpt, cs_images, tmp_path):
     bad.write_bytes(b"nope")
     res = run("predict", bad, cs_images, tmp_path / "o", "-q")
     assert res.exit_code == 2 and "cannot read checkpoint" in res.output
+
+
+# ----------------------------------------------------------------------------- --size
+@pytest.fixture(scope="module")
+def camvid_frames(camvid_root, tmp_path_factory) -> Path:
+    """Two real SegNet CamVid val frames (480x360), copied unchanged."""
+    d = tmp_path_factory.mktemp("camvid")
+    for f in sorted((camvid_root / "segnet" / "val").glob("*.png"))[:2]:
+        shutil.copy(f, d / f.name)
+    return d
+
+
+def direct_at(ckpt: Path, img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The model run on the image resized to size=(W, H) (cv2 bilinear, as SegDataset), its
+    logits resized back bilinearly, argmax: computed here."""
+    import cv2
+    import torch.nn.functional as F
+
+    from segprep.train.checkpoint import load_model
+
+    model, meta = load_model(ckpt)
+    small = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255
+    x = (x - torch.tensor(meta["mean"]).view(1, 3, 1, 1)) / torch.tensor(meta["std"]).view(
+        1, 3, 1, 1)
+    with torch.no_grad():
+        logits = F.interpolate(model(x), size=img.shape[:2], mode="bilinear",
+                               align_corners=False)
+    return logits.argmax(1)[0].numpy().astype(np.uint8)
+
+
+def test_size_defaults_to_the_training_size_and_outputs_keep_the_native_size(camvid_frames,
+                                                                            tmp_path):
+    ck = make_checkpoint(tmp_path / "cv.pt", "camvid11", 11, args={"size": [240, 180]})
+    frames = sorted(camvid_frames.glob("*.png"))
+    res = run("predict", ck, camvid_frames, tmp_path / "auto", "-q")
+    assert res.exit_code == 0, res.output
+    assert "model at 240x180" in res.output
+    res = run("predict", ck, camvid_frames, tmp_path / "native", "--size", "native", "-q")
+    assert res.exit_code == 0 and "model at native size" in res.output
+    res = run("predict", ck, camvid_frames, tmp_path / "big", "--size", "320x240", "-q")
+    assert res.exit_code == 0 and "model at 320x240" in res.output
+    for f in frames:
+        img = read_image(f)
+        assert img.shape == (360, 480, 3)
+        auto = read_png(tmp_path / "auto" / f.name)
+        assert auto.shape == (360, 480)  # aligned with the input file
+        np.testing.assert_array_equal(auto, direct_at(ck, img, (240, 180)))
+        np.testing.assert_array_equal(read_png(tmp_path / "native" / f.name), direct(ck, img))
+        np.testing.assert_array_equal(read_png(tmp_path / "big" / f.name),
+                                      direct_at(ck, img, (320, 240)))
+    # a checkpoint trained without --size runs at native size
+    ck2 = make_checkpoint(tmp_path / "nosize.pt", "camvid11", 11)
+    res = run("predict", ck2, frames[0], tmp_path / "n2", "-q")
+    assert res.exit_code == 0 and "model at native size" in res.output
+    np.testing.assert_array_equal(read_png(tmp_path / "n2" / frames[0].name),
+                                  direct(ck2, read_image(frames[0])))
+    for bad in ("240", "0x180", "axb", "240x180x3"):
+        res = run("predict", ck, camvid_frames, tmp_path / "bad", "--size", bad, "-q")
+        assert res.exit_code == 2 and "--size" in res.output and "WxH" in res.output
