@@ -134,8 +134,24 @@ class ClassMap:
         return int(valid.max()) + 1 if valid.size else 0
 
     @functools.cached_property
+    def _train_categories(self) -> tuple[str, ...] | None:
+        """The category of each trainId when the table is a grouping table whose ``category``
+        names the train classes (each trainId's rows share one category, a different one per
+        trainId; e.g. ``camvid11_segnet``: rows Road, LaneMkgsDriv -> category Road), else None."""
+        cats = []
+        for t in range(self.num_classes):
+            mine = {c for c, tid in zip(self.categories, self.train_ids) if tid == t}
+            if len(mine) != 1:
+                return None
+            cats.append(mine.pop())
+        return tuple(cats) if len(set(cats)) == len(cats) else None
+
+    @functools.cached_property
     def train_names(self) -> tuple[str, ...]:
-        """Name of each trainId ``0 .. num_classes-1`` (first row with that trainId)."""
+        """Name of each trainId ``0 .. num_classes-1``: the shared category of its rows in a
+        grouping table (see :attr:`_train_categories`), else the first row with that trainId."""
+        if self._train_categories is not None:
+            return self._train_categories
         lut = self.train_id_to_id
         out = []
         for t in range(self.num_classes):
@@ -145,9 +161,15 @@ class ClassMap:
 
     @functools.cached_property
     def train_colors(self) -> np.ndarray:
-        """``(256, 3)`` uint8 palette indexed by trainId (first row wins; unused entries black)."""
+        """``(256, 3)`` uint8 palette indexed by trainId: the row named like the train class
+        (:attr:`train_names`) if there is one, else the first row; unused entries black."""
         pal = np.zeros((256, 3), np.uint8)
         seen = np.zeros(256, bool)
+        names = self.train_names if self._train_categories is not None else ()
+        for n, t, c in zip(self.names, self.train_ids, self.colors):
+            if 0 <= t < len(names) and n == names[t]:
+                pal[t] = c
+                seen[t] = True
         for t, c in zip(self.train_ids, self.colors):
             if 0 <= t < 256 and not seen[t] and t != IGNORE_INDEX:
                 pal[t] = c

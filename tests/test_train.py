@@ -284,6 +284,21 @@ def test_time_budget_stops_mid_epoch_in_time_with_the_lr_at_zero(tmp_path, monke
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "curves.png").is_file()
 
 
+@pytest.mark.parametrize("name", ["camvid11", "camvid11_segnet", "camvid11_mseg",
+                                  "camvid11_mathworks"])
+def test_camvid11_maps_report_the_eleven_segnet_classes(name):
+    from segprep.class_maps import load
+    from segprep.train.loop import resolve_classes
+
+    k, names, cmap = resolve_classes(TrainConfig(class_map=name))
+    assert k == 11 and names == ["Sky", "Building", "Pole", "Road", "Pavement", "Tree",
+                                 "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
+    ref = load("camvid11")  # SegNet's colours where the 32-class table has a row of that name
+    for t, n in enumerate(names):
+        if n in cmap.names:
+            assert tuple(cmap.train_colors[t]) == tuple(ref.train_colors[t]), n
+
+
 def test_default_threads_leave_the_cores_other_processes_hold(monkeypatch):
     from segprep.train import threads
 
