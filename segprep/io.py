@@ -9,8 +9,10 @@ Decoded pixels are identical whichever codec is used; only the compressed bytes 
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,6 +35,26 @@ Image.MAX_IMAGE_PIXELS = None  # label maps are trusted data, large mosaics are 
 PathLike = str | os.PathLike
 
 
+# ----------------------------------------------------------------------------------- scratch
+_SCRATCH = threading.local()
+
+
+def scratch(key: str, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A reusable per-thread work array (contents undefined) for the per-frame hot paths.
+
+    Each fresh multi-megabyte array costs its page faults again (glibc maps large blocks anew):
+    measured in gen-gt, about 1,500 faults and 5 ms of system time per 2048x1024 frame, more than
+    the LUT itself. A caller must be done with the array before it asks for the same ``key``
+    again in the same thread, and must never hand it out of the frame being processed.
+    """
+    store = _SCRATCH.__dict__.setdefault("arrays", {})
+    arr = store.get(key)
+    dtype = np.dtype(dtype)
+    if arr is None or arr.shape != tuple(shape) or arr.dtype != dtype:
+        arr = store[key] = np.empty(shape, dtype)
+    return arr
+
+
 # ----------------------------------------------------------------------------------- reading
 def _read_bytes(path: PathLike) -> bytes:
     try:
@@ -46,8 +68,13 @@ def _read_bytes(path: PathLike) -> bytes:
         raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
-def read_png(path: PathLike) -> np.ndarray:
+def read_png(path: PathLike, out: np.ndarray | None = None) -> np.ndarray:
     """Decode a PNG file to its stored samples (palette PNGs: see :func:`read_label`).
+
+    Args:
+        path: the file.
+        out: optional array to decode into (used when its shape and dtype match the file's;
+            otherwise a new array is returned).
 
     Returns:
         ``(H, W)`` uint8/uint16 for gray images, ``(H, W, 3|4)`` uint8 for RGB(A). Palette images
@@ -56,19 +83,34 @@ def read_png(path: PathLike) -> np.ndarray:
     Raises:
         SegprepError: missing, unreadable or truncated file, or not a PNG.
     """
-    return _decode_png(path, _read_bytes(path))
+    return _decode_png(path, _read_bytes(path), out)
 
 
-def _decode_png(path: PathLike, data: bytes) -> np.ndarray:
+def _decode_png(path: PathLike, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`read_png` on bytes already read (``path`` names them in errors)."""
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise SegprepError(path, "not a PNG file")
     if _ic is not None:
+        if out is not None and not _header_fits(data, out):
+            out = None
         try:
-            return _ic.png_decode(data)
+            return _ic.png_decode(data, out=out)
         except Exception as exc:  # imagecodecs raises PngError for truncation/corruption
             raise SegprepError(path, f"corrupt or truncated PNG ({exc})") from None
     return _pil_decode(path, data)
+
+
+def _header_fits(data: bytes, out: np.ndarray) -> bool:
+    """Whether a PNG's IHDR (8-bit or 16-bit gray, RGB, RGBA) decodes to ``out``'s shape/dtype."""
+    if len(data) < 29 or data[12:16] != b"IHDR":
+        return False
+    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
+    channels = {0: 1, 2: 3, 6: 4}.get(color)
+    if channels is None or depth not in (8, 16) or data[28] != 0:  # no palette, no interlace
+        return False
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return out.shape == shape and out.dtype == (np.uint8 if depth == 8 else np.uint16) \
+        and out.flags.c_contiguous
 
 
 def _pil_decode(path: PathLike, data: bytes | None = None, keep_palette: bool = False) -> np.ndarray:
@@ -205,33 +247,87 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOR_TYPE = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (gray, RGB, RGBA)
+PNG_LEVEL = 2
+"""zlib-ng level of :func:`encode_png`: on real 2048x1024 label maps level 2 is as small as the
+official files (8.7 vs 8.1 KiB) at 2.7 ms per frame; level 1 is 3x larger for 0.4 ms less."""
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
+
+
+def _zlibng_available() -> bool:
+    return _ic is not None and bool(getattr(getattr(_ic, "ZLIBNG", None), "available", False))
+
+
 def encode_png(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     """Encode a label or image array as PNG bytes.
 
+    The PNG is written here (IHDR, optional PLTE, one IDAT, IEND; PNG specification 1.2,
+    non-interlaced) with every row UP-filtered (vectorised) and the stream compressed by
+    zlib-ng level :data:`PNG_LEVEL` through imagecodecs: 2-3x faster than libpng's encoder at
+    level 1 on label maps, files as small as the official ones. Without zlib-ng, Pillow encodes.
+    Any PNG decoder reads the samples back exactly.
+
     Args:
-        array: ``(H, W)`` uint8 or uint16 (16-bit gray), or ``(H, W, 3|4)`` uint8.
-        palette: optional ``(K, 3)`` uint8 palette; ``array`` must then be ``(H, W)`` uint8 and is
-            written as a palette-mode PNG.
+        array: ``(H, W)`` uint8 or uint16 (16-bit gray), or ``(H, W, 3|4)`` uint8 (RGB, RGBA).
+        palette: optional ``(K, 3)`` uint8 palette, ``K <= 256``; ``array`` must then be
+            ``(H, W)`` uint8 and is written as a palette-mode PNG.
 
     Returns:
-        PNG bytes (zlib level 1, RLE strategy, UP filter with imagecodecs: fast and small for label
-        maps).
+        The PNG file's bytes.
+
+    Raises:
+        ValueError: an array shape, dtype or palette PNG cannot hold.
     """
-    array = np.ascontiguousarray(array)
-    if palette is None and _ic is not None and array.dtype in (np.uint8, np.uint16):
-        return bytes(_ic.png_encode(array, level=1, strategy=_ic.PNG.STRATEGY.RLE,
-                                    filter=_ic.PNG.FILTER.UP))
+    array = np.asarray(array)
+    channels = 1 if array.ndim == 2 else (array.shape[2] if array.ndim == 3 else 0)
+    if channels not in _PNG_COLOR_TYPE or array.dtype not in (np.uint8, np.uint16) or (
+            array.dtype == np.uint16 and channels != 1) or 0 in array.shape:
+        raise ValueError(f"cannot write a {array.dtype} array of shape {array.shape} as PNG")
+    if palette is not None:
+        palette = np.asarray(palette, np.uint8).reshape(-1, 3)
+        if channels != 1 or array.dtype != np.uint8 or not 0 < len(palette) <= 256:
+            raise ValueError("a palette PNG needs an (H, W) uint8 array and 1-256 colours")
+    if not _zlibng_available():  # pragma: no cover - exercised only without imagecodecs
+        return _pil_encode(array, palette)
+    height, width = array.shape[:2]
+    if array.dtype == np.uint16:
+        array = array.astype(">u2")  # PNG samples are big-endian
+    rows = np.ascontiguousarray(array).reshape(height, -1).view(np.uint8)
+    raw = scratch("png_encode_rows", (height, rows.shape[1] + 1), np.uint8)
+    raw[:, 0] = 2  # filter type UP: each byte minus the byte above it (mod 256)
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+    bit_depth = 16 if array.dtype.itemsize == 2 else 8
+    color_type = 3 if palette is not None else _PNG_COLOR_TYPE[channels]
+    parts = [_PNG_SIGNATURE,
+             _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, color_type,
+                                             0, 0, 0))]
+    if palette is not None:
+        parts.append(_png_chunk(b"PLTE", palette.tobytes()))
+    # deflate worst case: the input plus 5 bytes per 16 KiB block plus the zlib wrapper
+    bound = raw.size + 5 * (raw.size // 16384 + 1) + 64
+    zbuf = scratch("png_encode_zlib", (bound,), np.uint8)
+    idat = bytes(_ic.zlibng_encode(raw, level=PNG_LEVEL, out=zbuf))
+    parts += [_png_chunk(b"IDAT", idat),
+              _png_chunk(b"IEND", b"")]
+    return b"".join(parts)
+
+
+def _pil_encode(array: np.ndarray, palette: np.ndarray | None) -> bytes:
     import io as _io
 
     if array.dtype == np.uint16:
-        im = Image.fromarray(array, mode="I;16") if array.ndim == 2 else Image.fromarray(array)
+        im = Image.fromarray(array, mode="I;16")
     else:
-        im = Image.fromarray(array)
+        im = Image.fromarray(np.ascontiguousarray(array))
     if palette is not None:
-        im = im.convert("L") if im.mode != "L" else im
         im = im.copy()
-        im.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
-        im = im.convert("P") if im.mode != "P" else im
+        im.putpalette(palette.reshape(-1).tolist())
     buf = _io.BytesIO()
     im.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

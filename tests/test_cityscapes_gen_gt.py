@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from segprep import class_maps
 from segprep.cli.main import cli
 from segprep.convert import cityscapes as cs
+from segprep.errors import SegprepError
 from segprep.io import read_png
 
 ALL_TARGETS = "labelIds,trainIds,color,instanceIds,instanceTrainIds"
@@ -315,3 +317,32 @@ def test_atomic_write_gives_umask_permissions_and_find_files_follows_links(tmp_p
     (tmp_path / "b").mkdir()
     os.symlink(tmp_path / "a", tmp_path / "b" / "city")
     assert [p.name for p in io.find_files(tmp_path / "b", ".txt")] == ["x.txt"]
+
+
+@pytest.mark.parametrize("polygon, what", [
+    ([[1, 2], [3]], "object 2 (building): polygon is not a list of [x, y]"),
+    ([[1, 2, 3], [4, 5, 6]], "object 2 (building): polygon is not a list of [x, y]"),
+    ([], "object 2 (building): polygon is not a list of [x, y]"),
+    ([[1, 2], ["a", 4]], "object 2 (building): polygon is not a list of [x, y]"),
+    ("abc", "object 2 (building): polygon is not a list of [x, y]"),
+    ([[1, 2], [3, -200]], "object 2 (building): polygon out of bounds"),
+])
+def test_load_annotation_names_the_first_bad_polygon(tmp_path, polygon, what):
+    """All vertices are checked at once; a failure is traced back to the object it belongs to."""
+    from segprep.convert.cityscapes import load_annotation
+
+    good = [[0, 0], [10, 0], [10, 10]]
+    objects = [{"label": "road", "polygon": good}, {"label": "sky", "polygon": good},
+               {"label": "building", "polygon": polygon}, {"label": "car", "polygon": "junk"}]
+    path = tmp_path / "f_gtFine_polygons.json"
+    path.write_text(json.dumps({"imgWidth": 64, "imgHeight": 32, "objects": objects}))
+    with pytest.raises(SegprepError, match=re.escape(what)):
+        load_annotation(path)
+    objects[2]["polygon"] = objects[3]["polygon"] = good
+    objects.append({"label": "person", "polygon": [[1, 1], [2, 2], [1, 3], [0, 1]],
+                    "deleted": 1})
+    path.write_text(json.dumps({"imgWidth": 64, "imgHeight": 32, "objects": objects}))
+    ann = load_annotation(path)
+    assert [o.label for o in ann.objects] == ["road", "sky", "building", "car"]
+    assert all(o.polygon.shape == (3, 2) and o.polygon.dtype == np.float64 for o in ann.objects)
+    np.testing.assert_array_equal(ann.objects[2].polygon, np.array(good, float))

@@ -1,0 +1,114 @@
+"""segprep.io: the PNG writer (any decoder reads the samples back exactly), decoding into a
+reused array, and the per-thread scratch arrays."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import imagecodecs
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
+
+from segprep import io as sio
+from segprep.errors import SegprepError
+
+
+def _pil_samples(data: bytes) -> tuple[str, np.ndarray]:
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        if im.mode.startswith("I;16"):
+            return im.mode, np.asarray(im, dtype=np.uint16)
+        if im.mode == "I":
+            return im.mode, np.asarray(im).astype(np.uint16)
+        return im.mode, np.asarray(im)
+
+
+shapes = st.tuples(st.integers(1, 40), st.integers(1, 40))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_encode_png_round_trips_through_libpng_and_pillow(data):
+    kind = data.draw(st.sampled_from(["L", "I;16", "RGB", "RGBA"]))
+    h, w = data.draw(shapes)
+    shape, dtype = {"L": ((h, w), np.uint8), "I;16": ((h, w), np.uint16),
+                    "RGB": ((h, w, 3), np.uint8), "RGBA": ((h, w, 4), np.uint8)}[kind]
+    arr = data.draw(hnp.arrays(dtype, shape))
+    png = sio.encode_png(arr)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    np.testing.assert_array_equal(imagecodecs.png_decode(png), arr)
+    mode, back = _pil_samples(png)
+    assert mode.split(";")[0] == kind.split(";")[0] or (kind == "I;16" and mode == "I")
+    np.testing.assert_array_equal(back, arr)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_encode_png_palette_mode(data):
+    h, w = data.draw(shapes)
+    k = data.draw(st.integers(1, 256))
+    arr = data.draw(hnp.arrays(np.uint8, (h, w), elements=st.integers(0, k - 1)))
+    pal = data.draw(hnp.arrays(np.uint8, (k, 3)))
+    png = sio.encode_png(arr, pal)
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.mode == "P"
+        np.testing.assert_array_equal(np.asarray(im), arr)
+        np.testing.assert_array_equal(np.array(im.getpalette()[: 3 * k]).reshape(k, 3), pal)
+    idx, got_pal = sio.decode_label("x.png", png)
+    np.testing.assert_array_equal(idx, arr)
+    np.testing.assert_array_equal(got_pal[:k], pal)
+
+
+def test_encode_png_large_label_map_is_small(tmp_path):
+    # a 2048x1024 label map of a few large regions: the writer must still compress well
+    arr = np.zeros((1024, 2048), np.uint8)
+    arr[400:, :] = 7
+    arr[300:700, 500:900] = 26
+    png = sio.encode_png(arr)
+    assert len(png) < 20_000
+    sio.write_png(tmp_path / "a.png", arr)
+    np.testing.assert_array_equal(sio.read_png(tmp_path / "a.png"), arr)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.int64), np.zeros((4, 4, 2), np.uint8),
+                                 np.zeros((4, 4, 3), np.uint16), np.zeros((0, 4), np.uint8)])
+def test_encode_png_rejects_what_png_cannot_hold(bad):
+    with pytest.raises(ValueError):
+        sio.encode_png(bad)
+    with pytest.raises(ValueError):
+        sio.encode_png(np.zeros((4, 4, 3), np.uint8), palette=np.zeros((3, 3), np.uint8))
+
+
+def test_read_png_decodes_into_out_when_it_fits(tmp_path):
+    arr = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
+    sio.write_png(tmp_path / "a.png", arr)
+    out = np.empty((12, 10), np.uint8)
+    got = sio.read_png(tmp_path / "a.png", out)
+    assert np.shares_memory(got, out)
+    np.testing.assert_array_equal(got, arr)
+    # a mismatching buffer is ignored: a new array comes back, right
+    for wrong in (np.empty((10, 12), np.uint8), np.empty((12, 10), np.uint16)):
+        got = sio.read_png(tmp_path / "a.png", wrong)
+        assert not np.shares_memory(got, wrong)
+        np.testing.assert_array_equal(got, arr)
+    # a truncated file still fails with the file named, buffer or not
+    (tmp_path / "t.png").write_bytes((tmp_path / "a.png").read_bytes()[:60])
+    with pytest.raises(SegprepError, match="t.png"):
+        sio.read_png(tmp_path / "t.png", out)
+
+
+def test_scratch_is_reused_per_thread_and_key():
+    a = sio.scratch("test_a", (4, 5), np.uint8)
+    assert sio.scratch("test_a", (4, 5), np.uint8) is a
+    assert sio.scratch("test_b", (4, 5), np.uint8) is not a
+    assert sio.scratch("test_a", (5, 4), np.uint8).shape == (5, 4)  # reshaped → new array
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(sio.scratch("test_a", (5, 4), np.uint8)))
+    t.start()
+    t.join()
+    assert seen[0] is not sio.scratch("test_a", (5, 4), np.uint8)
