@@ -1,6 +1,6 @@
 """Benchmark ``segprep bdd100k convert`` on the real BDD100K 2018 color maps (1280×720).
 
-Prints frames/s on ``-j`` worker processes (default 2) including PNG decode, color lookup, PNG
+Prints frames/s on ``-j`` workers (default 2; threads, or processes with ``--parallel``) including PNG decode, color lookup, PNG
 encode and the atomic write, and checks every output against the official ``*_train_id.png``.
 Three measurements:
 
@@ -63,12 +63,15 @@ def main() -> int:
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2, help="timed passes over the 400 frames")
     ap.add_argument("--palette", choices=bdd.PALETTES, default="train")
+    ap.add_argument("--parallel", choices=["threads", "processes"], default="threads",
+                    help="how the -j workers run (the CLI's --parallel)")
     args = ap.parse_args()
     root = Path(args.data) / "bdd100k" / "seg"
     colors = sorted((root / "color_labels").rglob("*_train_color.png"))
     official = {c: root / "labels" / c.parent.name / c.name.replace("_train_color", "_train_id")
                 for c in colors}
-    print(f"{len(colors)} frames 1280x720, {args.jobs} worker(s), palette {args.palette}, "
+    print(f"{len(colors)} frames 1280x720, {args.jobs} worker {args.parallel}, "
+          f"palette {args.palette}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -88,11 +91,13 @@ def main() -> int:
                 f"{1000 / cpu:.0f} frames/s/core on an idle core")
 
         jobs = bdd.make_jobs(src, tmp / "out", palette=args.palette, overwrite=True)
-        list(parallel_map(bdd.convert_file, jobs[: 4 * args.jobs], jobs=args.jobs, quiet=True))
+        list(parallel_map(bdd.convert_file, jobs[: 4 * args.jobs], jobs=args.jobs, quiet=True,
+                          prefer=args.parallel))
         rates = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            outcomes = list(parallel_map(bdd.convert_file, jobs, jobs=args.jobs, quiet=True))
+            outcomes = list(parallel_map(bdd.convert_file, jobs, jobs=args.jobs, quiet=True,
+                                         prefer=args.parallel))
             dt = time.perf_counter() - t0
             assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
             rates.append(len(jobs) / dt)
@@ -104,7 +109,8 @@ def main() -> int:
             print(f"outputs equal to the official *_train_id.png: {len(colors) - len(bad)}"
                   f"/{len(colors)}")
         cmd = [sys.executable, "-m", "segprep", "bdd100k", "convert", str(src), str(tmp / "cli"),
-               "--palette", args.palette, "-j", str(args.jobs), "-q", "--overwrite"]
+               "--palette", args.palette, "-j", str(args.jobs), "-q", "--overwrite",
+               "--parallel", args.parallel]
         t0 = time.perf_counter()
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         dt = time.perf_counter() - t0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import batch_options, finish, handle_errors, split_csv
+from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, split_csv
 from segprep.convert import bdd100k as bdd
 from segprep.convert.colors import UNKNOWN_POLICIES
 from segprep.io import BatchSummary, parallel_map
@@ -35,10 +35,11 @@ def command() -> None:
               help="A color not in the palette: error (the file fails, naming the color, its "
                    "pixel count and the file) or ignore (its pixels become 255; the summary "
                    "counts them).")
+@parallel_option
 @batch_options
 @handle_errors
 def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: str,
-            jobs: int | None, overwrite: bool, quiet: bool) -> None:
+            parallel_backend: str, jobs: int | None, overwrite: bool, quiet: bool) -> None:
     """Convert BDD100K color maps under SRC into trainId masks under OUT.
 
     SRC is a folder, searched recursively for *_train_color.png, *_color.png, <frame>.png and
@@ -58,7 +59,7 @@ def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: st
     unknown_px = palette_files = 0
     regions: dict[str, int] = {}
     for outcome in parallel_map(bdd.convert_file, job_list, jobs=jobs, desc="bdd100k convert",
-                                quiet=quiet, unit="frame"):
+                                quiet=quiet, unit="frame", prefer=parallel_backend):
         skipped = outcome.ok and outcome.value.skipped
         summary.add(outcome, skipped=skipped)
         if outcome.ok and not skipped:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import batch_options, finish, handle_errors, info
+from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, info
 from segprep.class_maps import IGNORE_INDEX
 from segprep.convert import camvid as cv
 from segprep.convert.colors import UNKNOWN_POLICIES
@@ -50,11 +50,12 @@ def command() -> None:
               show_default=True,
               help="A color not in the palette: error (the file fails, naming the color, its "
                    "pixel count and the file) or ignore (its pixels become void).")
+@parallel_option
 @batch_options
 @handle_errors
 def convert(src: str, out: str, classes: str, mapping: str, input_: str,
             palette_file: str | None, void_id: int, size: str | None, unknown: str,
-            jobs: int | None, overwrite: bool, quiet: bool) -> None:
+            parallel_backend: str, jobs: int | None, overwrite: bool, quiet: bool) -> None:
     """Convert CamVid labels under SRC into index masks under OUT.
 
     SRC is a folder (searched recursively) or a single file. Masks are written as
@@ -74,7 +75,7 @@ def convert(src: str, out: str, classes: str, mapping: str, input_: str,
                             overwrite=overwrite)
     summary = BatchSummary()
     for outcome in parallel_map(cv.convert_file, job_list, jobs=jobs, desc="camvid convert",
-                                quiet=quiet, unit="frame"):
+                                quiet=quiet, unit="frame", prefer=parallel_backend):
         summary.add(outcome, skipped=outcome.ok and outcome.value.skipped)
     info(f"classes: {n_classes}" + (f" ({mapping} mapping)" if n_classes == 11 else "")
          + f"; void → {void_id}" + (f"; size {wh[0]}x{wh[1]}" if wh else ""), quiet)

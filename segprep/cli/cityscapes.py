@@ -6,7 +6,7 @@ import os
 
 import click
 
-from segprep.cli.common import batch_options, finish, handle_errors, info, split_csv
+from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, info, split_csv
 from segprep.convert import cityscapes as cs
 from segprep.convert.raster import RASTERS
 from segprep.errors import SegprepError
@@ -53,10 +53,7 @@ def _choices(kind: str, allowed: tuple[str, ...] | list[str], value: str | tuple
               help="How polygons are rasterised. official: the rule the released Cityscapes PNGs "
                    "were drawn with (PIL <= 2.4.0 polygon filler), bit-identical to them. pillow: "
                    "the installed Pillow, bit-identical to what today's cityscapesScripts writes.")
-@click.option("--parallel", "parallel_backend", type=click.Choice(["threads", "processes"]),
-              default="threads", show_default=True,
-              help="Run the -j workers as threads (no start-up cost; the PNG codec, lookups and "
-                   "rasteriser release the GIL) or as processes.")
+@parallel_option
 @batch_options
 @handle_errors
 def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,

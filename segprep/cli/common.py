@@ -38,6 +38,15 @@ def quiet_option(f: Callable) -> Callable:
                         help="No progress bar (it is also off when stderr is not a terminal).")(f)
 
 
+parallel_option = click.option(
+    "--parallel", "parallel_backend", type=click.Choice(["threads", "processes"]),
+    default="threads", show_default=True,
+    help="Run the -j workers as threads of this process (no start-up cost: PNG decode and "
+         "encode, lookups and the numba kernels release the GIL) or as separate processes.")
+"""``--parallel threads|processes`` of the per-file converters (passed to ``parallel_map``'s
+``prefer``)."""
+
+
 def batch_options(f: Callable) -> Callable:
     """``-j/--jobs``, ``--overwrite`` and ``--quiet`` in one decorator."""
     return jobs_option(overwrite_option(quiet_option(f)))
