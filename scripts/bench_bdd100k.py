@@ -1,8 +1,8 @@
 """Benchmark ``segprep bdd100k convert`` on the real BDD100K 2018 color maps (1280×720).
 
 Prints frames/s on ``-j`` workers (default 2; threads, or processes with ``--parallel``)
-including PNG decode, color lookup, PNG encode and the atomic write, and checks every output against the official ``*_train_id.png``.
-Three measurements:
+including PNG decode, color lookup, PNG encode and the atomic write, and checks every output
+against the official ``*_train_id.png``. Three measurements:
 
 * ``stages``: one process, per-frame time of each step (read+decode, lookup, encode, write);
 * ``batch``: the library's batch path (``parallel_map(convert_file)``), pool already warm;
