@@ -17,8 +17,12 @@ For each ambiguous pair and split: pixel recall of each label and the balanced a
 mean; always answering the majority label scores 50 %), next to two references: ``oracle`` gives
 every connected region the label that truly covers most of it (the ceiling of region-level
 labelling) and ``naive`` is a plain extent-and-aspect rule (compact, not elongated → sign /
-polegroup). The thresholds of segprep's rules (segprep/convert/colors.py) were chosen on
-``train`` (aachen) for person/sign; see the report for pole/polegroup.
+polegroup). The thresholds of segprep's person/sign rule (segprep/convert/colors.py) were chosen
+on ``bdd-render`` ``train`` (aachen) only: ``val`` (lindau) is held out and ``bdd2018`` is a
+transfer check; the pole/polegroup thresholds rest on the polegroup regions of all the frames.
+To iterate on a rule, write the per-region table once (``--regions``, with ``--sources``
+bdd-render,bdd2018 for person/sign) and replay candidate thresholds on it (pandas), weighting
+each region by its true pixel counts, instead of decoding the frames again.
 
 Usage: python scripts/measure_shape_resolution.py [--data ../shared/data] [-j 2] [--json out.json]
        [--regions regions.csv]   (one row per region with its features and true pixel counts)
@@ -113,6 +117,7 @@ def _compare(pred: np.ndarray, truth: np.ndarray, ids: tuple[int, ...], color_ma
                          "solidity": round(float(feats.solidity[r]), 4),
                          "fit": round(float(feats.fit[r]), 4),
                          "multirun": round(float(feats.multirun[r]), 4),
+                         "foot": round(float(feats.foot[r]), 3),
                          "slender": round(float(feats.slender[r]), 3)})
     return out
 

@@ -155,6 +155,27 @@ def test_region_features_on_known_shapes():
     bar = int(np.argmin(f.x))
     assert f.touches[bar].tolist() == [False, True, True, False]
     assert f.slender[bar] == pytest.approx(40 * 40 / 240)
+    assert f.foot[rect] == 1.0 and f.foot[bar] == 1.0 and f.foot[disc] < 1.0
+
+
+def test_foot_is_the_solid_base_width_over_the_body_width():
+    m = frame(200, 300)
+    m[20:160, 40:60] = 1  # post 20 px wide, 140 rows ...
+    m[160:180, 20:80] = 1  # ... on a plate 60 px wide, 20 rows: the bottom 15 % (24 rows)
+    m[20:180, 150:190] = 1  # torso and legs 40 px wide ...
+    m[150:180, 168:172] = 0  # ... apart at the bottom: every base row crosses it twice
+    m[20:170, 240:260] = 1  # body 20 px wide ...
+    m[170:180, 236:264] = 1  # ... on feet 28 px wide
+    m[0:1, 100:130] = 1  # one row: no base to compare
+    _, f = region_features(m)
+    order = np.argsort(f.x)
+    beacon, legs, feet, line = (float(v) for v in f.foot[order[[0, 2, 3, 1]]])
+    assert beacon == pytest.approx(60 / 20)
+    assert legs == 0.0  # legs apart are two runs, not one wide row
+    assert feet == pytest.approx(28 / 20)
+    assert line == 1.0
+    _, f0 = region_features(m, contours=False)
+    assert (f0.foot == 1.0).all()
 
 
 def test_person_sign_rule_on_synthetic_shapes():
@@ -166,10 +187,23 @@ def test_person_sign_rule_on_synthetic_shapes():
     cv2.rectangle(m, (885, 342), (915, 420), 1, -1)
     cv2.line(m, (892, 420), (875, 500), 1, 9)
     cv2.line(m, (908, 420), (925, 500), 1, 9)
+    # a mobile roadwork sign standing on the road: a post on a wide foot plate → sign
+    cv2.rectangle(m, (1100, 300), (1115, 470), 1, -1)
+    cv2.rectangle(m, (1080, 470), (1135, 485), 1, -1)
+    # a person standing still, legs together, feet no wider than the legs → person
+    cv2.circle(m, (700, 330), 11, 1, -1)
+    cv2.rectangle(m, (680, 341), (720, 420), 1, -1)
+    cv2.rectangle(m, (692, 420), (708, 500), 1, -1)
     _, f = region_features(m)
     got = PersonSignRule().classify(f)
-    order = np.argsort(f.x)  # disc, rectangle, person
-    assert got[order].tolist() == [1, 1, 0]
+    order = np.argsort(f.x)  # disc, rectangle, standing person, walking person, beacon
+    assert got[order].tolist() == [1, 1, 0, 0, 1]
+    rule = PersonSignRule()
+    beacon, standing = order[4], order[2]
+    assert f.fit[beacon] < rule.min_fit and f.bottom[beacon] > rule.sign_bottom
+    assert f.foot[beacon] >= rule.min_foot > f.foot[standing]
+    # without the foot exception the beacon is taken for a person
+    assert PersonSignRule(min_foot=np.inf).classify(f)[beacon] == 0
 
 
 def test_pole_group_rule_on_synthetic_shapes():
@@ -256,11 +290,13 @@ def test_cityscapes_color_pngs_exact_and_pole_groups_resolved(cityscapes_root):
     assert bal >= 0.90 and r_pole >= 0.90 and r_group >= 0.85
 
 
-@pytest.mark.parametrize("split, floor", [pytest.param("train", 0.93, marks=pytest.mark.slow),
-                                          ("val", 0.92)])
+@pytest.mark.parametrize("split, floor", [pytest.param("train", 0.96, marks=pytest.mark.slow),
+                                          ("val", 0.98)])
 def test_person_vs_sign_on_real_shapes(cityscapes_root, split, floor):
     """Cityscapes labelIds painted with the BDD100K id palette (traffic sign → parking sign, the
-    same color as person), decoded back: person vs sign balanced accuracy."""
+    same color as person), decoded back: person vs sign balanced accuracy. Measured by
+    scripts/measure_shape_resolution.py: 96.8 % on train/aachen (where the thresholds were
+    chosen), 98.6 % on val/lindau (held out); issue 3's goal is 95 %."""
     lut = _cs_to_bdd()
     truth_all, pred_all = [], []
     for f in sorted((cityscapes_root / "gtFine" / split).rglob("*_gtFine_labelIds.png")):
@@ -271,4 +307,4 @@ def test_person_vs_sign_on_real_shapes(cityscapes_root, split, floor):
         pred_all.append(pred[m])
     bal, r_person, r_sign = _balanced(np.concatenate(truth_all), np.concatenate(pred_all),
                                       bdd_id("person"), bdd_id("parking sign"))
-    assert bal >= floor and min(r_person, r_sign) >= 0.85
+    assert bal >= floor and min(r_person, r_sign) >= 0.94

@@ -241,6 +241,12 @@ class RegionFeatures:
             sign faces (discs, rectangles, triangles) score near 1.
         multirun: fraction of the region's rows that cross it more than once (gaps between legs,
             between poles).
+        foot: width of the region's base relative to its body: the largest pixel count of a row
+            that crosses the region once, in the bottom ``FOOT_ROWS`` (15 %) of its rows, divided
+            by the median pixel count of the rows above (0 when no base row is a single run, 1
+            for regions of one row). The foot plate of a mobile sign or of a standing board is a
+            solid row about twice as wide as its post; a person's feet are no wider than their
+            body, and legs apart cross a row twice.
         slender: ``h**2 / area`` = height / mean row width.
         touches: ``(N, 4)`` bool: touches the top, bottom, left, right frame edge.
     """
@@ -259,6 +265,7 @@ class RegionFeatures:
     solidity: np.ndarray
     fit: np.ndarray
     multirun: np.ndarray
+    foot: np.ndarray
     slender: np.ndarray
     touches: np.ndarray
 
@@ -266,8 +273,12 @@ class RegionFeatures:
         return int(self.area.shape[0])
 
 
-#: regions smaller than this (pixels) get no contour analysis (solidity = fit = 1, multirun = 0).
+#: regions smaller than this (pixels) get no contour analysis (solidity = fit = foot = 1,
+#: multirun = 0).
 _MIN_CONTOUR_AREA = 6
+
+#: the base of a region, for :attr:`RegionFeatures.foot`: this fraction of its rows, at the bottom.
+FOOT_ROWS = 0.15
 
 
 def region_features(mask: np.ndarray, contours: bool = True) -> tuple[np.ndarray, RegionFeatures]:
@@ -275,8 +286,8 @@ def region_features(mask: np.ndarray, contours: bool = True) -> tuple[np.ndarray
 
     Args:
         mask: ``(H, W)`` bool or uint8 (non-zero = in).
-        contours: also compute the contour features (solidity, fit, multirun); without them they
-            are 1, 1, 0.
+        contours: also compute the contour and row features (solidity, fit, multirun, foot);
+            without them they are 1, 1, 0, 1.
 
     Returns:
         ``(labels, features)``: ``(H, W)`` int32 region labels (0 = outside, ``k + 1`` = region
@@ -293,22 +304,37 @@ def region_features(mask: np.ndarray, contours: bool = True) -> tuple[np.ndarray
     solidity = np.ones(N)
     fit = np.ones(N)
     multirun = np.zeros(N)
+    foot = np.ones(N)
     if contours and N:
         for k in np.flatnonzero(area >= _MIN_CONTOUR_AREA):
             x0, y0, x1, y1 = x[k], y[k], x[k] + w[k], y[k] + h[k]
             crop = labels[y0:y1, x0:x1] == k + 1
             starts = crop.copy()
             starts[:, 1:] &= ~crop[:, :-1]  # a run starts where the pixel to the left is out
-            multirun[k] = np.count_nonzero(starts.sum(axis=1) > 1) / crop.shape[0]
+            runs = np.count_nonzero(starts, axis=1)
+            multirun[k] = np.count_nonzero(runs > 1) / crop.shape[0]
+            foot[k] = _foot(np.count_nonzero(crop, axis=1), runs)
             solidity[k], fit[k] = _contour_shape(crop)
     hf = float(H)
     touches = np.stack([y == 0, y + h == H, x == 0, x + w == W], axis=1)
     feats = RegionFeatures(
         height=H, width=W, area=area, x=x, y=y, w=w, h=h, rel_area=area / float(H * W),
         bottom=(y + h) / hf, rel_height=h / hf, extent=area / (w * h).astype(float),
-        solidity=solidity, fit=fit, multirun=multirun, slender=(h * h) / area.astype(float),
+        solidity=solidity, fit=fit, multirun=multirun, foot=foot,
+        slender=(h * h) / area.astype(float),
         touches=touches)
     return labels, feats
+
+
+def _foot(row_pixels: np.ndarray, row_runs: np.ndarray) -> float:
+    """:attr:`RegionFeatures.foot` from the pixel count and the number of runs of each row of a
+    region, top to bottom."""
+    n = row_pixels.shape[0]
+    base = max(1, int(round(FOOT_ROWS * n)))
+    if base >= n:
+        return 1.0
+    solid = np.where(row_runs[n - base:] == 1, row_pixels[n - base:], 0)
+    return float(solid.max() / max(float(np.median(row_pixels[:n - base])), 1.0))
 
 
 def _contour_shape(crop: np.ndarray) -> tuple[float, float]:
@@ -340,32 +366,47 @@ class PersonSignRule:
     """Person vs sign for one color (BDD100K id level: ``person`` and ``parking sign``, both
     (220, 20, 60)).
 
-    Rule (a depth-2 decision tree; thresholds chosen on the Cityscapes train/aachen frames, see
-    ``scripts/measure_shape_resolution.py``):
+    Rule (a decision tree of depth 2 with one exception; every threshold chosen on the Cityscapes
+    train/aachen frames only, lindau held out; see ``scripts/measure_shape_resolution.py``):
 
     1. A *regular* region (``fit >= min_fit``: it fills its enclosing disc, rectangle or
-       triangle — the faces of signs) is a sign, unless more than ``max_multirun`` of its rows
+       triangle — the faces of signs) is a sign, unless ``max_multirun`` or more of its rows
        cross it twice or more (a walking person's legs, a group of people) → person.
-    2. An *irregular* region (a silhouette) is a person, unless it ends above ``sign_bottom``
-       (fraction of the frame height from the top): nothing that stands on the road ends that
-       high in a driving camera's frame (the horizon sits at about 0.40–0.50 H), while a sign
-       seen edge-on or partly occluded does.
+    2. An *irregular* region (a silhouette) is a person, unless
+
+       * it ends above ``sign_bottom`` (fraction of the frame height from the top): nothing that
+         stands on the road ends that high in a driving camera's frame (the horizon sits at about
+         0.40–0.50 H), while a sign seen edge-on or partly occluded does; or
+       * it stands on a *foot* wider than its body (``foot >= min_foot``, see
+         :attr:`RegionFeatures.foot`): the base plate of a mobile roadwork sign (a beacon) or of
+         a standing board. People's feet are no wider than their body; legs apart are two narrow
+         runs, not one wide row.
 
     Why it works: sign faces are convex primitives (solidity and fit near 1) mounted above the
-    ground; people are non-convex silhouettes standing on the ground. What it gets wrong is
-    person-shaped signage standing on the ground (bollards, mobile boards) and people seen as
-    compact blobs.
+    ground, and the signs that stand on the ground (beacons, boards) stand on a plate; people are
+    non-convex silhouettes standing on their feet. Measured (balanced accuracy = mean of the
+    person and sign pixel recalls): aachen 96.8 % (tuning), lindau 98.6 % (held out); the
+    ``foot`` exception raised them from 94.4 / 93.3 %. What it still gets wrong: compact people
+    (standing still, legs together, or cut off by a car or the frame) → sign; people with a wide
+    base (sitting, crouching, beside a bicycle) → sign; adjacent signs that touch (a diamond over
+    a plate, a gantry of several boards) and boards with holes are irregular → person when they
+    end below ``sign_bottom``, which is a camera-geometry assumption: on the official BDD100K 2018
+    frames (another camera, no tuning) large near signs end lower, and balanced accuracy is
+    90.7 / 88.7 % (train / val; 91.7 / 88.7 % without the ``foot`` exception, which there also
+    takes a few people with a wide solid base, cut off by the frame or an occluder, for signs).
     """
 
     labels: tuple[str, str] = ("person", "parking sign")
     min_fit: float = 0.74
     max_multirun: float = 0.35
     sign_bottom: float = 0.40
+    min_foot: float = 1.6
 
     def classify(self, f: RegionFeatures) -> np.ndarray:
         """``(N,)`` int: 0 = ``labels[0]`` (person), 1 = ``labels[1]`` (sign)."""
         regular = f.fit >= self.min_fit
-        sign = np.where(regular, f.multirun < self.max_multirun, f.bottom < self.sign_bottom)
+        standing_sign = (f.bottom < self.sign_bottom) | (f.foot >= self.min_foot)
+        sign = np.where(regular, f.multirun < self.max_multirun, standing_sign)
         return sign.astype(np.int64)
 
 
