@@ -112,3 +112,39 @@ def test_scratch_is_reused_per_thread_and_key():
     t.start()
     t.join()
     assert seen[0] is not sio.scratch("test_a", (5, 4), np.uint8)
+
+
+def _square_or_fail(x: int) -> int:
+    if x % 7 == 3:
+        raise SegprepError(f"item{x}", "bad item")
+    if x % 11 == 5:
+        raise KeyError(x)
+    return x * x
+
+
+@pytest.mark.parametrize("jobs, prefer", [(1, "threads"), (2, "threads"), (3, "threads"),
+                                          (2, "processes")])
+def test_parallel_map_yields_every_item_once_with_its_value_or_error(jobs, prefer):
+    items = list(range(40))
+    outcomes = list(sio.parallel_map(_square_or_fail, items, jobs=jobs, quiet=True,
+                                     prefer=prefer))
+    assert sorted(o.item for o in outcomes) == items
+    for o in outcomes:
+        if o.item % 7 == 3:
+            assert not o.ok and o.error == f"item{o.item}: bad item"
+        elif o.item % 11 == 5:
+            assert not o.ok and o.error.startswith(f"{o.item}: KeyError")
+        else:
+            assert o.ok and o.value == o.item ** 2
+
+
+def test_parallel_map_threads_can_stop_early_and_restore_opencv_threads():
+    import cv2
+
+    before = cv2.getNumThreads()
+    gen = sio.parallel_map(_square_or_fail, list(range(1000)), jobs=2, quiet=True,
+                           prefer="threads")
+    first = [next(gen) for _ in range(5)]
+    assert cv2.getNumThreads() == 1  # the workers run with OpenCV single-threaded
+    gen.close()
+    assert len(first) == 5 and cv2.getNumThreads() == before

@@ -17,7 +17,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 RASTERS = ("official", "pillow")
 """Rasteriser names accepted by :func:`rasterize`."""
@@ -42,6 +41,8 @@ def rasterize_pillow(polygons: Sequence[np.ndarray | Sequence], values: Sequence
     Raises:
         ValueError: a value does not fit ``dtype``.
     """
+    from PIL import Image, ImageDraw
+
     mode = _mode_of(dtype, values, background)
     img = Image.new(mode, (int(width), int(height)), int(background))
     draw = ImageDraw.Draw(img)
