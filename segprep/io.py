@@ -428,12 +428,13 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | 
     in completion order. ``jobs=1`` (or a single item) runs in this process.
 
     Args:
-        fn: a picklable (module-level) function of one item.
+        fn: a function of one item (picklable, i.e. module-level, for processes).
         items: the work list.
-        jobs: worker processes (default: all cores; negative counts as joblib does).
+        jobs: workers (default: all cores; negative counts as joblib does, -1 = all cores).
         desc: progress-bar label.
         quiet: no progress bar (it is also off when stderr is not a terminal).
         unit: progress-bar unit name.
+        prefer: ``"processes"`` (joblib/loky) or ``"threads"`` (a thread pool of this process).
     """
     items = list(items)
     jobs = default_jobs() if jobs is None or jobs == 0 else jobs
