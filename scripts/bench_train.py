@@ -8,10 +8,11 @@ against the model step.
    precision / memory format (the plain loop even gets its input already normalised as float32).
    Goal: segprep / plain ≤ 1.1. Runs are interleaved (A B A B …); the ratio is taken on the best
    run of each loop (as ``timeit`` advises: slower runs measure the other processes sharing the
-   CPU, not the code) and also shown on the medians. A third row times the plain loop in float32 NCHW (what a plain loop
-   does by default) to show what channels_last and autocast buy; with autocast on, a fourth row
-   times segprep's loop in float32 (``--no-amp``), the comparison behind the CPU default of
-   ``--amp`` (``--amp on|off|auto`` picks the precision of the first two rows).
+   CPU, not the code) and also shown on the medians. A third row times the plain loop in float32
+   NCHW (what a plain loop does by default) to show what channels_last and autocast buy; with
+   autocast on, a fourth row times segprep's loop in float32 (``--no-amp``), the comparison
+   behind the CPU default of ``--amp`` (``--amp on|off|auto`` picks the precision of the first
+   two rows).
 2. Data pipeline alone: images/s of a DataLoader over ``SegDataset`` with the training transforms
    (decode + resize + scale + crop + flip + jitter), without and with ``--cache``, against the
    images/s of the model step.

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,9 +355,10 @@ def write_image(path: PathLike, rgb: np.ndarray, quality: int = 95) -> None:
         return
     import io as _io
 
+    image = _pil_image()
     buf = _io.BytesIO()
-    _pil_image().fromarray(np.ascontiguousarray(rgb)).save(buf, format=_pil_image().registered_extensions().get(
-        path.suffix.lower(), "PNG"), quality=quality)
+    fmt = image.registered_extensions().get(path.suffix.lower(), "PNG")
+    image.fromarray(np.ascontiguousarray(rgb)).save(buf, format=fmt, quality=quality)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -148,3 +148,20 @@ def test_parallel_map_threads_can_stop_early_and_restore_opencv_threads():
     assert cv2.getNumThreads() == 1  # the workers run with OpenCV single-threaded
     gen.close()
     assert len(first) == 5 and cv2.getNumThreads() == before
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".JPEG"])
+def test_write_image_picks_the_format_from_the_suffix(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    rgb = np.repeat(np.repeat(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8), 16, 0), 16, 1)
+    path = tmp_path / f"overlay{suffix}"
+    sio.write_image(path, rgb)
+    with Image.open(path) as im:
+        assert im.format == ("PNG" if suffix == ".png" else "JPEG")
+        got = np.asarray(im.convert("RGB"))
+    assert got.shape == rgb.shape
+    if suffix == ".png":
+        np.testing.assert_array_equal(got, rgb)
+    else:  # lossy, but close on flat 16x16 blocks (whole 4:2:0 MCUs) at quality 95
+        assert np.abs(got.astype(int) - rgb).mean() < 4
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
