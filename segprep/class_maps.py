@@ -197,6 +197,9 @@ class ClassMap:
 
         For Cityscapes 255 → 0 (``unlabeled``), as cityscapesScripts' ``trainId2label``. trainIds
         that no row has map to the id of the first row with trainId 255 (or 0 if there is none).
+        In a grouping table (see :attr:`_train_categories`) the row named like the train class
+        wins where there is one: ``camvid11_segnet`` Road → Road (not LaneMkgsDriv, the first row
+        of the group alphabetically), SignSymbol → SignSymbol (not Misc_Text).
         """
         ignore_rows = np.flatnonzero(self.train_ids == IGNORE_INDEX)
         fallback = int(self.ids[ignore_rows[0]]) if ignore_rows.size else 0
@@ -204,6 +207,11 @@ class ClassMap:
         for i, t in zip(self.ids[::-1], self.train_ids[::-1]):
             if 0 <= t < 256 and 0 <= i < 256:
                 lut[t] = i
+        cats = self._train_categories
+        if cats is not None:
+            for n, i, t in zip(self.names, self.ids, self.train_ids):
+                if 0 <= t < len(cats) and n == cats[t] and 0 <= i < 256:
+                    lut[t] = i
         lut.setflags(write=False)
         return lut
 

@@ -66,3 +66,22 @@ def test_class_maps_ship_in_the_wheel(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""})
     assert res.returncode == 0 and res.stdout.strip() == "35", res.stderr
+
+
+def test_train_id_to_id_of_a_grouping_table_takes_the_row_named_like_the_class():
+    """camvid11_segnet groups Road <- LaneMkgsDriv, Road and SignSymbol <- Misc_Text, SignSymbol,
+    TrafficLight: trainId -> id gives the Road / SignSymbol rows, not the first alphabetically;
+    a group without a row of its own name (mathworks' Pavement) keeps the first row."""
+    seg = class_maps.load("camvid11_segnet")
+    back = seg.train_id_to_id
+    named = {seg.names[seg.row_of_id(int(back[t]))] for t in range(seg.num_classes)}
+    assert {"Road", "SignSymbol", "Car", "Building", "Tree"} <= named
+    assert not named & {"LaneMkgsDriv", "Misc_Text"}
+    for t in range(seg.num_classes):  # still an inverse of id -> trainId
+        assert seg.id_to_train_id[back[t]] == t
+    mw = class_maps.load("camvid11_mathworks")
+    pavement = mw.train_names.index("Pavement")
+    assert mw.names[mw.row_of_id(int(mw.train_id_to_id[pavement]))] == min(
+        n for n, t in zip(mw.names, mw.train_ids) if t == pavement)
+    cs = class_maps.load("cityscapes")  # not a grouping table: first row wins, 255 -> 0
+    assert cs.train_id_to_id[255] == 0 and cs.train_id_to_id[0] == 7
