@@ -152,28 +152,32 @@ class ClassMap:
         grouping table (see :attr:`_train_categories`), else the first row with that trainId."""
         if self._train_categories is not None:
             return self._train_categories
-        lut = self.train_id_to_id
-        out = []
-        for t in range(self.num_classes):
-            out.append(self.names[self.row_of_id(int(lut[t]))] if np.any(self.train_ids == t)
-                       else f"class_{t}")
-        return tuple(out)
+        rows = self._train_rows
+        return tuple(self.names[rows[t]] if t in rows else f"class_{t}"
+                     for t in range(self.num_classes))
+
+    @functools.cached_property
+    def _train_rows(self) -> dict[int, int]:
+        """trainId (0-255, 255 included) → index of the row that stands for it: in a grouping
+        table the row named like the train class (see :attr:`_train_categories`) where there is
+        one, else the first row with that trainId. Rows whose id is outside 0-255 are skipped.
+        :attr:`train_names`, :attr:`train_colors` and :attr:`train_id_to_id` all follow it."""
+        cats = self._train_categories or ()
+        rows: dict[int, int] = {}
+        for r, (n, i, t) in enumerate(zip(self.names, self.ids.tolist(), self.train_ids.tolist())):
+            named = 0 <= t < len(cats) and n == cats[t]
+            if 0 <= t < 256 and 0 <= i < 256 and (t not in rows or named):
+                rows[t] = r
+        return rows
 
     @functools.cached_property
     def train_colors(self) -> np.ndarray:
         """``(256, 3)`` uint8 palette indexed by trainId: the row named like the train class
         (:attr:`train_names`) if there is one, else the first row; unused entries black."""
         pal = np.zeros((256, 3), np.uint8)
-        seen = np.zeros(256, bool)
-        names = self.train_names if self._train_categories is not None else ()
-        for n, t, c in zip(self.names, self.train_ids, self.colors):
-            if 0 <= t < len(names) and n == names[t]:
-                pal[t] = c
-                seen[t] = True
-        for t, c in zip(self.train_ids, self.colors):
-            if 0 <= t < 256 and not seen[t] and t != IGNORE_INDEX:
-                pal[t] = c
-                seen[t] = True
+        for t, r in self._train_rows.items():
+            if t != IGNORE_INDEX:
+                pal[t] = self.colors[r]
         pal.setflags(write=False)
         return pal
 
@@ -204,14 +208,8 @@ class ClassMap:
         ignore_rows = np.flatnonzero(self.train_ids == IGNORE_INDEX)
         fallback = int(self.ids[ignore_rows[0]]) if ignore_rows.size else 0
         lut = np.full(256, max(fallback, 0), np.uint8)
-        for i, t in zip(self.ids[::-1], self.train_ids[::-1]):
-            if 0 <= t < 256 and 0 <= i < 256:
-                lut[t] = i
-        cats = self._train_categories
-        if cats is not None:
-            for n, i, t in zip(self.names, self.ids, self.train_ids):
-                if 0 <= t < len(cats) and n == cats[t] and 0 <= i < 256:
-                    lut[t] = i
+        for t, r in self._train_rows.items():
+            lut[t] = self.ids[r]
         lut.setflags(write=False)
         return lut
 
