@@ -98,10 +98,11 @@ def main() -> int:
         # repeats interleave the tools, so that a slower spell of the machine hits all of them
         best_ref = float("inf")
         best = {name: float("inf") for name, _ in configs}
+        outs = {name: tmp / name.split()[0] / extra[-1] for name, extra in configs}
         for _ in range(args.repeat):
             best_ref = min(best_ref, run_reference())
             for name, extra in configs:
-                out = tmp / name.split()[0] / extra[-1]
+                out = outs[name]
                 shutil.rmtree(out, ignore_errors=True)
                 cmd = [sys.executable, "-m", "segprep", "cityscapes", "gen-gt", str(seg_root),
                        "-o", str(out), "--targets", "trainIds", "-j", str(jobs), "-q", *extra]
@@ -115,8 +116,7 @@ def main() -> int:
         print(f"frames: {n} ({root}), best of {args.repeat}")
         print(f"cityscapesScripts json2labelImg trainIds (1 process): {best_ref:7.2f} s "
               f"{n / best_ref:7.1f} frames/s  {1000 * best_ref / n:6.1f} ms/frame")
-        for name, extra in configs:
-            out = tmp / name.split()[0] / extra[-1]
+        for name, out in outs.items():
             # check the outputs
             exact = 0
             for j in jsons:
