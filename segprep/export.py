@@ -2,7 +2,9 @@
 
 The exported graph maps ``image``: ``(N, 3, H, W)`` float32, normalised as
 ``(rgb / 255 - mean) / std`` (the checkpoint's ``mean``/``std``, stored in the ONNX metadata), to
-``logits``: ``(N, K, H, W)`` float32, for any N, H, W.
+``logits``: ``(N, K, H, W)`` float32, for any N, H, W. The ``segprep.*`` metadata also carries the
+class map, the class names and the training size (:func:`metadata_props`), so ``segprep predict
+--backend onnxruntime model.onnx`` needs nothing else.
 
 Why a wrapper: segprep's models pad their input to a multiple of their stride with a Python
 ``if`` on the input size; a traced export would freeze that branch at the example's size and give
@@ -110,8 +112,8 @@ def export_onnx(checkpoint: PathLike, out: PathLike, *, opset: int = DEFAULT_OPS
         try:
             import onnxruntime  # noqa: F401  (availability check only)
         except ImportError:
-            raise SegprepError("--check", "needs onnxruntime (pip install onnxruntime), or pass "
-                                          "--no-check") from None
+            raise SegprepError("--check", "needs onnxruntime (install the extra: pip install -e "
+                                          "'.[onnx]'), or pass --no-check") from None
     model, meta = load_model(checkpoint, device="cpu")
     wrapped = _export_module(model)
     stride = wrapped.stride
@@ -139,23 +141,48 @@ def export_onnx(checkpoint: PathLike, out: PathLike, *, opset: int = DEFAULT_OPS
     return report
 
 
+METADATA_VERSION = "2"
+
+
+def metadata_props(meta: dict) -> dict[str, str]:
+    """The ``segprep.*`` ONNX ``metadata_props`` of a checkpoint's ``meta``: everything
+    ``segprep predict --backend onnxruntime`` needs, so that the ``.onnx`` alone is enough.
+
+    Keys: ``segprep.metadata_version`` (``"2"``), ``num_classes``, ``class_names`` (JSON list),
+    ``mean`` / ``std`` (JSON lists of 3 floats; input = ``(rgb / 255 - mean) / std``),
+    ``ignore_index``, ``class_map`` (its name), ``class_map_json`` (``ClassMap.to_dict()`` as
+    JSON, or ``""`` when the model has none), ``train_size`` (JSON ``[W, H]`` of ``segprep train
+    --size``, or ``null``: trained at native size), ``model`` (the ``build_model`` config, JSON),
+    ``input`` / ``output`` (the tensors, in words).
+    """
+    cmap = meta.get("class_map") or {}
+    size = (meta.get("args") or {}).get("size")
+    return {"segprep.metadata_version": METADATA_VERSION,
+            "segprep.num_classes": str(meta["num_classes"]),
+            "segprep.class_names": json.dumps(meta.get("class_names") or []),
+            "segprep.mean": json.dumps(meta["mean"]), "segprep.std": json.dumps(meta["std"]),
+            "segprep.ignore_index": str(meta.get("ignore_index", 255)),
+            "segprep.class_map": str(cmap.get("name", "")),
+            "segprep.class_map_json": json.dumps(cmap) if cmap else "",
+            "segprep.train_size": json.dumps([int(size[0]), int(size[1])] if size else None),
+            "segprep.model": json.dumps(meta.get("model") or {}),
+            "segprep.input": "(N, 3, H, W) float32 = (rgb / 255 - mean) / std",
+            "segprep.output": "(N, K, H, W) float32 logits"}
+
+
 def _with_metadata(data: bytes, meta: dict) -> bytes:
-    """Store ``num_classes``, ``class_names``, ``mean``, ``std``, ``ignore_index`` and the class map
-    name in the ONNX ``metadata_props`` (skipped when the ``onnx`` package is missing)."""
+    """Store :func:`metadata_props` in the ONNX ``metadata_props``.
+
+    Raises:
+        SegprepError: the ``onnx`` package is missing (names the extra).
+    """
     try:
         import onnx
     except ImportError:
-        return data
+        raise SegprepError("export onnx", "needs the onnx package to store the model's metadata; "
+                                          "install the extra: pip install -e '.[onnx]'") from None
     model = onnx.load_from_string(data)
-    cmap = meta.get("class_map") or {}
-    props = {"segprep.num_classes": str(meta["num_classes"]),
-             "segprep.class_names": json.dumps(meta.get("class_names") or []),
-             "segprep.mean": json.dumps(meta["mean"]), "segprep.std": json.dumps(meta["std"]),
-             "segprep.ignore_index": str(meta.get("ignore_index", 255)),
-             "segprep.class_map": str(cmap.get("name", "")),
-             "segprep.input": "(N, 3, H, W) float32 = (rgb / 255 - mean) / std",
-             "segprep.output": "(N, K, H, W) float32 logits"}
-    for k, v in props.items():
+    for k, v in metadata_props(meta).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     return model.SerializeToString()

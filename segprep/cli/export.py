@@ -30,8 +30,9 @@ def onnx(checkpoint: str, out: str, opset: int, check: bool, atol: float) -> Non
     """Export CHECKPOINT (best.pt/last.pt of `segprep train`) to ONNX.
 
     Input `image`: (N, 3, H, W) float32 normalised as (rgb/255 - mean)/std; output `logits`:
-    (N, K, H, W) float32; N, H and W are dynamic (any image size). mean, std, class names and
-    K are stored in the file's metadata (segprep.*).
+    (N, K, H, W) float32; N, H and W are dynamic (any image size). K, mean, std, class names,
+    the class map and the training size are stored in the file's metadata (segprep.*), so
+    `segprep predict model.onnx INPUT OUT` (ONNX Runtime) needs nothing else.
     """
     from segprep.export import export_onnx
 

@@ -1,4 +1,5 @@
-"""``segprep predict CHECKPOINT IMAGES OUT``: write predictions from a trained checkpoint."""
+"""``segprep predict MODEL INPUT OUT``: predictions of stills, folders or a video, on PyTorch or
+ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -23,75 +24,148 @@ def _parse_tile(value: str | None) -> tuple[int, int] | None:
     return parts[0], parts[1]
 
 
-def _parse_size(value: str | None) -> tuple[int, int] | str | None:
+def _parse_size(value: str | None, option: str = "--size", native: bool = True
+                ) -> tuple[int, int] | str | None:
     if value is None:
         return None
-    if value.strip().lower() == "native":
+    if native and value.strip().lower() == "native":
         return "native"
     try:
         parts = [int(v) for v in value.lower().split("x")]
     except ValueError:
         parts = []
     if len(parts) != 2 or min(parts) < 1:
-        raise SegprepError("--size", f"expected WxH (e.g. 240x180) or native, got {value!r}")
+        raise SegprepError(option, f"expected WxH (e.g. 240x180){' or native' if native else ''}, "
+                                   f"got {value!r}")
     return parts[0], parts[1]
 
 
 @click.command("predict")
-@click.argument("checkpoint", type=click.Path(exists=True))
-@click.argument("images", type=click.Path(exists=True))
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["trainIds", "labelIds", "color", "overlay"]),
-              default="trainIds", show_default=True,
+@click.argument("checkpoint", metavar="MODEL", type=click.Path(exists=True))
+@click.argument("images", metavar="INPUT", type=click.Path(exists=True))
+@click.argument("out", type=click.Path())
+@click.option("--format", "fmt",
+              type=click.Choice(["trainIds", "labelIds", "color", "overlay", "side-by-side"]),
+              default=None, show_default="trainIds; overlay for a video",
               help="trainIds: 8-bit PNG of class indices; labelIds: the class map's label ids "
-                   "(the Cityscapes benchmark format); color: RGB PNG in the class map's colors; "
-                   "overlay: the image blended with the colors, for people to look at (PNG; "
-                   "--overlay-ext jpg for JPEG).")
+                   "(the Cityscapes benchmark format); color: RGB in the class map's colors; "
+                   "overlay: the image blended with the colors (--alpha); side-by-side: image | "
+                   "colors. Stills: PNG (--overlay-ext jpg for JPEG overlays). A video is "
+                   "written as overlay, side-by-side or color.")
 @click.option("--size", default=None, metavar="WxH|native",
-              help="Resize each image to width x height for the model (bilinear, as the trainer) "
-                   "and the predicted scores back to the image's own size, so outputs align "
-                   "with the inputs. Default: the --size the checkpoint was trained with "
+              help="Resize each image (or frame) to width x height for the model (bilinear, as "
+                   "the trainer) and the predicted scores back to its own size, so outputs "
+                   "align with the inputs. Default: the --size the model was trained with "
                    "(native size when it had none); 'native' runs at each image's own size.")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default=None,
+              show_default="onnxruntime for a .onnx MODEL, else torch",
+              help="torch runs a checkpoint of `segprep train`; onnxruntime runs the .onnx of "
+                   "`segprep export onnx` (its metadata carries classes, normalisation and "
+                   "training size; needs pip install -e '.[onnx]').")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+              help="flip: average the logits of each image and of its horizontal mirror.")
 @click.option("--overlay-ext", type=click.Choice(["png", "jpg"]), default="png",
               show_default=True,
-              help="File type of --format overlay (JPEG is smaller but blurs class borders).")
+              help="File type of still overlay / side-by-side images (JPEG is smaller but blurs "
+                   "class borders).")
 @click.option("--tile", default=None, metavar="HxW",
               help="Predict by sliding windows of this size (logits averaged where windows "
                    "overlap) instead of whole images; for frames too large for memory.")
 @click.option("--overlap", type=float, default=0.25, show_default=True,
               help="Overlap fraction of neighbouring windows with --tile.")
 @click.option("--batch-size", "-b", type=int, default=1, show_default=True,
-              help="Same-size images (or windows) per forward pass.")
+              help="Same-size images, video frames (or windows) per forward pass.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA if available), cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, default=None, show_default="the backend's default",
+              help="CPU threads of the model (torch.set_num_threads / onnxruntime intra-op).")
 @click.option("--no-amp", is_flag=True,
-              help="Run CUDA inference in float32 (default: float16 autocast on CUDA; CPU always "
-                   "float32).")
+              help="Run CUDA inference in float32 (default: float16 autocast on CUDA with torch; "
+                   "CPU always float32).")
 @click.option("--alpha", type=float, default=0.5, show_default=True,
               help="Weight of the colors in --format overlay.")
+@click.option("--frame-size", default=None, metavar="WxH",
+              help="Video: resize the decoded frames to this size (the output video and the "
+                   "masks have it). Default: the input's frame size.")
+@click.option("--fps", type=float, default=None,
+              help="Video: frame rate of the output (frames are written one to one). Default: "
+                   "the input's, divided by --stride.")
+@click.option("--save-masks", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Video: also write each frame's mask as DIR/<video stem>_<frame:06d>.png "
+                   "(frame index in the input, from 0).")
+@click.option("--mask-format", type=click.Choice(["trainIds", "labelIds"]), default="trainIds",
+              show_default=True, help="Video: format of the --save-masks PNGs.")
+@click.option("--stride", type=int, default=1, show_default=True,
+              help="Video: predict every N-th frame.")
+@click.option("--start", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Video: first frame at this time.")
+@click.option("--duration", type=float, default=None, metavar="SECONDS",
+              help="Video: this many seconds from --start (default: to the end).")
 @overwrite_option
 @quiet_option
 @handle_errors
-def command(checkpoint: str, images: str, out: str, fmt: str, size: str | None,
-            overlay_ext: str, tile: str | None, overlap: float, batch_size: int, device: str,
-            no_amp: bool, alpha: float, overwrite: bool, quiet: bool) -> None:
-    """Predict every image of IMAGES with the model of CHECKPOINT into OUT.
+def command(checkpoint: str, images: str, out: str, fmt: str | None, size: str | None,
+            backend: str | None, tta: str, overlay_ext: str, tile: str | None, overlap: float,
+            batch_size: int, device: str, threads: int | None, no_amp: bool, alpha: float,
+            frame_size: str | None, fps: float | None, save_masks: str | None,
+            mask_format: str, stride: int, start: float, duration: float | None,
+            overwrite: bool, quiet: bool) -> None:
+    """Predict INPUT with MODEL into OUT.
 
-    CHECKPOINT is a best.pt/last.pt of `segprep train` (or its run folder). IMAGES is a folder
-    (searched recursively for .png/.jpg), one image, or an .odgt manifest. Outputs keep each
-    image's stem and sub-folder (Cityscapes: <frame>_leftImg8bit.png, as the benchmark expects).
-    Existing outputs are skipped unless --overwrite. Prints images/s and peak memory (CUDA
-    allocator peak on GPU, process peak RSS on CPU).
+    MODEL is a best.pt/last.pt of `segprep train` (or its run folder), or the .onnx of `segprep
+    export onnx`. INPUT is a folder (searched recursively for .png/.jpg), one image, an .odgt
+    manifest, or a video (.mp4 .avi .mov .mkv .webm; recognised by its content). Stills: OUT is a
+    folder; outputs keep each image's stem and sub-folder (Cityscapes:
+    <frame>_leftImg8bit.png, as the benchmark expects). Video: OUT is the video to write
+    (or a folder: OUT/<stem>.mp4), H.264 when available. Existing outputs are skipped unless
+    --overwrite; an output that would replace an input is refused. Prints the speed (frames/s
+    and ms per frame for decode, model and encode) and peak memory.
     """
-    from segprep.predict import predict_images
+    from segprep.predict import input_kind, predict_images, predict_video
 
-    report = predict_images(checkpoint, images, out, fmt=fmt, device=device, amp=not no_amp,
-                            tile=_parse_tile(tile), overlap=overlap, batch_size=batch_size,
-                            overwrite=overwrite, alpha=alpha, quiet=quiet,
-                            size=_parse_size(size), overlay_ext=overlay_ext)
-    kind, mib = report.peak_memory
-    what = "CUDA max allocated" if kind == "cuda" else "peak RSS"
+    kind = input_kind(images)
+    common = dict(device=device, amp=not no_amp, tile=_parse_tile(tile), overlap=overlap,
+                  batch_size=batch_size, size=_parse_size(size), backend=backend, tta=tta,
+                  threads=threads, overwrite=overwrite, quiet=quiet, alpha=alpha)
+    if kind == "video":
+        for name, given in (("--overlay-ext", overlay_ext != "png"),):
+            if given:
+                raise SegprepError(name, "applies to still images, not to a video")
+        report = predict_video(checkpoint, images, out, fmt=fmt or "overlay",
+                               frame_size=_parse_size(frame_size, "--frame-size", native=False),
+                               fps=fps, save_masks=save_masks, mask_format=mask_format,
+                               stride=stride, start=start, duration=duration, **common)
+        _print_speed(report.backend, report.size, report.peak_memory)
+        if report.summary.done:
+            info(f"wrote {report.out}: {report.frames} frames, {report.width}x{report.height} at "
+                 f"{float(report.fps):g} fps, {report.check.get('duration_s', 0):.2f} s, codec "
+                 f"{report.codec}" + (f"; {report.masks} masks in {save_masks}"
+                                      if save_masks else ""))
+            info(report.times.line("frames"))
+        finish(report.summary, "videos")
+        return
+    video_only = (("--frame-size", frame_size is not None), ("--fps", fps is not None),
+                  ("--save-masks", save_masks is not None), ("--stride", stride != 1),
+                  ("--start", start != 0), ("--duration", duration is not None),
+                  ("--mask-format", mask_format != "trainIds"))
+    for name, given in video_only:
+        if given:
+            raise SegprepError(name, f"applies to a video INPUT; {images} is read as still "
+                                     f"images")
+    report = predict_images(checkpoint, images, out, fmt=fmt or "trainIds",
+                            overlay_ext=overlay_ext, **common)
+    kind_, mib = report.peak_memory
+    what = "CUDA max allocated" if kind_ == "cuda" else "peak RSS"
     at = f"{report.size[0]}x{report.size[1]}" if report.size else "native size"
-    info(f"device {report.device}{' (AMP float16)' if report.amp else ''}, model at {at}: "
-         f"{report.images_per_s:.2f} images/s, {what} {mib:.0f} MiB")
+    info(f"{report.backend}, model at {at}: {report.images_per_s:.2f} images/s, {what} "
+         f"{mib:.0f} MiB")
+    if report.times.frames:
+        info(report.times.line("images"))
     finish(report.summary, "images")
+
+
+def _print_speed(backend: str, size: tuple[int, int] | None, peak: tuple[str, float]) -> None:
+    kind, mib = peak
+    what = "CUDA max allocated" if kind == "cuda" else "peak RSS"
+    at = f"{size[0]}x{size[1]}" if size else "native size"
+    info(f"{backend}, model at {at}, {what} {mib:.0f} MiB")
