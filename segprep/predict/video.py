@@ -140,8 +140,9 @@ def _ffmpeg_errors():
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text
+    """FFmpeg's own words (``strerror``) when it has them, else the exception's first line."""
+    text = getattr(exc, "strerror", None) or (str(exc).splitlines()[0] if str(exc) else "")
+    return text or type(exc).__name__
 
 
 def _stream_facts(container, path: Path) -> tuple:
