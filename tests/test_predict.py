@@ -253,3 +253,25 @@ def test_size_defaults_to_the_training_size_and_outputs_keep_the_native_size(cam
     for bad in ("240", "0x180", "axb", "240x180x3"):
         res = run("predict", ck, camvid_frames, tmp_path / "bad", "--size", bad, "-q")
         assert res.exit_code == 2 and "--size" in res.output and "WxH" in res.output
+
+
+# ----------------------------------------------------------------------------- no data loss
+def test_refuses_to_overwrite_its_inputs_and_never_reads_its_outputs(ckpt, cs_images, tmp_path):
+    src = tmp_path / "imgs"
+    shutil.copytree(cs_images, src)
+    before = {p: p.read_bytes() for p in src.rglob("*.png")}
+    # OUT == INPUT: an output would replace a camera image, whatever --overwrite says
+    for extra in ([], ["--overwrite"]):
+        res = run("predict", ckpt, src, src, "-q", "--threads", "1", *extra)
+        assert res.exit_code == 2 and "would replace" in res.output, res.output
+    one = sorted(src.rglob("*.png"))[0]
+    res = run("predict", ckpt, one, one.parent, "--overwrite", "-q", "--threads", "1")
+    assert res.exit_code == 2 and "would replace" in res.output
+    assert {p: p.read_bytes() for p in src.rglob("*.png")} == before
+    # an output folder inside the input folder is not read back on the next run
+    nest = src / "preds"
+    for _ in range(2):
+        res = run("predict", ckpt, src, nest, "--overwrite", "-q", "--threads", "1")
+        assert res.exit_code == 0 and "2 done, 0 skipped" in res.output, res.output
+    assert not (nest / "preds").exists()
+    assert len(list(nest.rglob("*.png"))) == 2
