@@ -101,13 +101,19 @@ def export_onnx(checkpoint: PathLike, out: PathLike, *, opset: int = DEFAULT_OPS
         an :class:`ExportReport` (with :class:`ParityCheck` entries when ``check``).
 
     Raises:
-        SegprepError: unreadable checkpoint, export failure, or ``check`` without onnxruntime.
+        SegprepError: unreadable checkpoint, export failure, the ``onnx`` package missing, or
+            ``check`` without onnxruntime (both name the extra ``pip install -e '.[onnx]'``).
     """
     import torch
 
     from segprep.train.checkpoint import load_model
 
     t0 = time.perf_counter()
+    try:
+        import onnx  # noqa: F401  (torch's exporter and the metadata both need it)
+    except ImportError:
+        raise SegprepError("export onnx", "needs the onnx package; install the extra: "
+                                          "pip install -e '.[onnx]'") from None
     if check:
         try:
             import onnxruntime  # noqa: F401  (availability check only)

@@ -67,6 +67,29 @@ def test_metadata(ckpt, tmp_path):
     assert len(json.loads(props["segprep.mean"])) == 3
     assert props["segprep.class_map"] == "cityscapes"
     onnx.checker.check_model(m)
+    # everything predict needs travels in the file: the whole class map and the training size
+    from segprep import class_maps
+    from segprep.class_maps import ClassMap
+
+    cm = ClassMap.from_dict(json.loads(props["segprep.class_map_json"]))
+    want = class_maps.load("cityscapes")
+    assert cm.names == want.names and np.array_equal(cm.train_id_to_id, want.train_id_to_id)
+    assert json.loads(props["segprep.train_size"]) is None  # trained at native size
+    assert json.loads(props["segprep.model"])["depth"] == 2
+    sized = make_checkpoint(tmp_path / "sized.pt", "camvid11", 11, args={"size": [240, 180]})
+    export_onnx(sized, tmp_path / "sized.onnx", check=False)
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "sized.onnx")).metadata_props}
+    assert json.loads(props["segprep.train_size"]) == [240, 180]
+
+
+def test_without_the_onnx_package_one_line_naming_the_extra(ckpt, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    res = run("export", "onnx", ckpt, "-o", tmp_path / "m.onnx", "--no-check")
+    assert res.exit_code == 2 and "pip install -e '.[onnx]'" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_bad_checkpoint_is_one_line(tmp_path):
