@@ -184,6 +184,8 @@ def predict_images(checkpoint: PathLike | Predictor, src: PathLike, out: PathLik
     from tqdm import tqdm
 
     check_options(fmt, alpha, overlay_ext)
+    if Path(out).is_file():
+        raise SegprepError(out, "is a file; predictions of still images go into a folder")
     items = list_inputs(src, out)
     refuse_overwriting_inputs([it.image for it in items],
                               [output_path(it, fmt, overlay_ext) for it in items])
