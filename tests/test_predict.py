@@ -275,3 +275,6 @@ def test_refuses_to_overwrite_its_inputs_and_never_reads_its_outputs(ckpt, cs_im
         assert res.exit_code == 0 and "2 done, 0 skipped" in res.output, res.output
     assert not (nest / "preds").exists()
     assert len(list(nest.rglob("*.png"))) == 2
+    # OUT must be a folder for still images
+    res = run("predict", ckpt, src, one, "-q", "--threads", "1")
+    assert res.exit_code == 2 and "is a file" in res.output
