@@ -259,3 +259,21 @@ def test_video_option_errors(ckpt, short_clip, val_frames, tmp_path):
     res = run("predict", ckpt, short_clip, short_clip, "--overwrite", "-q")
     assert res.exit_code == 2 and "would replace" in res.output
     assert len(decode(short_clip)[0]) == 6
+
+
+def test_falls_back_to_an_available_encoder_and_says_which(ckpt, short_clip, tmp_path,
+                                                           monkeypatch):
+    from segprep.predict import video
+
+    monkeypatch.setattr(video, "CODECS", (("no-such-h264", "H.264"), ("mpeg4", "MPEG-4 Part 2")))
+    out = tmp_path / "fb.mp4"
+    res = run("predict", ckpt, short_clip, out, "-q")
+    assert res.exit_code == 0, res.output
+    assert "codec mpeg4 (MPEG-4 Part 2, yuv420p); no-such-h264 not available" in res.output
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "mpeg4"
+    assert len(decode(out)[0]) == 6
+    monkeypatch.setattr(video, "CODECS", (("no-such-h264", "H.264"),))
+    res = run("predict", ckpt, short_clip, tmp_path / "none.mp4", "-q")
+    assert res.exit_code == 1 and "no usable video encoder" in res.output
+    assert not (tmp_path / "none.mp4").exists() and no_temp_files(tmp_path)

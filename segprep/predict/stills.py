@@ -63,7 +63,8 @@ def list_inputs(src: PathLike, out: PathLike) -> list[Item]:
     out = Path(out)
     items: list[Item] = []
     if src.is_dir():
-        files = [f for f in find_files(src, "", exclude=[out]) if f.suffix.lower() in IMAGE_SUFFIXES]
+        files = [f for f in find_files(src, "", exclude=[out])
+                 if f.suffix.lower() in IMAGE_SUFFIXES]
         for f in files:
             rel = _clean_rel(f.parent.relative_to(src))
             items.append(Item(f, out / rel / f.stem))

@@ -187,8 +187,8 @@ def probe(path: PathLike) -> VideoInfo:
     return VideoInfo(path, width, height, fps, frames, codec)
 
 
-def frame_range(info: VideoInfo, start: float = 0.0, duration: float | None = None,
-                stride: int = 1) -> tuple[int, int | None]:
+def frame_range(info: VideoInfo, start: float = 0.0, duration: float | None = None
+                ) -> tuple[int, int | None]:
     """``(first, stop)`` frame indices (stop exclusive, None: to the end) of ``start`` seconds
     and ``duration`` seconds: the frames whose index ``i`` has ``start <= i / fps < start +
     duration``."""
@@ -217,7 +217,7 @@ def read_frames(info: VideoInfo, *, start: float = 0.0, duration: float | None =
     """
     av = _av()
     path = info.path
-    first, stop = frame_range(info, start, duration, stride)
+    first, stop = frame_range(info, start, duration)
     width, height = size if size else (info.width, info.height)
     fps = float(info.fps)
     prev: int | None = None
@@ -275,7 +275,8 @@ def read_frames(info: VideoInfo, *, start: float = 0.0, duration: float | None =
 
 
 # =========================================================================== writing
-def _even_ok(codec: str, width: int, height: int) -> str:
+def _pix_fmt(codec: str, width: int, height: int) -> str:
+    """The encoder's pixel format: 4:2:0 (what players expect), 4:4:4 for H.264 at odd sizes."""
     if codec == "mjpeg":
         return "yuvj420p"
     if codec in ("libx264",) and (width % 2 or height % 2):
@@ -313,7 +314,7 @@ class VideoWriter:
         candidates = WEBM_CODECS if fmt == "webm" else CODECS
         self.codec, self.codec_name, self.pix_fmt, tried = None, "", "", []
         for name, what in candidates:
-            pix = _even_ok(name, self.width, self.height)
+            pix = _pix_fmt(name, self.width, self.height)
             if self._usable(av, name, pix):
                 self.codec, self.codec_name, self.pix_fmt = name, what, pix
                 break
@@ -433,14 +434,17 @@ def check_video(path: PathLike, frames: int, width: int, height: int, fps: Fract
             stream, got_fps, _ = _stream_facts(container, path)
             w, h = stream.codec_context.width, stream.codec_context.height
             tb = stream.time_base
-            count, end = 0, 0.0
+            count, first, end = 0, None, None
             for packet in container.demux(stream):
                 if packet.size:
                     count += 1
                     if packet.pts is not None and tb:
-                        end = max(end, float((packet.pts + (packet.duration or 0)) * tb))
-            t0 = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
-            duration = end - t0 if end else count / float(got_fps)
+                        t = float(packet.pts * tb)
+                        first = t if first is None else min(first, t)
+                        t += float((packet.duration or 0) * tb)
+                        end = t if end is None else max(end, t)
+            # first presentation to the end of the last frame (AVI's guessed pts start at 1)
+            duration = end - first if end is not None else count / float(got_fps)
     except SegprepError as exc:
         raise SegprepError(path, f"the written video is not valid: {exc.message}") from None
     except _ffmpeg_errors() as exc:
@@ -581,7 +585,7 @@ def predict_video(checkpoint: PathLike | Predictor, src: PathLike, out: PathLike
                 mask_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise SegprepError(mask_dir, f"cannot create: {exc.strerror or exc}") from None
-        first, stop = frame_range(info, start, duration, stride)
+        first, stop = frame_range(info, start, duration)
         end = stop if stop is not None else (info.frames or first)
         total = max(0, -(-(end - first) // stride)) or None
         cmap = predictor.class_map
