@@ -10,8 +10,11 @@ from pathlib import Path
 import click
 
 from segprep.cli.common import (EXIT_FAILED, error, finish, handle_errors, info, jobs_option,
-                                overwrite_option, quiet_option, write_json)
+                                overwrite_option, quiet_option)
+from segprep import datasets
+from segprep.datasets import generic
 from segprep.errors import SegprepError
+from segprep.io import write_json
 
 CLASS_MAP_HELP = "Class map name (class_maps/<NAME>.csv, e.g. cityscapes) or path to a CSV."
 
@@ -101,7 +104,7 @@ def create(dataset_root: str | None, out: str, images: str | None, masks: str | 
                                    "--dataset cityscapes /data/cityscapes --split train")
         if not split:
             raise click.UsageError("--dataset needs --split (e.g. train, val)")
-        pairing = mf.preset_pairing(dataset, dataset_root, split, image_suffix, mask_suffix)
+        pairing = datasets.preset_pairing(dataset, dataset_root, split, image_suffix, mask_suffix)
     else:
         if dataset_root:
             raise click.UsageError(f"unexpected argument {dataset_root!r} (a dataset root goes "
@@ -111,7 +114,7 @@ def create(dataset_root: str | None, out: str, images: str | None, masks: str | 
                                    "DATASET_ROOT)")
         if split:
             raise click.UsageError("--split applies to --dataset only")
-        pairing = mf.pair_by_stem(images, masks, image_suffix, mask_suffix or ".png")
+        pairing = generic.pair_by_stem(images, masks, image_suffix, mask_suffix or ".png")
     if os.path.exists(out) and not overwrite:
         info(f"{out}: exists, skipped (use --overwrite to replace it)")
         return
@@ -405,16 +408,16 @@ def export_csail(file: str, outdir: str, ignore_index: int, num_classes: int | N
     Without -j, manifests of under 150 Mpx of masks are exported in-process.
     """
     from segprep import manifest as mf
-    from segprep.io import BatchSummary, parallel_map
+    from segprep.io import BatchSummary, run_batch
 
     records = mf.read_odgt(file)
     root_dir = Path(root) if root is not None else mf.default_root(file)
     jobs_list, out_records = mf.export_csail_jobs(records, root_dir, outdir, ignore_index,
                                                   num_classes, overwrite)
     summary = BatchSummary()
-    jobs = mf.auto_jobs(jobs, records)
-    for outcome in parallel_map(mf.export_csail_job, jobs_list, jobs=jobs, desc="export-csail",
-                                quiet=quiet, unit="mask"):
+    n_jobs = mf.decode_jobs(jobs, records, len(jobs_list))
+    for outcome in run_batch(mf.export_csail_job, jobs_list, jobs=n_jobs, desc="export-csail",
+                             quiet=quiet, unit="mask", prefer="processes"):
         summary.add(outcome, skipped=bool(outcome.ok and outcome.value))
     odgt_out = Path(outdir) / Path(file).name
     if summary.failed:

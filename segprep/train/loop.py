@@ -758,7 +758,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
     # --- outputs
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        from segprep.cli.common import write_json
+        from segprep.io import write_json
 
         write_json(run_dir / "args.json", cfg.to_dict())
     rows = _read_rows(run_dir / "metrics.csv", start_epoch) if d.main else []
@@ -914,7 +914,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
             if improved:
                 save_checkpoint(run_dir / "best.pt", state)
                 if scores is not None:
-                    from segprep.cli.common import write_json
+                    from segprep.io import write_json
 
                     write_json(run_dir / "best_scores.json",
                                {"epoch": epoch, **scores.to_dict(names)})
