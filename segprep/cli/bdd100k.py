@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, split_csv
+from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, scheduler_option, split_csv
 from segprep.convert import bdd100k as bdd
 from segprep.convert.colors import UNKNOWN_POLICIES
 from segprep.io import BatchSummary, run_batch
@@ -38,9 +38,11 @@ def command() -> None:
                    "counts them).")
 @parallel_option
 @batch_options
+@scheduler_option
 @handle_errors
 def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: str,
-            parallel_backend: Prefer, jobs: int | None, overwrite: bool, quiet: bool) -> None:
+            parallel_backend: Prefer, jobs: int | None, overwrite: bool, quiet: bool,
+        scheduler: str | None) -> None:
     """Convert BDD100K color maps under SRC into trainId masks under OUT.
 
     SRC is a folder, searched recursively for *_train_color.png, *_color.png, <frame>.png and
@@ -60,7 +62,8 @@ def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: st
     unknown_px = palette_files = 0
     regions: dict[str, int] = {}
     for outcome in run_batch(bdd.convert_file, job_list, jobs=jobs, desc="bdd100k convert",
-                             quiet=quiet, unit="frame", prefer=parallel_backend):
+                             quiet=quiet, unit="frame", prefer=parallel_backend,
+                             scheduler=scheduler):
         skipped = outcome.ok and outcome.value.skipped
         summary.add(outcome, skipped=skipped)
         if outcome.ok and not skipped:

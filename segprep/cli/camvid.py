@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import SizeType, batch_options, finish, handle_errors, info, parallel_option
+from segprep.cli.common import SizeType, batch_options, finish, handle_errors, scheduler_option, info, parallel_option
 from segprep.class_maps import IGNORE_INDEX
 from segprep.convert import camvid as cv
 from segprep.convert.colors import UNKNOWN_POLICIES
@@ -53,10 +53,12 @@ def command() -> None:
                    "pixel count and the file) or ignore (its pixels become void).")
 @parallel_option
 @batch_options
+@scheduler_option
 @handle_errors
 def convert(src: str, out: str, classes: str, mapping: str, input_: str,
             palette_file: str | None, void_id: int, size: tuple[int, int] | None, unknown: str,
-            parallel_backend: Prefer, jobs: int | None, overwrite: bool, quiet: bool) -> None:
+            parallel_backend: Prefer, jobs: int | None, overwrite: bool, quiet: bool,
+        scheduler: str | None) -> None:
     """Convert CamVid labels under SRC into index masks under OUT.
 
     SRC is a folder (searched recursively) or a single file. Masks are written as
@@ -76,7 +78,8 @@ def convert(src: str, out: str, classes: str, mapping: str, input_: str,
                             overwrite=overwrite)
     summary = BatchSummary()
     for outcome in run_batch(cv.convert_file, job_list, jobs=jobs, desc="camvid convert",
-                             quiet=quiet, unit="frame", prefer=parallel_backend):
+                             quiet=quiet, unit="frame", prefer=parallel_backend,
+                             scheduler=scheduler):
         summary.add(outcome, skipped=outcome.ok and outcome.value.skipped)
     info(f"classes: {n_classes}" + (f" ({mapping} mapping)" if n_classes == 11 else "")
          + f"; void → {void_id}" + (f"; size {wh[0]}x{wh[1]}" if wh else ""), quiet)

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, info, split_csv
+from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, scheduler_option, info, split_csv
 from segprep.convert import cityscapes as cs
 from segprep.datasets import cityscapes as cs_data
 from segprep.convert.raster import RASTERS
@@ -57,10 +57,12 @@ def _choices(kind: str, allowed: tuple[str, ...] | list[str], value: str | tuple
                    "the installed Pillow, bit-identical to what today's cityscapesScripts writes.")
 @parallel_option
 @batch_options
+@scheduler_option
 @handle_errors
 def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
            targets: tuple[str, ...], source: str, raster: str, parallel_backend: Prefer,
-           jobs: int | None, overwrite: bool, quiet: bool) -> None:
+           jobs: int | None, overwrite: bool, quiet: bool,
+        scheduler: str | None) -> None:
     """Generate training masks from Cityscapes polygon annotations under ROOT.
 
     ROOT is a Cityscapes root holding gtFine/{train,val,test}/<city>/*_gtFine_polygons.json
@@ -82,7 +84,8 @@ def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
     sources = {"official": 0, "polygons": 0}
     # threads: decode, LUT, rasterise and encode all release the GIL (measured: no worker start-up)
     for outcome in run_batch(cs.convert_frame, job_list, jobs=jobs, desc="gen-gt",
-                             quiet=quiet, unit="frame", prefer=parallel_backend):
+                             quiet=quiet, unit="frame", prefer=parallel_backend,
+                             scheduler=scheduler):
         skipped = outcome.ok and outcome.value.skipped
         summary.add(outcome, skipped=skipped)
         if outcome.ok and not skipped:

@@ -75,6 +75,42 @@ parallel_option = click.option(
 :func:`segprep.io.run_batch`'s ``prefer``)."""
 
 
+def scheduler_option(f: Callable) -> Callable:
+    """``--scheduler ADDRESS`` (or ``$SEGPREP_SCHEDULER``): run the command's batch on a Dask
+    cluster (:mod:`segprep.io.cluster`, via :func:`segprep.io.run_batch`'s ``scheduler``).
+
+    The command receives ``scheduler`` (None: the local pool, Dask never imported). ``-j`` or
+    ``--parallel`` given with it are refused (the cluster's workers set the parallelism); the
+    cluster session (a ``local:N`` cluster) is closed when the command ends.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scheduler = kwargs.get("scheduler")
+        if scheduler:
+            ctx = click.get_current_context()
+            for name, opt in (("jobs", "-j/--jobs"), ("parallel_backend", "--parallel")):
+                source = ctx.get_parameter_source(name) if name in kwargs else None
+                if source in (click.core.ParameterSource.COMMANDLINE,
+                              click.core.ParameterSource.ENVIRONMENT):
+                    raise click.UsageError(f"{opt} and --scheduler exclude each other (the "
+                                           "cluster's workers set the parallelism)")
+        try:
+            return f(*args, **kwargs)
+        finally:
+            cluster = sys.modules.get("segprep.io.cluster")
+            if cluster is not None:
+                cluster.close_all()
+
+    return click.option(
+        "--scheduler", metavar="ADDRESS", default=None, envvar="SEGPREP_SCHEDULER",
+        show_envvar=True,
+        help="Run the batch on a Dask cluster: tcp://HOST:PORT connects to a running Dask "
+             "scheduler, local:N starts N worker processes on this machine. Inputs and outputs "
+             "must be paths every worker sees at the same place (shared storage). Needs "
+             "pip install 'segprep[dask]'.")(wrapper)
+
+
 def batch_options(f: Callable) -> Callable:
     """``-j/--jobs``, ``--overwrite`` and ``--quiet`` in one decorator."""
     return jobs_option(overwrite_option(quiet_option(f)))
@@ -95,6 +131,10 @@ def finish(summary: BatchSummary, what: str = "files") -> None:
     """Print the failures and the one-line summary; exit 1 if anything failed, 2 if nothing to do."""
     for msg in summary.errors:
         error(msg)
+    cluster = sys.modules.get("segprep.io.cluster")  # imported only when --scheduler was given
+    workers = cluster.workers_used() if cluster is not None else None
+    if workers is not None:
+        summary.extra["Dask workers"] = workers
     click.echo(summary.line(what), err=True)
     if summary.failed:
         sys.exit(EXIT_FAILED)

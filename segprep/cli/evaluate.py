@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from segprep.cli.common import EXIT_FAILED, error, handle_errors, info, jobs_option, quiet_option
+from segprep.cli.common import (EXIT_FAILED, error, handle_errors, info, jobs_option, quiet_option,
+                                scheduler_option)
 from segprep.errors import SegprepError
 
 
@@ -52,6 +53,11 @@ def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None
                                          plot_confusion, summary_line)
     from segprep.io import atomic_write_text
 
+    cluster = sys.modules.get("segprep.io.cluster")  # imported only when --scheduler was given
+    workers = cluster.workers_used() if cluster is not None else None
+    if workers is not None:
+        report.notes.append(f"evaluated on {workers} Dask worker(s); the ground-truth cache is "
+                            "each worker's, its hits and misses are not counted here")
     for n in report.notes:
         info(f"segprep: note: {n}")
     for w in report.warnings:
@@ -94,17 +100,19 @@ def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None
 @cache_options
 @jobs_option
 @quiet_option
+@scheduler_option
 @handle_errors
 def cityscapes(pred_dir: str, gt_root: str, split: str, pred_ids: str, json_out: str | None,
                plot: str | None, cache_dir: str | None, no_cache: bool, jobs: int | None,
-               quiet: bool) -> None:
+               quiet: bool, scheduler: str | None) -> None:
     """Cityscapes pixel-level semantic labeling, as cityscapesScripts'
     evalPixelLevelSemanticLabeling: class IoU and iIoU, category IoU and iIoU (same numbers, same
     JSON keys)."""
     from segprep.evaluation import evaluate_cityscapes
 
     report = evaluate_cityscapes(pred_dir, gt_root, split, pred_ids=pred_ids, jobs=jobs,
-                                 cache=_cache_arg(cache_dir, no_cache), quiet=quiet)
+                                 cache=_cache_arg(cache_dir, no_cache), quiet=quiet,
+                                 scheduler=scheduler)
     _finish(report, json_out, plot, quiet)
 
 
@@ -122,16 +130,18 @@ def cityscapes(pred_dir: str, gt_root: str, split: str, pred_ids: str, json_out:
 @cache_options
 @jobs_option
 @quiet_option
+@scheduler_option
 @handle_errors
 def bdd100k(pred_dir: str, gt_dir: str, missing: str, json_out: str | None, plot: str | None,
-            cache_dir: str | None, no_cache: bool, jobs: int | None, quiet: bool) -> None:
+            cache_dir: str | None, no_cache: bool, jobs: int | None, quiet: bool,
+            scheduler: str | None) -> None:
     """BDD100K semantic segmentation, as the bdd100k toolkit's eval.seg: 19 classes, ignore 255,
     a prediction >= 19 is a miss, mIoU over the classes present in the ground truth (Acc is
     per-class precision, as the toolkit computes it)."""
     from segprep.evaluation import evaluate_bdd100k
 
     report = evaluate_bdd100k(pred_dir, gt_dir, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
-                              quiet=quiet, missing=missing)
+                              quiet=quiet, missing=missing, scheduler=scheduler)
     _finish(report, json_out, plot, quiet)
 
 
@@ -154,10 +164,12 @@ def bdd100k(pred_dir: str, gt_dir: str, missing: str, json_out: str | None, plot
 @cache_options
 @jobs_option
 @quiet_option
+@scheduler_option
 @handle_errors
 def odgt(odgt_file: str, pred_dir: str, num_classes: int, ignore_index: int, root: str | None,
          class_map: str | None, missing: str, json_out: str | None, plot: str | None,
-         cache_dir: str | None, no_cache: bool, jobs: int | None, quiet: bool) -> None:
+         cache_dir: str | None, no_cache: bool, jobs: int | None, quiet: bool,
+         scheduler: str | None) -> None:
     """Any dataset listed in an .odgt manifest: the masks (fpath_segm) against predictions named
     after each image. Predictions outside [0, K) are misses. mIoU averages the classes with a
     defined IoU (NaN classes skipped, as Cityscapes)."""
@@ -167,5 +179,5 @@ def odgt(odgt_file: str, pred_dir: str, num_classes: int, ignore_index: int, roo
         raise SegprepError("--num-classes", "must be at least 1")
     report = evaluate_odgt(odgt_file, pred_dir, num_classes, root=root, ignore_index=ignore_index,
                            class_map=class_map, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
-                           quiet=quiet, missing=missing)
+                           quiet=quiet, missing=missing, scheduler=scheduler)
     _finish(report, json_out, plot, quiet)

@@ -106,6 +106,11 @@ class CityscapesJob:
         hist = prediction_histogram(gt, pred, pred_path, label_path)
         return FrameHistogram(item, gt, hist, large_values(pred))
 
+    def values(self, item: tuple[str, str, str]) -> np.ndarray:
+        """Only the ``(256,)`` value histogram of a frame's prediction (:meth:`measure`'s checks
+        included): what ``--pred-ids auto`` needs from a Dask worker, without the code maps."""
+        return self.measure(item).values
+
     def __call__(self, item: tuple[str, str, str]) -> FrameCounts | FrameHistogram:
         frame = self.measure(item)
         return frame if self.pred_ids == "auto" else self.score(frame)
@@ -171,7 +176,8 @@ class CityscapesJob:
 def evaluate_cityscapes(pred_dir: PathLike, gt_root: PathLike, split: str = "val", *,
                         pred_ids: str = "labelIds", jobs: int | None = None,
                         cache: PathLike | bool | None = True, quiet: bool = False,
-                        class_map: str | ClassMap = "cityscapes") -> EvalReport:
+                        class_map: str | ClassMap = "cityscapes",
+                        scheduler: str | None = None) -> EvalReport:
     """Evaluate Cityscapes predictions exactly as cityscapesScripts' evalPixelLevelSemanticLabeling.
 
     Args:
@@ -187,6 +193,11 @@ def evaluate_cityscapes(pred_dir: PathLike, gt_root: PathLike, split: str = "val
             False/None for no cache.
         quiet: no progress bar.
         class_map: the label table (a name or a :class:`ClassMap`).
+        scheduler: a Dask scheduler (``tcp://HOST:PORT`` or ``local:N``, see
+            :mod:`segprep.io.cluster`) whose workers evaluate the frames and send back only their
+            confusion matrices and instance counts, summed here; with ``auto`` they first send
+            each prediction's value histogram, then score once decided. The cache folder is
+            then each worker's (its counts stay there).
 
     Returns:
         an :class:`EvalReport`; ``result`` has cityscapesScripts' JSON keys (``classScores``,
@@ -219,18 +230,29 @@ def evaluate_cityscapes(pred_dir: PathLike, gt_root: PathLike, split: str = "val
     cm = np.zeros((protocol.size, protocol.size), np.int64)
     stats = InstanceStats(protocol)
     results: list = []
-    for out in run_batch(job, items, jobs=jobs, desc="evaluate", quiet=quiet, unit="frame",
-                         ordered=True):
+    # with a scheduler, ``auto`` brings back only value histograms: the measured frames (their
+    # code maps) are too big to travel, so the workers score in a second pass
+    first = job.values if scheduler and pred_ids == "auto" else job
+    for out in run_batch(first, items, jobs=jobs, desc="evaluate", quiet=quiet, unit="frame",
+                         ordered=True, scheduler=scheduler):
         if out.ok:
             results.append(out.value)
         else:
             report.errors.append(out.error or "")
     if pred_ids == "auto" and not report.errors:
-        decision = decide([f.values for f in results], [f.item[2] for f in results], cmap)
+        histograms = results if scheduler else [f.values for f in results]
+        decision = decide(histograms, [item[2] for item in items], cmap)
         report.notes.append(decision.reason)
         job.set_pred_ids(decision.kind)
         measured, results = results, []
-        for frame in measured:
+        if scheduler:
+            for out in run_batch(job, items, desc="evaluate", quiet=quiet, unit="frame",
+                                 ordered=True, scheduler=scheduler):
+                if out.ok:
+                    results.append(out.value)
+                else:
+                    report.errors.append(out.error or "")
+        for frame in [] if scheduler else measured:
             try:
                 results.append(job.score(frame))
             except SegprepError as exc:

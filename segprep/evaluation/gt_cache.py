@@ -110,6 +110,16 @@ class GtCache:
         self.write_errors = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Picklable (sent to Dask workers, :mod:`segprep.io.cluster`): the lock stays here."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @staticmethod
     def key(kind: str, files: Sequence[PathLike]) -> str:
         parts = [f"v{CACHE_VERSION}", kind]

@@ -73,7 +73,7 @@ class PlainJob:
 def _run_plain(protocol: str, pairs: list[tuple[str, str | None]], match: generic.Match,
                num_classes: int, ignore_index: int, class_names: list[str], missing: str,
                jobs: int | None, cache: PathLike | bool | None, quiet: bool, t0: float,
-               pred_dir: PathLike) -> EvalReport:
+               pred_dir: PathLike, scheduler: str | None = None) -> EvalReport:
     """Score ``(ground truth, prediction or None)`` pairs made by the stem rule."""
     if match.multiple:
         raise SegprepError(pred_dir, generic.Match([], multiple=match.multiple).problems(
@@ -94,7 +94,7 @@ def _run_plain(protocol: str, pairs: list[tuple[str, str | None]], match: generi
                                f"e.g. {match.extra[0]}")
     cm = np.zeros((num_classes, num_classes + 1), np.int64)
     for out in run_batch(job, pairs, jobs=jobs, desc="evaluate", quiet=quiet, unit="frame",
-                         ordered=True):
+                         ordered=True, scheduler=scheduler):
         if out.ok:
             cm += out.value.confusion
         else:
@@ -122,7 +122,8 @@ def _finite(x: float) -> float | None:
 
 def evaluate_bdd100k(pred_dir: PathLike, gt_dir: PathLike, *, jobs: int | None = None,
                      cache: PathLike | bool | None = True, quiet: bool = False,
-                     missing: str = "miss", class_map: str | ClassMap = "bdd100k") -> EvalReport:
+                     missing: str = "miss", class_map: str | ClassMap = "bdd100k",
+                     scheduler: str | None = None) -> EvalReport:
     """Evaluate BDD100K semantic segmentation as the bdd100k toolkit's ``eval.seg``.
 
     Args:
@@ -132,6 +133,9 @@ def evaluate_bdd100k(pred_dir: PathLike, gt_dir: PathLike, *, jobs: int | None =
             or ``error``.
         class_map: the label table whose train classes are the K = 19 evaluated classes
             (``bdd100k``: the toolkit's ``label.py``).
+        scheduler: a Dask scheduler (``tcp://HOST:PORT`` or ``local:N``): its workers score the
+            frames and send back only their confusion matrices, summed here
+            (:mod:`segprep.io.cluster`).
 
     Returns:
         an :class:`EvalReport` whose ``result`` has the toolkit's keys ``IoU``, ``Acc`` (per
@@ -151,7 +155,7 @@ def evaluate_bdd100k(pred_dir: PathLike, gt_dir: PathLike, *, jobs: int | None =
                                   find_files(pred_dir, ".png"))
     pairs = [(str(g), str(p) if p is not None else None) for g, p in zip(gt_files, match.files)]
     return _run_plain("bdd100k", pairs, match, len(names), IGNORE_INDEX, names, missing, jobs,
-                      cache, quiet, t0, pred_dir)
+                      cache, quiet, t0, pred_dir, scheduler)
 
 
 def _bdd_names(class_map: str | ClassMap) -> list[str]:
@@ -163,7 +167,7 @@ def evaluate_odgt(odgt: PathLike, pred_dir: PathLike, num_classes: int, *,
                   root: PathLike | None = None, ignore_index: int = IGNORE_INDEX,
                   class_map: str | ClassMap | None = None, jobs: int | None = None,
                   cache: PathLike | bool | None = True, quiet: bool = False,
-                  missing: str = "error") -> EvalReport:
+                  missing: str = "error", scheduler: str | None = None) -> EvalReport:
     """Evaluate predictions for the masks of an ``.odgt`` manifest.
 
     Each record's prediction is the file ``<image stem>.png`` under ``pred_dir`` (recursively;
@@ -175,6 +179,7 @@ def evaluate_odgt(odgt: PathLike, pred_dir: PathLike, num_classes: int, *,
         num_classes: K.
         class_map: optional label table for class names (its trainIds must be ``0..K-1``).
         missing: ``error`` (default) or ``miss``.
+        scheduler: a Dask scheduler, as :func:`evaluate_bdd100k`.
 
     Returns:
         an :class:`EvalReport` whose ``result`` is :meth:`segprep.metrics.Scores.to_dict` (mIoU
@@ -202,6 +207,6 @@ def evaluate_odgt(odgt: PathLike, pred_dir: PathLike, num_classes: int, *,
     pairs = [(str(manifest.resolve(r.fpath_segm, base)), str(p) if p is not None else None)
              for r, p in zip(records, match.files)]
     return _run_plain("odgt", pairs, match, num_classes, ignore_index, names, missing, jobs,
-                      cache, quiet, t0, pred_dir)
+                      cache, quiet, t0, pred_dir, scheduler)
 
 

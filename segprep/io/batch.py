@@ -104,7 +104,8 @@ def _call(fn: Callable, item: Any) -> tuple[Any, str | None]:
 
 def run_batch(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | None = None,
               desc: str = "", quiet: bool = False, unit: str = "file",
-              prefer: Prefer = "threads", ordered: bool = False) -> Iterator[Outcome]:
+              prefer: Prefer = "threads", ordered: bool = False, scheduler: str | None = None,
+              probe: str | Sequence[str] | None = None) -> Iterator[Outcome]:
     """Apply ``fn`` to every item, in parallel, with a tqdm progress bar.
 
     Exceptions never escape: each item yields an :class:`Outcome` carrying its value or a one-line
@@ -121,18 +122,26 @@ def run_batch(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | Non
         prefer: ``"threads"`` (a ``concurrent.futures`` pool of this process; OpenCV's own
             threads are set to 1 meanwhile) or ``"processes"`` (joblib/loky).
         ordered: yield outcomes in the order of ``items`` (default: completion order).
+        scheduler: run on a Dask cluster instead (``tcp://HOST:PORT`` or ``local:N``; see
+            :mod:`segprep.io.cluster`): ``fn`` is sent once to every worker, items travel in
+            chunks, only per-item values and errors come back; ``jobs`` and ``prefer`` do not
+            apply. Without it, Dask is never imported.
+        probe: with ``scheduler``, path(s) every worker must see before any work is submitted
+            (default: the first item's file, as :func:`describe` names it, when it exists here).
 
     Yields:
         one :class:`Outcome` per item.
+
+    Raises:
+        SegprepError: with ``scheduler`` only, before any item runs: Dask is not installed, the
+            scheduler cannot be reached, or a worker cannot see ``probe``.
     """
     items = list(items)
+    if scheduler and items:
+        yield from _cluster_map(fn, items, scheduler, desc, quiet, unit, ordered, probe)
+        return
     n = resolve_jobs(jobs, len(items)) if items else 1
-    if quiet or not sys.stderr.isatty():
-        bar: Any = _NoBar()  # tqdm is not even imported (~35 ms of a CLI start)
-    else:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(items), desc=desc, unit=unit, dynamic_ncols=True)
+    bar = _progress(len(items), desc, quiet, unit)
     try:
         if n == 1:
             for item in items:
@@ -145,6 +154,35 @@ def run_batch(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | Non
             yield from _process_map(fn, items, n, bar, ordered)
     finally:
         bar.close()
+
+
+def _cluster_map(fn: Callable, items: list, scheduler: str, desc: str, quiet: bool, unit: str,
+                 ordered: bool, probe: str | Sequence[str] | None) -> Iterator[Outcome]:
+    """The ``scheduler`` path of :func:`run_batch` (:func:`segprep.io.cluster.map_outcomes`)."""
+    from segprep.io import cluster
+
+    if probe is None:
+        first = describe(items[0])
+        probe = [first] if os.path.exists(first) else []
+    elif isinstance(probe, (str, os.PathLike)):
+        probe = [str(probe)]
+    session = cluster.connect(scheduler)  # before the progress bar: errors come out clean
+    if probe:
+        cluster.check_workers(session, [str(p) for p in probe])
+    bar = _progress(len(items), desc, quiet, unit)
+    try:
+        yield from cluster.map_outcomes(fn, items, scheduler=scheduler, bar=bar, ordered=ordered,
+                                        probe=[])
+    finally:
+        bar.close()
+
+
+def _progress(total: int, desc: str, quiet: bool, unit: str) -> Any:
+    if quiet or not sys.stderr.isatty():
+        return _NoBar()  # tqdm is not even imported (~35 ms of a CLI start)
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
 
 
 class _NoBar:
