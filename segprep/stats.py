@@ -95,12 +95,14 @@ def _count_chunk(item: tuple[tuple[tuple[str, str], ...], int, int]
 
 
 def count_records(records: Sequence[Record], root: PathLike, num_classes: int,
-                  ignore_index: int = IGNORE_INDEX, jobs: int | None = None, quiet: bool = False
-                  ) -> tuple[dict[str, np.ndarray], list[str]]:
+                  ignore_index: int = IGNORE_INDEX, jobs: int | None = None, quiet: bool = False,
+                  scheduler: str | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
     """Per-mask class pixel counts of a manifest's masks, in parallel.
 
     Masks are sent to the workers in chunks (:func:`segprep.io.chunked`); with
     ``jobs=None`` a small manifest is counted in-process (:func:`segprep.manifest.decode_jobs`).
+    With ``scheduler`` (a Dask scheduler, :mod:`segprep.io.cluster`) each mask is one item, the
+    cluster path cuts the chunks, and only the per-mask counts come back.
 
     Returns:
         ``(counts, errors)``: ``fpath_segm`` → ``(K + 1,)`` int64 (see :func:`count_mask`) for
@@ -108,11 +110,13 @@ def count_records(records: Sequence[Record], root: PathLike, num_classes: int,
     """
     masks = [(r.fpath_segm, str(resolve(r.fpath_segm, root))) for r in records]
     n_jobs = decode_jobs(jobs, records, len(masks))
-    chunks = [(c, num_classes, ignore_index) for c in chunked(masks, n_jobs)]
+    groups = [(m,) for m in masks] if scheduler else chunked(masks, n_jobs)
+    chunks = [(c, num_classes, ignore_index) for c in groups]
     counts: dict[str, np.ndarray] = {}
     errors = []
     for out in run_batch(_count_chunk, chunks, jobs=n_jobs, desc="stats", quiet=quiet,
-                         unit="chunk", prefer="processes"):
+                         unit="chunk", prefer="processes", scheduler=scheduler,
+                         probe=masks[0][1] if masks else None):
         if not out.ok:  # unexpected failure of a whole chunk
             errors.append(out.error or "")
             continue
@@ -272,9 +276,11 @@ def aggregate(counts: dict[str, np.ndarray], num_classes: int, ignore_index: int
 
 def compute_stats(records: Sequence[Record], root: PathLike, num_classes: int,
                   ignore_index: int = IGNORE_INDEX, class_names: Sequence[str] | None = None,
-                  jobs: int | None = None, quiet: bool = False, odgt: str = ""
-                  ) -> tuple[DatasetStats, list[str]]:
+                  jobs: int | None = None, quiet: bool = False, odgt: str = "",
+                  scheduler: str | None = None) -> tuple[DatasetStats, list[str]]:
     """Class statistics of a manifest's masks (counted in parallel).
+
+    ``scheduler``: count on a Dask cluster (see :func:`count_records`); histograms merge here.
 
     Returns:
         ``(stats, errors)``; the stats cover only the masks that could be read, ``errors`` lists
@@ -288,7 +294,8 @@ def compute_stats(records: Sequence[Record], root: PathLike, num_classes: int,
     if class_names is not None and len(class_names) != num_classes:
         raise SegprepError("--class-map", f"{len(class_names)} class names for "
                                           f"{num_classes} classes")
-    counts, errors = count_records(records, root, num_classes, ignore_index, jobs, quiet)
+    counts, errors = count_records(records, root, num_classes, ignore_index, jobs, quiet,
+                                   scheduler)
     return aggregate(counts, num_classes, ignore_index, class_names, odgt), errors
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from segprep.cli.common import (EXIT_FAILED, error, finish, handle_errors, info, jobs_option,
-                                overwrite_option, quiet_option)
+                                overwrite_option, quiet_option, scheduler_option)
 from segprep import datasets
 from segprep.datasets import generic
 from segprep.errors import SegprepError
@@ -327,10 +327,11 @@ def _print_table(st, file=None) -> None:
 @jobs_option
 @overwrite_option
 @quiet_option
+@scheduler_option
 @handle_errors
 def stats(file: str, num_classes: int | None, ignore_index: int, class_map: str | None,
           out: str | None, plot: str | None, no_plot: bool, root: str | None,
-          jobs: int | None, overwrite: bool, quiet: bool) -> None:
+          jobs: int | None, overwrite: bool, quiet: bool, scheduler: str | None) -> None:
     """Per-class pixel and image counts, frequencies and class weights of FILE's masks.
 
     Weights: median-frequency balancing (SegNet; freq(c) = pixels of c / labelled pixels of the
@@ -365,7 +366,7 @@ def stats(file: str, num_classes: int | None, ignore_index: int, class_map: str 
     records = mf.read_odgt(file)
     root_dir = Path(root) if root is not None else mf.default_root(file)
     result, errors = st_mod.compute_stats(records, root_dir, num_classes, ignore_index, names,
-                                          jobs, quiet, odgt=file)
+                                          jobs, quiet, odgt=file, scheduler=scheduler)
     if errors:
         _fail_lines(errors)
         error(f"{len(errors)} of {len(records)} mask(s) failed; nothing written")
@@ -376,9 +377,12 @@ def stats(file: str, num_classes: int | None, ignore_index: int, class_map: str 
     if plot_path:
         st_mod.plot_stats(result, plot_path)
     written = [p for p in (out, plot_path) if p]
+    cluster = sys.modules.get("segprep.io.cluster")  # imported only with --scheduler
+    workers = cluster.workers_used() if cluster is not None else None
     click.echo(f"{file}: {result.num_images} masks, {result.num_labelled_pixels:,} labelled px, "
                f"{result.num_ignored_pixels:,} ignored; "
                f"{'wrote ' + ', '.join(written) if written else 'no file written'}"
+               f"{f', {workers} Dask workers' if workers is not None else ''}"
                f" in {time.perf_counter() - start:.1f} s", err=True)
 
 

@@ -166,9 +166,10 @@ def _cluster_map(fn: Callable, items: list, scheduler: str, desc: str, quiet: bo
         probe = [first] if os.path.exists(first) else []
     elif isinstance(probe, (str, os.PathLike)):
         probe = [str(probe)]
+    probe = [str(p) for p in probe if os.path.exists(p)]  # a path missing here is a bad file
     session = cluster.connect(scheduler)  # before the progress bar: errors come out clean
     if probe:
-        cluster.check_workers(session, [str(p) for p in probe])
+        cluster.check_workers(session, probe)
     bar = _progress(len(items), desc, quiet, unit)
     try:
         yield from cluster.map_outcomes(fn, items, scheduler=scheduler, bar=bar, ordered=ordered,

@@ -6,8 +6,10 @@ machine for the run. Without a scheduler this module is never imported, and neit
 
 How work travels (the known pitfalls of batch jobs on Dask, avoided):
 
-- the callable is scattered to every worker once (``Client.scatter(..., broadcast=True)``), not
-  pickled into every task;
+- the callable travels once: it is the result of one task that every chunk depends on, so each
+  worker fetches it once and keeps it, and it is not pickled into every task (not
+  ``Client.scatter``: scattered data dies with the workers that hold it, a task's result is
+  recomputed);
 - items (small job objects naming files: ``FrameJob``, ``BddJob``, ``(gt, pred)`` tuples …) travel
   in chunks; each task runs one chunk item after item and sends back only the small per-item
   results (a value or a one-line error); arrays never travel;
@@ -245,6 +247,17 @@ def chunk_sizes(n_items: int, slots: int, tasks_per_slot: int = TASKS_PER_SLOT,
 
 
 @dataclass
+class _Held:
+    """The callable of a batch, as the argument of the one task that hands it to the workers."""
+
+    fn: Callable
+
+
+def _unwrap(held: _Held) -> Callable:
+    return held.fn
+
+
+@dataclass
 class _Chunk:
     """Items of one task (a plain object: Dask does not look inside it for tasks)."""
 
@@ -309,6 +322,15 @@ def check_workers(session: Session, paths: Sequence[str]) -> None:
     session.checked.update(paths)
 
 
+def _lost(exc: BaseException) -> str:
+    """Why a chunk came back without results, in a few words."""
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return "the Dask workers running it died (KilledWorker)"
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"its Dask task failed ({name}{': ' + text if text else ''})"
+
+
 def map_outcomes(fn: Callable, items: list, *, scheduler: str, bar: Any, ordered: bool,
                  probe: Sequence[str]) -> Iterator[Any]:
     """The ``scheduler`` path of :func:`segprep.io.run_batch` (same arguments, same outcomes).
@@ -329,8 +351,8 @@ def map_outcomes(fn: Callable, items: list, *, scheduler: str, bar: Any, ordered
     session.workers = workers
     distributed = _distributed()
     client = session.client
-    [fn_future] = client.scatter([fn], broadcast=True, hash=False)
     token = uuid.uuid4().hex[:12]
+    fn_future = client.submit(_unwrap, _Held(fn), key=f"segprep-fn-{token}", pure=False)
     spans: dict[Any, tuple[int, int, int]] = {}
     start = 0
     for i, size in enumerate(chunk_sizes(len(items), threads)):
@@ -346,11 +368,10 @@ def map_outcomes(fn: Callable, items: list, *, scheduler: str, bar: Any, ordered
             chunk = items[start:start + size]
             try:
                 where, seconds, results = fut.result()
-            except Exception as exc:  # the chunk's worker died (KilledWorker) or it raised
-                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-                outs = [Outcome(item, None, f"{describe(item)}: not done, its Dask task failed "
-                                            f"({reason}); rerun the command to finish")
-                        for item in chunk]
+            except Exception as exc:  # the chunk's workers died (KilledWorker) or it raised
+                reason = _lost(exc)
+                outs = [Outcome(item, None, f"{describe(item)}: not done, {reason}; rerun the "
+                                            "command to finish") for item in chunk]
             else:
                 session.tasks += 1
                 session.task_seconds += seconds
