@@ -2,16 +2,18 @@
 """Benchmark: the same gen-gt batch locally (``-j 2`` threads) and on a Dask cluster (``local:2``).
 
 On N symlinked copies of every city folder (``--copies``, default 5: 1025 frames of the shared
-205), four timings, interleaved, best of ``--repeat``:
+205), five timings, interleaved, best of ``--repeat``:
 
 1. ``segprep cityscapes gen-gt ROOT -o OUT -j 2`` (a whole CLI run);
-2. ``segprep cityscapes gen-gt ROOT -o OUT --scheduler local:2`` (a whole CLI run: starting the
-   2-process LocalCluster is included, as a user of ``local:N`` pays it);
-3. the batch alone in this process, :func:`segprep.io.run_batch` with ``jobs=2`` (threads);
-4. the batch alone on an already running 2-process LocalCluster (``tcp://…``), as on a real
-   cluster whose scheduler and workers are up before the command.
+2. ``segprep cityscapes gen-gt ROOT -o OUT --scheduler tcp://…`` (a whole CLI run) on a cluster
+   that is already up, started as the README's recipe does: ``dask scheduler`` and
+   ``dask worker tcp://… --nworkers 2 --nthreads 1``, separate processes;
+3. ``… --scheduler local:2`` (a whole CLI run: starting the 2-process LocalCluster is included,
+   as a user of ``local:N`` pays it);
+4. the batch alone in this process, :func:`segprep.io.run_batch` with ``jobs=2`` (threads);
+5. the batch alone on the running cluster of 2.,
 
-and, for 4., the overhead per task: ``(2 x wall - time spent inside the tasks) / tasks`` (the
+and, for 5., the overhead per task: ``(2 x wall - time spent inside the tasks) / tasks`` (the
 scheduling, transfers and the idle tail of the batch, per task) and its share of the wall time.
 Outputs of every run are checked byte-identical to the first local run.
 
@@ -31,6 +33,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -90,7 +93,7 @@ def main() -> int:
         return 2
     w = args.workers
     tmp = Path(tempfile.mkdtemp(prefix="bench_cluster_"))
-    lc = None
+    procs: list[subprocess.Popen] = []
     try:
         seg_root = tmp / "root"
         for city in cities:
@@ -104,9 +107,18 @@ def main() -> int:
         subprocess.run([sys.executable, "-c", "from segprep.convert import raster; "
                         "raster.rasterize([[(0,0),(5,0),(5,5)]],[1],8,8,method='official')"],
                        check=False)
-        lc = distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                                      dashboard_address=None, silence_logs=50)
-        address = lc.scheduler_address
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        address = f"tcp://127.0.0.1:{port}"
+        dask_cli = str(Path(sys.executable).with_name("dask"))
+        quiet_out = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port",
+                                       str(port), "--no-dashboard"], **quiet_out))
+        procs.append(subprocess.Popen([dask_cli, "worker", address, "--nworkers", str(w),
+                                       "--nthreads", "1", "--no-dashboard"], **quiet_out))
+        with distributed.Client(address, timeout=60) as probe:
+            probe.wait_for_workers(w, timeout=120)
         cli = [sys.executable, "-m", "segprep", "cityscapes", "gen-gt", str(seg_root),
                "--targets", "trainIds", "--source", args.source, "-q"]
 
@@ -128,9 +140,10 @@ def main() -> int:
 
         configs = {
             f"CLI -j {w}": lambda out: cli_run(out, ["-j", str(w)]),
+            f"CLI --scheduler tcp:// ({w} up)": lambda out: cli_run(out, ["--scheduler", address]),
             f"CLI --scheduler local:{w}": lambda out: cli_run(out, ["--scheduler", f"local:{w}"]),
             f"batch jobs={w} (threads)": lambda out: batch_run(out, jobs=w),
-            f"batch on running local:{w}": lambda out: batch_run(out, scheduler=address),
+            f"batch on the running {w} workers": lambda out: batch_run(out, scheduler=address),
         }
         best = {name: float("inf") for name in configs}
         cpu = {name: float("inf") for name in configs}
@@ -177,8 +190,12 @@ def main() -> int:
         print(f"cpu cores of this process: {len(os.sched_getaffinity(0))}")
     finally:
         cluster.close_all()
-        if lc is not None:
-            lc.close()
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -117,7 +117,10 @@ class Session:
 
     def slots(self) -> tuple[int, int]:
         """``(workers, threads)`` connected now."""
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        try:
+            info = self.client.scheduler_info(n_workers=-1)["workers"]
+        except TypeError:  # distributed < 2025: every worker is listed
+            info = self.client.scheduler_info()["workers"]
         return len(info), sum(int(w.get("nthreads", 1)) for w in info.values())
 
     def close(self) -> None:
@@ -183,8 +186,9 @@ atexit.register(close_all)
 
 
 def workers_used() -> int | None:
-    """Workers of the most recent batch run on a cluster in this process (None: none ran)."""
-    counts = [s.workers for s in _sessions.values() if s.tasks]
+    """Workers of the batches run on a cluster by this process (None: none ran), as counted when
+    each batch was submitted (the most of them)."""
+    counts = [s.workers for s in _sessions.values() if s.workers]
     return max(counts) if counts else None
 
 
@@ -264,20 +268,15 @@ class _Chunk:
     items: list
 
 
-def _run_chunk(fn: Callable, chunk: _Chunk) -> tuple[str, float, list[tuple[Any, str | None]]]:
-    """One task on a worker: every item of the chunk, one after the other."""
+def _run_chunk(fn: Callable, chunk: _Chunk) -> tuple[float, list[tuple[Any, str | None]]]:
+    """One task on a worker: every item of the chunk, one after the other; returns the seconds
+    it took and each item's ``(value, error)``."""
     from segprep.io.batch import _call
 
     worker_cached("segprep-opencv-threads", _single_opencv_thread)
     t0 = time.perf_counter()
     out = [_call(fn, item) for item in chunk.items]
-    try:
-        from distributed import get_worker
-
-        where = get_worker().address
-    except (ImportError, ValueError):
-        where = ""
-    return where, time.perf_counter() - t0, out
+    return time.perf_counter() - t0, out
 
 
 def _look(paths: list[str]) -> tuple[list[bool], str]:
@@ -301,9 +300,9 @@ def check_workers(session: Session, paths: Sequence[str]) -> None:
     try:
         seen = session.client.run(_look, paths)
     except Exception as exc:  # a worker without segprep: unpickling _look fails there
-        raise SegprepError("--scheduler", f"the Dask workers cannot run segprep ({type(exc).__name__}"
-                                          f": {exc}); install it on every worker "
-                                          f"({INSTALL_HINT})") from None
+        raise SegprepError("--scheduler", f"the Dask workers cannot run segprep "
+                                          f"({type(exc).__name__}: {exc}); install it on every "
+                                          f"worker ({INSTALL_HINT})") from None
     if not seen:
         raise SegprepError("--scheduler", f"no Dask worker is connected to {session.address}")
     for addr, (_, version) in sorted(seen.items()):
@@ -367,7 +366,7 @@ def map_outcomes(fn: Callable, items: list, *, scheduler: str, bar: Any, ordered
             i, start, size = spans.pop(fut)
             chunk = items[start:start + size]
             try:
-                where, seconds, results = fut.result()
+                seconds, results = fut.result()
             except Exception as exc:  # the chunk's workers died (KilledWorker) or it raised
                 reason = _lost(exc)
                 outs = [Outcome(item, None, f"{describe(item)}: not done, {reason}; rerun the "
