@@ -245,18 +245,19 @@ def evaluate_cityscapes(pred_dir: PathLike, gt_root: PathLike, split: str = "val
         report.notes.append(decision.reason)
         job.set_pred_ids(decision.kind)
         measured, results = results, []
-        if scheduler:
+        if scheduler:  # the workers measure each frame again (cached ground truth) and score it
             for out in run_batch(job, items, desc="evaluate", quiet=quiet, unit="frame",
                                  ordered=True, scheduler=scheduler):
                 if out.ok:
                     results.append(out.value)
                 else:
                     report.errors.append(out.error or "")
-        for frame in [] if scheduler else measured:
-            try:
-                results.append(job.score(frame))
-            except SegprepError as exc:
-                report.errors.append(str(exc))
+        else:
+            for frame in measured:
+                try:
+                    results.append(job.score(frame))
+                except SegprepError as exc:
+                    report.errors.append(str(exc))
     if not report.errors:
         for r in results:  # frame order, instances in ascending id: cityscapesScripts' order
             cm += r.confusion

@@ -172,8 +172,7 @@ def _cluster_map(fn: Callable, items: list, scheduler: str, desc: str, quiet: bo
         cluster.check_workers(session, probe)
     bar = _progress(len(items), desc, quiet, unit)
     try:
-        yield from cluster.map_outcomes(fn, items, scheduler=scheduler, bar=bar, ordered=ordered,
-                                        probe=[])
+        yield from cluster.map_outcomes(fn, items, scheduler=scheduler, bar=bar, ordered=ordered)
     finally:
         bar.close()
 

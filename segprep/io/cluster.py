@@ -57,7 +57,7 @@ MIN_CHUNK = 8
 per-task overhead measured."""
 MAX_CHUNK = 256
 """Most items in a chunk: bounds the work lost with a worker, and the progress bar still moves."""
-CONNECT_TIMEOUT = 20
+CONNECT_TIMEOUT = 10
 """Seconds to reach a scheduler, and to wait for its first worker."""
 
 log = logging.getLogger(__name__)
@@ -330,22 +330,20 @@ def _lost(exc: BaseException) -> str:
     return f"its Dask task failed ({name}{': ' + text if text else ''})"
 
 
-def map_outcomes(fn: Callable, items: list, *, scheduler: str, bar: Any, ordered: bool,
-                 probe: Sequence[str]) -> Iterator[Any]:
-    """The ``scheduler`` path of :func:`segprep.io.run_batch` (same arguments, same outcomes).
+def map_outcomes(fn: Callable, items: list, *, scheduler: str, bar: Any,
+                 ordered: bool) -> Iterator[Any]:
+    """The ``scheduler`` path of :func:`segprep.io.run_batch` (same arguments, same outcomes;
+    the caller has checked the workers with :func:`check_workers`).
 
     Yields:
         one :class:`segprep.io.batch.Outcome` per item (``ordered``: in the order of ``items``).
 
     Raises:
-        SegprepError: see :func:`connect` and :func:`check_workers`, before any work is
-            submitted.
+        SegprepError: see :func:`connect`, before any work is submitted.
     """
     from segprep.io.batch import Outcome, describe
 
     session = connect(scheduler)
-    if probe:
-        check_workers(session, probe)
     workers, threads = session.slots()
     session.workers = workers
     distributed = _distributed()
