@@ -265,6 +265,33 @@ def test_odgt_stats_same_as_local(dask_cluster, camvid_root, tmp_path):
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
+class LoadOnce:
+    """A task that needs a heavy per-worker object (as predict's model): built through
+    ``worker_cached``, it answers with the process and the object it got."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __call__(self, item: int) -> tuple[int, str]:
+        import uuid
+
+        obj = cluster.worker_cached(("test-model", self.key), lambda: uuid.uuid4().hex)
+        return os.getpid(), obj
+
+
+def test_worker_cached_loads_once_per_worker(dask_cluster, tmp_path):
+    address, client = dask_cluster
+    both_workers(client)
+    outcomes = list(run_batch(LoadOnce(str(tmp_path)), list(range(64)), scheduler=address,
+                              quiet=True, ordered=True))
+    assert [o.item for o in outcomes] == list(range(64)) and all(o.ok for o in outcomes)
+    built: dict[int, set[str]] = {}
+    for o in outcomes:
+        built.setdefault(o.value[0], set()).add(o.value[1])
+    assert os.getpid() not in built  # it ran on the workers
+    assert 1 <= len(built) <= 2 and all(len(objs) == 1 for objs in built.values())
+
+
 # ------------------------------------------------------------------------------------ failures
 class DieOnce:
     """gen-gt of one frame, except that the worker process running ``victim`` dies the first
