@@ -93,10 +93,22 @@ def test_split_is_deterministic(bdd_all, tmp_path):
         assert a == (tmp_path / f"b_{s}.odgt").read_bytes()
         assert a == (tmp_path / f"c_{s}.odgt").read_bytes()
     assert (tmp_path / "a_val.odgt").read_bytes() != (tmp_path / "d_val.odgt").read_bytes()
-    # rerun without --overwrite keeps the files
+    # the same split again onto the same prefix: kept, exit 0
+    before = {s: (tmp_path / f"a_{s}.odgt").stat().st_mtime_ns for s in sp.SPLITS}
+    res = run("odgt", "split", bdd_all, *args, "--seed", "7", "-o", tmp_path / "a")
+    assert res.exit_code == 0 and res.output.count("identical to this split, kept") == 3
+    assert before == {s: (tmp_path / f"a_{s}.odgt").stat().st_mtime_ns for s in sp.SPLITS}
+    # a different split onto it: refused in one line naming --overwrite, files untouched
     res = run("odgt", "split", bdd_all, *args, "--seed", "8", "-o", tmp_path / "a")
-    assert res.exit_code == 0 and "skipped" in res.output
-    assert (tmp_path / "a_val.odgt").read_bytes() == (tmp_path / "b_val.odgt").read_bytes()
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("segprep: error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "--overwrite" in errors[0], res.output
+    assert "a_train.odgt: exists and differs" in errors[0] and "Traceback" not in res.output
+    for s in sp.SPLITS:
+        assert (tmp_path / f"a_{s}.odgt").read_bytes() == (tmp_path / f"b_{s}.odgt").read_bytes()
+    res = run("odgt", "split", bdd_all, *args, "--seed", "8", "-o", tmp_path / "a", "--overwrite")
+    assert res.exit_code == 0, res.output
+    for s in sp.SPLITS:
+        assert (tmp_path / f"a_{s}.odgt").read_bytes() == (tmp_path / f"d_{s}.odgt").read_bytes()
 
 
 def _deviation(result: sp.SplitResult, image_classes: dict, k: int) -> float:
