@@ -154,10 +154,10 @@ def split_distance(counts: Sequence[float], wanted: Sequence[float]) -> tuple[in
             if n > 0:
                 return len(wanted) + 1, float("inf")
             continue
-        d = abs(n - w)
+        d = abs(float(n) - float(w))
         far += d >= w - _EPS
         dev += d / w
-    return far, dev
+    return int(far), float(dev)
 
 
 def _better(a: tuple[int, float], b: tuple[int, float]) -> bool:
