@@ -382,3 +382,13 @@ def test_existing_outputs(segnet_test_like, tmp_path):
     assert res.exit_code == 0 and res.output.count("identical to this split, kept") == 2
     assert new == {f.name: f.read_bytes() for f in tmp_path.glob("p_*.odgt")}
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_unwritable_prefix_is_one_line(segnet_test_like, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    res = run("odgt", "split", segnet_test_like, "--val", "0.3", "--test", "0", "--group-by",
+              "^[^_]+", "-o", blocker / "x")
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("segprep: error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "Traceback" not in res.output
+    assert errors[0].startswith(f"segprep: error: {blocker / 'x'}_train.odgt: cannot write")

@@ -340,10 +340,17 @@ def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: 
         if path in kept:
             click.echo(f"{path}: exists, identical to this split, kept: {share}", err=True)
             continue
-        mf.write_odgt(path, recs)
+        try:
+            mf.write_odgt(path, recs)
+        except OSError as exc:
+            why = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+            raise SegprepError(path, f"cannot write ({why})") from None
         click.echo(f"{path}: {share}", err=True)
     for path in stale:
-        os.remove(path)
+        try:
+            os.remove(path)
+        except OSError as exc:
+            raise SegprepError(path, f"cannot remove ({exc.strerror or exc})") from None
         click.echo(f"{path}: removed (--overwrite; this split has no such part)", err=True)
 
 
