@@ -102,6 +102,10 @@ EXACT_MAX_GROUPS = 20
 SEARCH_NODE_BUDGET = 1_000_000
 """Nodes the exact search may visit before it stops with the best assignment found."""
 
+STOPPED = "best-found (exact search stopped at its node budget)"
+""":attr:`Assignment.method` when the exact search ran out of nodes: the best assignment found
+(at least as near as the heuristic's), not proven nearest."""
+
 _EPS = 1e-9
 
 
@@ -171,8 +175,8 @@ class Assignment:
 
     Attributes:
         split: ``(G,)`` int64 split index (0 train, 1 val, 2 test) of each group.
-        method: ``"exact"``, ``"exact search stopped"`` (node budget spent: best found, not
-            proven), ``"heuristic"`` or ``"stratified"``.
+        method: ``"exact"``, :data:`STOPPED` (node budget spent: best found, not proven),
+            ``"heuristic"`` or ``"stratified"``.
         distance: :func:`split_distance` of the achieved sizes.
         nodes: branch-and-bound nodes visited (0 for the heuristic).
     """
@@ -385,7 +389,7 @@ def search_groups(sizes: np.ndarray, wanted: np.ndarray, seed: int,
     method, nodes = "heuristic", 0
     if 0 < sizes.size <= exact_max_groups:
         split, proven, nodes = _branch_and_bound(sizes, wanted, rank, seed, split, node_budget)
-        method = "exact" if proven else "exact search stopped"
+        method = "exact" if proven else STOPPED
     return Assignment(split, method, split_distance(_sums(sizes, split, wanted.size), wanted),
                       nodes)
 

@@ -326,6 +326,15 @@ def test_search_is_exact_and_deterministic():
         again = sp.search_groups(sizes[::-1].copy(), wanted, seed=trial)  # other group order
         assert again.distance == pytest.approx(found.distance)
         assert np.array_equal(sp.search_groups(sizes, wanted, seed=trial).split, found.split)
+    # a search out of nodes says so, and is no worse than the heuristic it started from
+    sizes = rng.integers(50, 400, 18)
+    wanted = sp.wanted_sizes(int(sizes.sum()), 0.15, 0.1)
+    cut = sp.search_groups(sizes, wanted, seed=0, node_budget=50)
+    heur = sp.search_groups(sizes, wanted, seed=0, exact_max_groups=0)
+    full = sp.search_groups(sizes, wanted, seed=0)
+    assert cut.method == sp.STOPPED and heur.method == "heuristic" and full.method == "exact"
+    assert not sp._better(heur.distance, cut.distance)
+    assert not sp._better(cut.distance, full.distance)
     # ties: equal groups, the seed decides which one goes where, never how near
     sizes = np.full(10, 5)
     picks = {tuple(sp.search_groups(sizes, np.array([40.0, 10.0, 0.0]), seed=s).split)

@@ -291,7 +291,7 @@ def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: 
         what = ", ".join(f"{s} ({result.wanted[s]:.1f} of {n_total} images requested)"
                          for s in empty)
         how = ("the nearest assignment" if result.method == "exact" else
-               f"the {result.method} assignment")
+               f"the {result.method.split(' (')[0]} assignment")
         raise SegprepError(file, f"{how} of the {n_groups} groups leaves {what} empty (smallest "
                                  f"group {smallest} images); pass --allow-empty to write it "
                                  "empty, or change --val/--test/--group-by")
@@ -328,10 +328,9 @@ def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: 
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise SegprepError(None, f"{conflicts[0]}{more}; pass --overwrite to replace the "
                                  "outputs of this prefix, or choose another -o")
-    method = result.method + (f" over {n_groups} groups" if group_by else
-                              f" over {n_groups} images")
-    info(f"{file}: {n_total} images, {method}; distance {result.distance[1]:.4f} "
-         "(sum of |achieved - requested| / requested)")
+    groups_txt = f"{n_groups} groups" if group_by else "one group per image"
+    info(f"{file}: {n_total} images, {groups_txt}, {result.method} assignment; distance "
+         f"{result.distance[1]:.4f} (sum of |achieved - requested| / requested)")
     for s, path, recs in plan:
         ng = len(result.groups[s])
         groups = f", {ng} group{'' if ng == 1 else 's'}" if group_by else ""
