@@ -228,18 +228,30 @@ def validate(file: str, root: str | None, class_map: str | None, ids: str,
               help="Folder that FILE's relative paths resolve against. Default: FILE's folder; "
                    "then the outputs' paths are rewritten relative to their own folder. With "
                    "--root, paths are copied as they are.")
+@click.option("--allow-empty", is_flag=True,
+              help="Write a requested split (fraction > 0) even when it comes out empty (its "
+                   "groups are all too large for it); without it that is an error.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace outputs of PREFIX that differ from this split, and remove a "
+                   "PREFIX_val/_test.odgt that this split no longer has (default: refuse; "
+                   "outputs identical to this split are left as they are).")
 @jobs_option
-@overwrite_option
 @quiet_option
 @handle_errors
 def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: str | None,
           stratify: bool, num_classes: int | None, ignore_index: int, stats_file: str | None,
-          root: str | None, jobs: int | None, overwrite: bool, quiet: bool) -> None:
+          root: str | None, allow_empty: bool, overwrite: bool, jobs: int | None,
+          quiet: bool) -> None:
     """Split an .odgt manifest into PREFIX_train/_val/_test.odgt.
 
-    Sizes: round(val*N) and round(test*N) images (train takes the rest), within about one group
-    of the target with --group-by. Deterministic: the same manifest (any line order) and --seed
-    give byte-identical files. Existing outputs are skipped unless --overwrite.
+    Sizes: val*N and test*N images requested, train the rest. With --group-by, the assignment of
+    whole groups nearest the requested sizes: exact search up to 20 groups, a heuristic above;
+    "nearest" first minimises the number of requested splits missed by at least their own size
+    (an empty split is one), then the sum over splits of |achieved - requested| / requested. The
+    achieved fractions are printed. A requested split that still comes out empty is an error
+    unless --allow-empty. Deterministic: the same manifest (any line order) and --seed give
+    byte-identical files (the seed breaks ties). An existing output identical to this split is
+    kept; one that differs is an error unless --overwrite.
     """
     from segprep import manifest as mf
     from segprep import splits as sp
@@ -273,25 +285,75 @@ def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: 
     elif stats_file or num_classes:
         raise click.UsageError("--stats and --num-classes apply to --stratify only")
     result = sp.split_records(records, val, test, seed, group_by, image_classes, k)
-    fractions = {"train": 1.0, "val": val, "test": test}
+    n_total = len(records)
+    n_groups = sum(len(g) for g in result.groups.values())
+    empty = result.empty_requested()
+    if empty and not allow_empty:
+        smallest = min(len(v) for v in sp.group_records(
+            records, sp.compile_group_by(group_by) if group_by else None).values())
+        what = ", ".join(f"{s} ({result.wanted[s]:.1f} of {n_total} images requested)"
+                         for s in empty)
+        how = ("the nearest assignment" if result.method == "exact" else
+               f"the {result.method.split(' (')[0]} assignment")
+        raise SegprepError(file, f"{how} of the {n_groups} groups leaves {what} empty (smallest "
+                                 f"group {smallest} images); pass --allow-empty to write it "
+                                 "empty, or change --val/--test/--group-by")
+    # every output decided before anything is written: identical -> keep, different -> refuse
+    plan: list[tuple[str, str, list]] = []  # (split, path, records)
+    conflicts: list[str] = []
+    stale: list[str] = []
+    kept: set[str] = set()
     for s in sp.SPLITS:
-        if fractions[s] <= 0:
-            continue
         path = f"{prefix}_{s}.odgt"
+        if result.wanted[s] <= 0:
+            if os.path.lexists(path):
+                stale.append(path)
+                if not overwrite:
+                    conflicts.append(f"{path}: exists, but this split has no {s} (--{s} 0)")
+            continue
         recs = result.records[s]
-        note = ""
         if root is None:
             out_root = mf.default_root(path)
             recs = [mf.rebase(r, in_root, out_root) for r in recs]
-        if not recs:
-            note = " (empty: groups too large for this fraction)"
-        if os.path.exists(path) and not overwrite:
-            click.echo(f"{path}: exists, skipped (use --overwrite)", err=True)
+        recs = sorted(recs, key=mf.Record.sort_key)
+        if os.path.lexists(path):
+            try:
+                same = Path(path).read_bytes() == mf.format_odgt(recs).encode("utf-8")
+            except OSError as exc:
+                raise SegprepError(path, f"exists and cannot be read ({exc.strerror})") from None
+            if same:
+                kept.add(path)
+            elif not overwrite:
+                conflicts.append(f"{path}: exists and differs from this split "
+                                 f"({len(recs)} images)")
+        plan.append((s, path, recs))
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise SegprepError(None, f"{conflicts[0]}{more}; pass --overwrite to replace the "
+                                 "outputs of this prefix, or choose another -o")
+    groups_txt = f"{n_groups} groups" if group_by else "one group per image"
+    info(f"{file}: {n_total} images, {groups_txt}, {result.method} assignment; distance "
+         f"{result.distance[1]:.4f} (sum of |achieved - requested| / requested)")
+    for s, path, recs in plan:
+        ng = len(result.groups[s])
+        groups = f", {ng} group{'' if ng == 1 else 's'}" if group_by else ""
+        share = (f"{len(recs)} images = {100 * len(recs) / n_total:.1f} % (requested "
+                 f"{100 * result.wanted[s] / n_total:.1f} %){groups}")
+        if path in kept:
+            click.echo(f"{path}: exists, identical to this split, kept: {share}", err=True)
             continue
-        mf.write_odgt(path, recs)
-        groups = f", {len(result.groups[s])} groups" if group_by else ""
-        click.echo(f"{path}: {len(recs)} images (target {result.targets[s]}){groups}{note}",
-                   err=True)
+        try:
+            mf.write_odgt(path, recs)
+        except OSError as exc:
+            why = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+            raise SegprepError(path, f"cannot write ({why})") from None
+        click.echo(f"{path}: {share}", err=True)
+    for path in stale:
+        try:
+            os.remove(path)
+        except OSError as exc:
+            raise SegprepError(path, f"cannot remove ({exc.strerror or exc})") from None
+        click.echo(f"{path}: removed (--overwrite; this split has no such part)", err=True)
 
 
 # ------------------------------------------------------------------------------------- stats
