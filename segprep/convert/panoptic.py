@@ -41,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from segprep import class_maps
+from segprep import class_maps, png_fast
 from segprep.class_maps import ClassMap
 from segprep.convert import cityscapes as cs
 from segprep.errors import SegprepError
-from segprep.io import atomic_write_text, read_png, scratch, write_png
+from segprep.io import atomic_write_text, scratch, write_png
 
 PANOPTIC_SUFFIX = "panoptic"
 """Per-frame PNG name: ``<frame>_<gt>_panoptic.png``."""
@@ -277,7 +277,7 @@ def segments_from_panoptic_png(path: str | os.PathLike, table: PanopticTable
     Raises:
         SegprepError: unreadable PNG, not 8-bit RGB, or an id that is not a segment of the table.
     """
-    rgb = read_png(path)
+    rgb = png_fast.read(path, "panoptic_png")
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise SegprepError(path, f"not a panoptic PNG (8-bit RGB expected, got {rgb.shape} "
                                  f"{rgb.dtype}); rerun with --overwrite")
@@ -360,7 +360,7 @@ def convert_frame(job: PanopticJob) -> PanopticFrameResult:
         base = fj.json_path[: -len(cs.POLYGON_SUFFIX)]
         inst_path = f"{base}_instanceIds.png"
         if fj.source == "auto" and os.path.exists(inst_path):
-            inst = read_png(inst_path, scratch("cs_instance_ids", (height, width), np.uint16))
+            inst = png_fast.read(inst_path, "cs_instance_ids")
             cs._check_image(inst_path, inst, np.uint16, (width, height))
             where, source = inst_path, "official"
         else:
