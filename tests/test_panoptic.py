@@ -416,6 +416,8 @@ def test_bad_predictions(good_pred):
     check([f"{png0}: size 2048x1023 differs from the ground truth's 2048x1024"])
     Image.fromarray(rgb[..., 0]).save(png0)
     check([f"{png0}: expected an 8-bit RGB or RGBA panoptic PNG"])
+    Image.fromarray(rgb).quantize(64).save(png0)
+    check([f"{png0}: a palette PNG"])
     png0.unlink()
     check([f"{png0}: no such file"])
     Image.fromarray(rgb).save(png0)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -151,15 +152,17 @@ def _kernel(name: str):
     return fn
 
 
-def _pair_table(gt, gc, pred, pc, n, gt_keys, pred_keys, table,
-                unknown):  # pragma: no cover - runs compiled by numba
+def _pair_table(gt, gc, pred, pc, n, gt_keys, pred_keys, table, unknown, gt64, pred64,
+                words):  # pragma: no cover - runs compiled by numba
     """Count ``(gt segment, predicted segment)`` pixel pairs of two RGB(A) id maps.
 
     ``gt``/``pred``: flat uint8 samples with ``gc``/``pc`` channels per pixel (first three: the
     id); ``gt_keys``/``pred_keys``: sorted int64 ids; ``table``: ``((G + 1) * (P + 1),)`` int64
     zeros, row = gt key index (``G``: any other id), column = pred key index (``P``: any other
     id). ``unknown[0]`` receives the first other predicted id met. Runs of equal pairs are added
-    at once.
+    at once; with ``words`` (little-endian, 8-byte aligned samples; ``gt64``/``pred64`` the
+    uint64 views of the first ``8 * (n // 8)`` pixels) each aligned group of 8 pixels that
+    repeats the previous pixel in both maps is recognised by ``gc + pc`` word compares.
     """
     ncol = pred_keys.size + 1
     prev_g = np.int64(-1)
@@ -167,11 +170,57 @@ def _pair_table(gt, gc, pred, pc, n, gt_keys, pred_keys, table,
     gi = 0
     pj = 0
     run = np.int64(0)
-    for i in range(n):
+    gpat = np.zeros(4, np.uint64)
+    ppat = np.zeros(4, np.uint64)
+    gpat_key = np.int64(-1)
+    ppat_key = np.int64(-1)
+    i = 0
+    while i < n:
+        if words and i > 0 and (i & 7) == 0 and i + 8 <= n:
+            a = (i - 1) * gc  # the previous pixel, repeated 8 times, as gc words
+            key = np.int64(0)
+            for c in range(gc):
+                key |= np.int64(gt[a + c]) << (8 * c)
+            if key != gpat_key:
+                for w in range(gc):
+                    word = np.uint64(0)
+                    for j in range(8):
+                        byte = (key >> (8 * ((w * 8 + j) % gc))) & 255
+                        word |= np.uint64(byte) << np.uint64(8 * j)
+                    gpat[w] = word
+                gpat_key = key
+            b = (i - 1) * pc
+            key = np.int64(0)
+            for c in range(pc):
+                key |= np.int64(pred[b + c]) << (8 * c)
+            if key != ppat_key:
+                for w in range(pc):
+                    word = np.uint64(0)
+                    for j in range(8):
+                        byte = (key >> (8 * ((w * 8 + j) % pc))) & 255
+                        word |= np.uint64(byte) << np.uint64(8 * j)
+                    ppat[w] = word
+                ppat_key = key
+            k = i >> 3
+            same = True
+            for w in range(gc):
+                if gt64[k * gc + w] != gpat[w]:
+                    same = False
+                    break
+            if same:
+                for w in range(pc):
+                    if pred64[k * pc + w] != ppat[w]:
+                        same = False
+                        break
+            if same:
+                run += 8
+                i += 8
+                continue
         a = i * gc
         b = i * pc
         g = np.int64(gt[a]) | (np.int64(gt[a + 1]) << 8) | (np.int64(gt[a + 2]) << 16)
         p = np.int64(pred[b]) | (np.int64(pred[b + 1]) << 8) | (np.int64(pred[b + 2]) << 16)
+        i += 1
         if g == prev_g and p == prev_p:
             run += 1
             continue
@@ -208,10 +257,55 @@ def _pair_table(gt, gc, pred, pc, n, gt_keys, pred_keys, table,
     return 0
 
 
-def _read_rgb(path: str, key: str) -> np.ndarray:
-    from segprep import png_fast
+def pair_table(gt: np.ndarray, pred: np.ndarray, gt_keys: np.ndarray, pred_keys: np.ndarray
+               ) -> tuple[np.ndarray, int | None]:
+    """Pixel counts of every (ground-truth id, predicted id) pair of two panoptic images.
 
-    arr = png_fast.read(path, key)
+    Args:
+        gt, pred: ``(H, W, 3|4)`` uint8 RGB(A) images of the same size (id = R + 256 G + 256² B;
+            alpha ignored).
+        gt_keys, pred_keys: sorted unique int64 ids (G and P of them).
+
+    Returns:
+        ``(table, unknown)``: ``(G + 1, P + 1)`` int64 counts, the last row/column gathering
+        every id not in the keys; ``unknown`` is one predicted id not in ``pred_keys`` (None
+        when there is none).
+    """
+    n = gt.shape[0] * gt.shape[1]
+    g = np.ascontiguousarray(gt).reshape(-1)
+    p = np.ascontiguousarray(pred).reshape(-1)
+    gc, pc = gt.shape[2], pred.shape[2]
+    n8 = n // 8
+    words = (sys.byteorder == "little" and n8 > 0 and g.ctypes.data % 8 == 0
+             and p.ctypes.data % 8 == 0)
+    g64 = g[: n8 * 8 * gc].view(np.uint64) if words else np.zeros(1, np.uint64)
+    p64 = p[: n8 * 8 * pc].view(np.uint64) if words else np.zeros(1, np.uint64)
+    table = np.zeros((gt_keys.size + 1) * (pred_keys.size + 1), np.int64)
+    unknown = np.zeros(2, np.int64)
+    _kernel("_pair_table")(g, gc, p, pc, n, gt_keys, pred_keys, table, unknown, g64, p64, words)
+    return (table.reshape(gt_keys.size + 1, pred_keys.size + 1),
+            int(unknown[0]) if unknown[1] else None)
+
+
+def _read_rgb(path: str, key: str) -> np.ndarray:
+    """An 8-bit RGB(A) PNG's samples; anything else (gray, 16-bit, palette: the reference reads
+    palette indices there, not colours) is refused."""
+    from segprep import png_fast
+    from segprep.io import read_png
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise SegprepError(path, "no such file") from None
+    except OSError as exc:
+        raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
+    arr = png_fast.decode(data, path, key)
+    if arr is None:
+        if len(data) > 25 and data[25] == 3:
+            raise SegprepError(path, "a palette PNG: save the panoptic image as 8-bit RGB "
+                                     "(segment id = R + 256 G + 256^2 B)")
+        arr = read_png(path)  # interlaced or low bit depth: libpng
     if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
         kind = f"{arr.shape[2]}-channel" if arr.ndim == 3 else "single-channel"
         raise SegprepError(path, f"expected an 8-bit RGB or RGBA panoptic PNG (segment id = R + "
@@ -244,12 +338,8 @@ def evaluate_frame(job: FrameJob) -> dict[int, list]:
     gt_keys = np.unique(np.array(job.gt_ids + (VOID,), np.int64))
     pred_keys = np.unique(np.array(job.pred_ids + (VOID,), np.int64))
     ng, npk = gt_keys.size, pred_keys.size
-    table = np.zeros((ng + 1) * (npk + 1), np.int64)
-    unknown = np.zeros(2, np.int64)
-    _kernel("_pair_table")(gt.reshape(-1), gt.shape[2], pred.reshape(-1), pred.shape[2],
-                           gt.shape[0] * gt.shape[1], gt_keys, pred_keys, table, unknown)
-    table = table.reshape(ng + 1, npk + 1)
-    if unknown[1]:
+    table, unknown = pair_table(gt, pred, gt_keys, pred_keys)
+    if unknown is not None:
         ids = _ids_of(pred)
         bad, counts = np.unique(ids[~np.isin(ids, pred_keys)], return_counts=True)
         listed = ", ".join(f"{int(v)} ({int(c)} px)" for v, c in zip(bad[:5], counts[:5]))
