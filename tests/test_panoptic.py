@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from segprep import png_fast
+from segprep.io import png_fast
 from segprep.cli.main import cli
 from segprep.errors import SegprepError
 from segprep.evaluation import panoptic as pe

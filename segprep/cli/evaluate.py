@@ -191,7 +191,7 @@ def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folde
                         json_out: str | None, jobs: int | None, quiet: bool) -> None:
     """Cityscapes panoptic segmentation, as cityscapesScripts' evalPanopticSemanticLabeling:
     PQ, SQ, RQ per class and for All / Things / Stuff (same numbers, same JSON keys)."""
-    from segprep.evaluate import format_table
+    from segprep.cli.eval_report import format_table
     from segprep.evaluation import panoptic
     from segprep.io import atomic_write_text
 

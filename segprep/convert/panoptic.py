@@ -34,14 +34,14 @@ from __future__ import annotations
 import functools
 import json
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from segprep import class_maps, png_fast
+from segprep import class_maps
+from segprep.io import png_fast
 from segprep.class_maps import ClassMap
 from segprep.convert import cityscapes as cs
 from segprep.errors import SegprepError
@@ -120,22 +120,11 @@ def panoptic_table(class_map: ClassMap, train_ids: bool = False) -> PanopticTabl
 
 
 # ----------------------------------------------------------------------------- kernel
-_KERNELS: dict[str, object] = {}
-_KERNEL_LOCK = threading.Lock()
-
-
 def _kernel(name: str):
-    """The numba-compiled kernel ``name`` (compiled, or loaded from numba's disk cache, once)."""
-    fn = _KERNELS.get(name)
-    if fn is None:
-        with _KERNEL_LOCK:
-            fn = _KERNELS.get(name)
-            if fn is None:
-                import numba
+    """The numba-compiled kernel ``name`` (:func:`segprep.jit.kernel`)."""
+    from segprep.jit import kernel
 
-                fn = numba.njit(cache=True, nogil=True, boundscheck=False)(globals()[name])
-                _KERNELS[name] = fn
-    return fn
+    return kernel(globals()[name], boundscheck=False)
 
 
 def _segment_scan(values, height, width, keep, valid, rgb, write_rgb, count, x0, x1, y0, y1,
@@ -431,7 +420,7 @@ def write_split_json(path: str | os.PathLike, document: dict) -> None:
 
 
 def group_by_split(outcomes: Sequence) -> dict[str, tuple[list, int]]:
-    """Outcomes of :func:`convert_frame` (``parallel_map`` ``Outcome`` objects, any order)
+    """Outcomes of :func:`convert_frame` (``run_batch`` ``Outcome`` objects, any order)
     grouped by split: ``split -> ([(job, result) of the frames that succeeded], failed count)``,
     splits in first-seen order."""
     groups: dict[str, tuple[list, int]] = {}

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -134,22 +133,11 @@ class FrameJob:
         return f"{self.pred_png} (image_id {self.image_id!r})"
 
 
-_KERNELS: dict[str, object] = {}
-_KERNEL_LOCK = threading.Lock()
-
-
 def _kernel(name: str):
-    """The numba-compiled kernel ``name`` (compiled, or loaded from numba's disk cache, once)."""
-    fn = _KERNELS.get(name)
-    if fn is None:
-        with _KERNEL_LOCK:
-            fn = _KERNELS.get(name)
-            if fn is None:
-                import numba
+    """The numba-compiled kernel ``name`` (:func:`segprep.jit.kernel`)."""
+    from segprep.jit import kernel
 
-                fn = numba.njit(cache=True, nogil=True, boundscheck=False)(globals()[name])
-                _KERNELS[name] = fn
-    return fn
+    return kernel(globals()[name], boundscheck=False)
 
 
 def _pair_table(gt, gc, pred, pc, n, gt_keys, pred_keys, table, unknown, gt64, pred64,
@@ -290,7 +278,7 @@ def pair_table(gt: np.ndarray, pred: np.ndarray, gt_keys: np.ndarray, pred_keys:
 def _read_rgb(path: str, key: str) -> np.ndarray:
     """An 8-bit RGB(A) PNG's samples; anything else (gray, 16-bit, palette: the reference reads
     palette indices there, not colours) is refused."""
-    from segprep import png_fast
+    from segprep.io import png_fast
     from segprep.io import read_png
 
     try:
@@ -520,7 +508,7 @@ def evaluate_panoptic(gt_json: str | os.PathLike, gt_folder: str | os.PathLike,
     Raises:
         SegprepError: a JSON that cannot be read or is not COCO panoptic, a missing folder.
     """
-    from segprep.io import parallel_map
+    from segprep.io import run_batch
 
     t0 = time.perf_counter()
     for folder in (gt_folder, pred_folder):
@@ -534,7 +522,7 @@ def evaluate_panoptic(gt_json: str | os.PathLike, gt_folder: str | os.PathLike,
     report = PanopticReport(categories=categories, errors=errors, warnings=warnings)
     todo = [j for j in job_list if j is not None]
     per_frame: dict[str, dict] = {}
-    for outcome in parallel_map(evaluate_frame, todo, jobs=jobs, desc="panoptic", quiet=quiet,
+    for outcome in run_batch(evaluate_frame, todo, jobs=jobs, desc="panoptic", quiet=quiet,
                                 unit="frame", prefer="threads"):
         if outcome.ok:
             per_frame[outcome.item.image_id] = outcome.value

@@ -14,32 +14,21 @@ from __future__ import annotations
 import os
 import struct
 import sys
-import threading
 
 import numpy as np
 
 from segprep.errors import SegprepError
-from segprep.io import read_png, scratch
+from segprep.io.read import png_header, read_bytes, read_png
+from segprep.io.scratch import scratch
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
-
-_KERNELS: dict[str, object] = {}
-_KERNEL_LOCK = threading.Lock()
 
 
 def _kernel(name: str):
-    """The numba-compiled kernel ``name`` (compiled, or loaded from numba's disk cache, once)."""
-    fn = _KERNELS.get(name)
-    if fn is None:
-        with _KERNEL_LOCK:
-            fn = _KERNELS.get(name)
-            if fn is None:
-                import numba
+    """The numba-compiled kernel ``name`` (:func:`segprep.jit.kernel`)."""
+    from segprep.jit import kernel
 
-                fn = numba.njit(cache=True, nogil=True, boundscheck=False)(globals()[name])
-                _KERNELS[name] = fn
-    return fn
+    return kernel(globals()[name], boundscheck=False)
 
 
 def _unfilter(raw, height, stride, bpp, out):  # pragma: no cover - runs compiled by numba
@@ -105,7 +94,7 @@ def decode(data: bytes, where: str | os.PathLike = "", key: str | None = None
     Args:
         data: the file's bytes.
         where: the file name, for error messages.
-        key: decode into this thread's scratch array of that name (:func:`segprep.io.scratch`;
+        key: decode into this thread's scratch array of that name (:func:`segprep.io.scratch.scratch`;
             overwritten by the next call with the same key in the same thread).
 
     Returns:
@@ -118,8 +107,7 @@ def decode(data: bytes, where: str | os.PathLike = "", key: str | None = None
     """
     import imagecodecs
 
-    if not data.startswith(PNG_SIGNATURE):
-        raise SegprepError(where, "not a PNG file")
+    png_header(data, where)  # signature, IHDR present, size within MAX_PIXELS
     view = memoryview(data)
     pos, end = 8, len(data)
     header = None
@@ -182,14 +170,6 @@ def read(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     Raises:
         SegprepError: missing, unreadable, truncated or corrupt file.
     """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise SegprepError(path, "no such file") from None
-    except IsADirectoryError:
-        raise SegprepError(path, "is a directory, expected a file") from None
-    except OSError as exc:
-        raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
+    data = read_bytes(path)
     arr = decode(data, path, key)
     return read_png(path) if arr is None else arr
