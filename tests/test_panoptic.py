@@ -488,3 +488,13 @@ def test_png_fast_equals_libpng(cityscapes_root, few, tmp_path):
         png_fast.decode(bytes(broken), "x.png")
     with pytest.raises(SegprepError, match="not a PNG"):
         png_fast.decode(b"GIF89a", "x.gif")
+
+
+def test_panoptic_quality_without_classes_is_nan():
+    """No class with TP + FP + FN > 0 in a group: NaN means (the reference divides by zero)."""
+    from segprep.metrics import panoptic_quality
+
+    r = panoptic_quality({7: (2, 1, 0, 1.5)}, {7: False, 26: True})
+    assert r["Stuff"]["n"] == 1 and r["Things"]["n"] == 0
+    assert np.isnan(r["Things"]["pq"]) and r["per_class"][26] == {"pq": 0.0, "sq": 0.0, "rq": 0.0}
+    assert r["All"]["pq"] == 1.5 / 2.5 and r["All"]["sq"] == 0.75 and r["All"]["rq"] == 2 / 2.5
