@@ -48,8 +48,14 @@ def _cache_arg(cache_dir: str | None, no_cache: bool):
 
 
 def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None:
-    from segprep.cli.eval_report import (category_table, class_table, format_table, json_text,
-                                         plot_confusion, summary_line)
+    from segprep.cli.eval_report import (
+        category_table,
+        class_table,
+        format_table,
+        json_text,
+        plot_confusion,
+        summary_line,
+    )
     from segprep.io import atomic_write_text
 
     for n in report.notes:
@@ -191,7 +197,12 @@ def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folde
                         json_out: str | None, jobs: int | None, quiet: bool) -> None:
     """Cityscapes panoptic segmentation, as cityscapesScripts' evalPanopticSemanticLabeling:
     PQ, SQ, RQ per class and for All / Things / Stuff (same numbers, same JSON keys)."""
-    from segprep.cli.eval_report import format_table
+    from segprep.cli.eval_report import (
+        format_table,
+        panoptic_class_table,
+        panoptic_json_text,
+        panoptic_summary_table,
+    )
     from segprep.evaluation import panoptic
     from segprep.io import atomic_write_text
 
@@ -205,13 +216,13 @@ def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folde
         click.echo(f"cityscapes-panoptic: {len(report.errors)} problem(s); no scores (fix the "
                    "files listed above)", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(format_table(panoptic.class_table(report)))
+    click.echo(format_table(panoptic_class_table(report)))
     click.echo()
-    click.echo(format_table(panoptic.summary_table(report)))
+    click.echo(format_table(panoptic_summary_table(report)))
     r = report.results
     click.echo(f"cityscapes-panoptic: PQ {100 * r['All']['pq']:.2f}, SQ {100 * r['All']['sq']:.2f}"
                f", RQ {100 * r['All']['rq']:.2f} (%) — {report.frames} frames in "
                f"{report.seconds:.2f} s")
     if json_out:
-        atomic_write_text(json_out, panoptic.json_text(report))
+        atomic_write_text(json_out, panoptic_json_text(report))
         info(f"results written to {json_out}", quiet)

@@ -29,7 +29,6 @@ that is not 8-bit RGB(A) or whose size differs from the ground truth's, a missin
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -278,8 +277,7 @@ def pair_table(gt: np.ndarray, pred: np.ndarray, gt_keys: np.ndarray, pred_keys:
 def _read_rgb(path: str, key: str) -> np.ndarray:
     """An 8-bit RGB(A) PNG's samples; anything else (gray, 16-bit, palette: the reference reads
     palette indices there, not colours) is refused."""
-    from segprep.io import png_fast
-    from segprep.io import read_png
+    from segprep.io import png_fast, read_png
 
     try:
         with open(path, "rb") as fh:
@@ -546,36 +544,3 @@ def evaluate_panoptic(gt_json: str | os.PathLike, gt_folder: str | os.PathLike,
 
 
 # ----------------------------------------------------------------------------- presentation
-def class_table(report: PanopticReport) -> tuple[list[str], list[list]]:
-    """Per-class table ``(headers, rows)``: category, id, thing/stuff, PQ/SQ/RQ in percent and
-    the TP/FP/FN counts, by increasing category id (as the reference prints)."""
-    r = report.results or {}
-    rows = []
-    for cid in sorted(report.categories):
-        c = report.categories[cid]
-        pc = r.get("per_class", {}).get(cid, {})
-        tp, fp, fn, _iou = report.stats.get(cid, (0, 0, 0, 0.0))
-        rows.append([str(c.get("name", cid)), str(cid), "thing" if c["isthing"] == 1 else "stuff",
-                     100 * pc.get("pq", float("nan")), 100 * pc.get("sq", float("nan")),
-                     100 * pc.get("rq", float("nan")), str(tp), str(fp), str(fn)])
-    return ["class", "id", "kind", "PQ %", "SQ %", "RQ %", "TP", "FP", "FN"], rows
-
-
-def summary_table(report: PanopticReport) -> tuple[list[str], list[list]]:
-    """``All`` / ``Things`` / ``Stuff``: PQ, SQ, RQ in percent and N (classes averaged)."""
-    r = report.results or {}
-    return (["", "PQ %", "SQ %", "RQ %", "N"],
-            [[name, 100 * r[name]["pq"], 100 * r[name]["sq"], 100 * r[name]["rq"],
-              str(r[name]["n"])] for name in ("All", "Things", "Stuff") if name in r])
-
-
-def json_text(report: PanopticReport) -> str:
-    """The ``--json`` document: cityscapesScripts' result dict (``All``, ``Things``, ``Stuff``,
-    ``per_class``; sorted keys, indent 4, as its ``json.dump``) plus a ``segprep`` entry
-    (protocol, frames, seconds, and the per-class ``tp``/``fp``/``fn``/``iou`` sums)."""
-    doc = dict(report.results or {})
-    doc["segprep"] = {"protocol": "cityscapes-panoptic", "frames": report.frames,
-                      "seconds": round(report.seconds, 4),
-                      "counts": {cid: {"tp": s[0], "fp": s[1], "fn": s[2], "iou": s[3]}
-                                 for cid, s in sorted(report.stats.items())}}
-    return json.dumps(doc, sort_keys=True, indent=4) + "\n"
