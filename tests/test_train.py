@@ -333,15 +333,16 @@ def test_cli_trains_and_reports_bad_data_on_one_line(tmp_path):
     res = runner.invoke(cli, args())
     assert res.exit_code == 0, res.output
     assert (tmp_path / "run" / "best.pt").is_file()
-    # mask values outside the class map: one error line naming the file, exit 2
+    # mask values outside the class map: one error line naming the file, exit 1 (a failed
+    # input file, as for the batch commands)
     res = runner.invoke(cli, args(k="2", out="r2"))
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     err = res.output.strip().splitlines()[-1]
     assert err.startswith("segprep: error: ") and "outside the class map" in err
     # a missing file
     (tmp_path / "data" / "img" / "train2.png").unlink()
     res = runner.invoke(cli, args(out="r4"))
-    assert res.exit_code == 2 and "fpath_img: no such file" in res.output
+    assert res.exit_code == 1 and "fpath_img: no such file" in res.output
     # usage errors
     res = runner.invoke(cli, ["train", "--train", str(train), "--out", str(tmp_path / "r3")])
     assert res.exit_code == 2 and "--class-map" in res.output
@@ -397,7 +398,7 @@ def test_bad_mask_reported_from_a_worker_process(tmp_path):
                                    "--base-channels", "4", "--depth", "2", "--epochs", "1",
                                    "--batch-size", "2", "--workers", "1", "-q",
                                    "--out", str(tmp_path / "run")])
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert res.output.strip().splitlines()[-1] == (
         f"segprep: error: {tmp_path / 'data' / 'lab' / 'train3.png'}: mask value(s) 9 outside "
         "the class map (0..2, ignore 255)")

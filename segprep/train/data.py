@@ -76,9 +76,9 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
         One :class:`Record` per line, in file order.
 
     Raises:
-        SegprepError: unreadable manifest, a line that is not JSON or lacks ``fpath_img`` /
-            ``fpath_segm``, a missing file (``<odgt>:<line>: fpath_img: no such file <path>``),
-            or an empty manifest.
+        SegprepError: unreadable manifest. DataError (a SegprepError): a line that is not JSON
+            or lacks ``fpath_img`` / ``fpath_segm``, a missing file
+            (``<odgt>:<line>: fpath_img: no such file <path>``), or an empty manifest.
     """
     from segprep.manifest import iter_lines, parse_line, resolve
 
@@ -90,16 +90,16 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
         try:
             rec = parse_line(line)
         except ValueError as exc:
-            raise SegprepError(where, str(exc)) from None
+            raise DataError(where, str(exc)) from None
         paths = []
         for key, p in (("fpath_img", rec.fpath_img), ("fpath_segm", rec.fpath_segm)):
             full = resolve(p, base)
             if check_files and not full.is_file():
-                raise SegprepError(where, f"{key}: no such file {full}")
+                raise DataError(where, f"{key}: no such file {full}")
             paths.append(str(full))
         records.append(Record(paths[0], paths[1], where))
     if not records:
-        raise SegprepError(odgt, "empty manifest")
+        raise DataError(odgt, "empty manifest")
     return records
 
 
@@ -243,8 +243,10 @@ class SegDataset(Dataset):
         if self.augment:
             rng = np.random.default_rng([self.seed, int(epoch), int(index)])
             img, mask = self.transform(img, mask, rng)
-        return torch.from_numpy(np.ascontiguousarray(img)), \
-            torch.from_numpy(np.ascontiguousarray(mask))
+        # writable + contiguous: Pillow-decoded images (JPEG, …) are read-only numpy arrays,
+        # which torch.from_numpy warns about; np.require copies only such arrays
+        return torch.from_numpy(np.require(img, requirements=("C", "W"))), \
+            torch.from_numpy(np.require(mask, requirements=("C", "W")))
 
     def transform(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
