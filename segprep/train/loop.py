@@ -1110,21 +1110,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
 
         dist.barrier()
     progress = d.main and not cfg.quiet and sys.stderr.isatty()
-    amp_note = f", amp {str(s.amp).split('.')[-1]}" if s.amp is not None else ""
-    _say(f"segprep train: {len(data.train_ds)} train / "
-         f"{len(data.val_recs) if data.val_recs else 0} val frames, "
-         f"{data.num_classes} classes, {data.iters_per_epoch} it/epoch, device {device}"
-         f"{' x' + str(d.world) if d.enabled else ''}, workers {data.workers}, "
-         f"threads {torch.get_num_threads()}{s.threads_note}"
-         f"{amp_note}"
-         f"{', channels_last' if s.channels_last else ''}"
-         f"{f', resuming after epoch {t.start_epoch}' if s.ckpt is not None else ''}", d, cfg)
-    if device.type == "cpu" and cfg.threads and hasattr(os, "getloadavg"):
-        load, cores = os.getloadavg()[0], os.cpu_count() or 1
-        if torch.get_num_threads() > 1 and load > cores:
-            _say(f"segprep: warning: the CPU is busy (load {load:.1f} on {cores} cores); torch's "
-                 f"{torch.get_num_threads()} threads wait on each other when other processes "
-                 "hold the cores, --threads 1 may train faster", d, cfg)
+    _announce(s, data, t)
     budget = None
     if cfg.time_budget is not None:
         if d.main:  # curves.png's matplotlib import (~1-2 s) is paid now, not after the budget
@@ -1209,23 +1195,10 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
             t.best_miou, t.best_epoch = float(scores.miou), epoch
         t_save = time.perf_counter()
         if d.main:
-            rows.append(_epoch_row(epoch, it, t, stats, scores, ep_time, elapsed, d.world))
-            _write_rows(s.run_dir / "metrics.csv", rows)
-            if writer is not None:
-                writer.add_scalar("train/loss", stats["loss"], epoch)
-                writer.add_scalar("train/lr", t.optimizer.param_groups[0]["lr"], epoch)
-                if scores is not None:
-                    writer.add_scalar("val/mIoU", scores.miou, epoch)
-                    writer.add_scalar("val/pixel_accuracy", scores.pixel_accuracy, epoch)
-            save_epoch(s, data, t, epoch, elapsed, improved, scores)
-            shown_total = epoch if stopped == "time_budget" or (last and t.auto_epochs) else \
-                f"{'~' if t.auto_epochs else ''}{epochs}"
-            msg = f"epoch {epoch}/{shown_total}  loss {stats['loss']:.4f}"
-            if scores is not None:
-                msg += f"  val mIoU {scores.miou:.4f}  pixAcc {scores.pixel_accuracy:.4f}"
-            msg += (f"  lr {t.optimizer.param_groups[0]['lr']:.2e}  "
-                    f"{stats['images'] * d.world / stats['seconds']:.1f} img/s  {ep_time:.1f} s")
-            _say(msg, d, cfg)
+            _record_epoch(s, data, t, rows, writer, epoch, it, stats, scores, ep_time, elapsed,
+                          improved, f"{epoch}" if stopped == "time_budget" or (
+                              last and t.auto_epochs) else
+                          f"{'~' if t.auto_epochs else ''}{epochs}")
         if budget is not None:
             budget.save_s = time.perf_counter() - t_save
         if last:
@@ -1243,6 +1216,49 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
             "best_epoch": t.best_epoch, "scores": last_scores, "stopped": stopped,
             "class_names": data.names,
             "model": unwrap(t.model) if t.ema is None else t.ema.module}
+
+
+def _announce(s: Setup, data: Data, t: Training) -> None:
+    """The run's opening line (data, device, precision, threads) and a busy-CPU warning."""
+    cfg, d, device = s.cfg, s.dist, s.device
+    amp_note = f", amp {str(s.amp).split('.')[-1]}" if s.amp is not None else ""
+    _say(f"segprep train: {len(data.train_ds)} train / "
+         f"{len(data.val_recs) if data.val_recs else 0} val frames, "
+         f"{data.num_classes} classes, {data.iters_per_epoch} it/epoch, device {device}"
+         f"{' x' + str(d.world) if d.enabled else ''}, workers {data.workers}, "
+         f"threads {torch.get_num_threads()}{s.threads_note}"
+         f"{amp_note}"
+         f"{', channels_last' if s.channels_last else ''}"
+         f"{f', resuming after epoch {t.start_epoch}' if s.ckpt is not None else ''}", d, cfg)
+    if device.type == "cpu" and cfg.threads and hasattr(os, "getloadavg"):
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if torch.get_num_threads() > 1 and load > cores:
+            _say(f"segprep: warning: the CPU is busy (load {load:.1f} on {cores} cores); torch's "
+                 f"{torch.get_num_threads()} threads wait on each other when other processes "
+                 "hold the cores, --threads 1 may train faster", d, cfg)
+
+
+def _record_epoch(s: Setup, data: Data, t: Training, rows: list[dict], writer, epoch: int,
+                  it: int, stats: dict, scores, ep_time: float, elapsed: float, improved: bool,
+                  shown_total: str) -> None:
+    """Rank 0 after an epoch: the ``metrics.csv`` row, TensorBoard scalars, the checkpoint
+    (:func:`save_epoch`) and the epoch's line."""
+    cfg, d = s.cfg, s.dist
+    rows.append(_epoch_row(epoch, it, t, stats, scores, ep_time, elapsed, d.world))
+    _write_rows(s.run_dir / "metrics.csv", rows)
+    if writer is not None:
+        writer.add_scalar("train/loss", stats["loss"], epoch)
+        writer.add_scalar("train/lr", t.optimizer.param_groups[0]["lr"], epoch)
+        if scores is not None:
+            writer.add_scalar("val/mIoU", scores.miou, epoch)
+            writer.add_scalar("val/pixel_accuracy", scores.pixel_accuracy, epoch)
+    save_epoch(s, data, t, epoch, elapsed, improved, scores)
+    msg = f"epoch {epoch}/{shown_total}  loss {stats['loss']:.4f}"
+    if scores is not None:
+        msg += f"  val mIoU {scores.miou:.4f}  pixAcc {scores.pixel_accuracy:.4f}"
+    msg += (f"  lr {t.optimizer.param_groups[0]['lr']:.2e}  "
+            f"{stats['images'] * d.world / stats['seconds']:.1f} img/s  {ep_time:.1f} s")
+    _say(msg, d, cfg)
 
 
 def _is_last_epoch(s: Setup, data: Data, t: Training, budget: Budget | None, stats: dict,
