@@ -1,5 +1,7 @@
-"""The training loop, read top to bottom as ``train_one_epoch`` / ``evaluate`` / ``main`` (the shape
-of torchvision's ``references/segmentation/train.py``).
+"""The training loop, in the shape of torchvision's ``references/segmentation/train.py``: set-up
+(:func:`set_up`), data (:func:`build_data`), model / optimiser (:func:`build_training`), one epoch
+(:func:`train_one_epoch`), validation (:func:`evaluate`) and checkpoint (:func:`save_epoch`),
+driven by :func:`main`.
 
 * Poly learning rate per iteration, ``(1 - it / total) ** power``, after a linear warm-up from
   1 % of the peak (torchvision's ``LinearLR(start_factor=0.01)`` + ``PolynomialLR``).
@@ -7,8 +9,11 @@ of torchvision's ``references/segmentation/train.py``).
 * DDP: launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment): NCCL on CUDA / gloo on
   CPU, one shard of the shuffled training set per rank (``DistributedSampler`` order),
   ``SyncBatchNorm`` on CUDA, validation confusion matrices summed over ranks, rank 0 writes.
-* Every validated epoch: mIoU from :class:`segprep.metrics.ConfusionMatrix`; every epoch:
-  ``last.pt`` (and ``best.pt`` when mIoU improves) and a ``metrics.csv`` row. ``--resume RUN_DIR``
+* Every validated epoch: mIoU from :class:`segprep.metrics.ConfusionMatrix` (of the
+  :class:`ModelEMA` weights with ``ema``); every epoch: a ``metrics.csv`` row, ``last.pt``, and
+  when mIoU improves ``best.pt`` (a hard link to ``last.pt``) and ``best_scores.json``, in that
+  order; a resume repairs what a kill between them left (:func:`repair_run`). A new run refuses a
+  folder that holds a run unless ``overwrite`` (:func:`holds_run`, :func:`clear_run`). ``--resume RUN_DIR``
   continues from ``last.pt`` exactly (same weights as an uninterrupted run on CPU with
   ``deterministic=True``): augmentation is seeded per (seed, epoch, sample), the shuffle per
   (seed, epoch), and the model, optimiser, scheduler and scaler states are restored.
