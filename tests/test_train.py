@@ -402,3 +402,25 @@ def test_bad_mask_reported_from_a_worker_process(tmp_path):
     assert res.output.strip().splitlines()[-1] == (
         f"segprep: error: {tmp_path / 'data' / 'lab' / 'train3.png'}: mask value(s) 9 outside "
         "the class map (0..2, ignore 255)")
+
+
+def test_dice_equals_the_one_hot_formula():
+    """Soft Dice via index_add equals the textbook one-hot formulation (value and gradient)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 7, 9, requires_grad=True)
+    target = torch.randint(0, 4, (2, 7, 9))  # class 4 absent
+    target[0, :2] = 255
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.5, 3.0])
+    valid = (target != 255).unsqueeze(1).float()
+    prob = logits.softmax(1) * valid
+    onehot = F.one_hot(torch.where(target == 255, 0, target), 5).permute(0, 3, 1, 2) * valid
+    inter, card = (prob * onehot).sum((0, 2, 3)), prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    w = (onehot.sum((0, 2, 3)) > 0).float() * weight
+    expected = ((1 - 2 * inter / card) * w).sum() / w.sum()
+    got = build_loss("dice", weight)(logits, target)
+    torch.testing.assert_close(got, expected)
+    g_expected, = torch.autograd.grad(expected, logits)
+    g_got, = torch.autograd.grad(got, logits)
+    torch.testing.assert_close(g_got, g_expected)
