@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
 from segprep.io import atomic_write_bytes
 
@@ -151,7 +152,7 @@ def _with_metadata(data: bytes, meta: dict) -> bytes:
     props = {"segprep.num_classes": str(meta["num_classes"]),
              "segprep.class_names": json.dumps(meta.get("class_names") or []),
              "segprep.mean": json.dumps(meta["mean"]), "segprep.std": json.dumps(meta["std"]),
-             "segprep.ignore_index": str(meta.get("ignore_index", 255)),
+             "segprep.ignore_index": str(meta.get("ignore_index", IGNORE_INDEX)),
              "segprep.class_map": str(cmap.get("name", "")),
              "segprep.input": "(N, 3, H, W) float32 = (rgb / 255 - mean) / std",
              "segprep.output": "(N, K, H, W) float32 logits"}

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from segprep.class_maps import IGNORE_INDEX
+
 
 
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int,

@@ -43,8 +43,9 @@ from typing import Any
 import numpy as np
 
 from segprep.errors import SegprepError
-from segprep.io import parallel_map
-from segprep.manifest import Record, auto_jobs, chunked, mask_histogram, resolve
+from segprep.io import chunked, run_batch
+from segprep.manifest import Record, decode_jobs, mask_histogram, resolve
+from segprep.class_maps import IGNORE_INDEX
 
 WEIGHT_KINDS = ("median_frequency", "inverse_log")
 ENET_C = 1.02
@@ -54,7 +55,7 @@ PathLike = str | os.PathLike
 
 
 # ----------------------------------------------------------------------------------- counting
-def count_mask(path: PathLike, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+def count_mask(path: PathLike, num_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Pixels of each class in one mask.
 
     Args:
@@ -84,7 +85,7 @@ def _count_chunk(item: tuple[tuple[tuple[str, str], ...], int, int]
                  ) -> list[tuple[str, np.ndarray | None, str | None]]:
     """Count a chunk of masks; per-mask errors are returned, not raised."""
     masks, k, ignore = item
-    out = []
+    out: list[tuple[str, np.ndarray | None, str | None]] = []
     for key, path in masks:
         try:
             out.append((key, count_mask(path, k, ignore), None))
@@ -94,24 +95,24 @@ def _count_chunk(item: tuple[tuple[tuple[str, str], ...], int, int]
 
 
 def count_records(records: Sequence[Record], root: PathLike, num_classes: int,
-                  ignore_index: int = 255, jobs: int | None = None, quiet: bool = False
+                  ignore_index: int = IGNORE_INDEX, jobs: int | None = None, quiet: bool = False
                   ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Per-mask class pixel counts of a manifest's masks, in parallel.
 
-    Masks are sent to the workers in chunks (:func:`segprep.manifest.chunked`); with
-    ``jobs=None`` a small manifest is counted in-process (:func:`segprep.manifest.auto_jobs`).
+    Masks are sent to the workers in chunks (:func:`segprep.io.chunked`); with
+    ``jobs=None`` a small manifest is counted in-process (:func:`segprep.manifest.decode_jobs`).
 
     Returns:
         ``(counts, errors)``: ``fpath_segm`` → ``(K + 1,)`` int64 (see :func:`count_mask`) for
         every mask read, and one-line errors of the others (sorted).
     """
-    jobs = auto_jobs(jobs, records)
     masks = [(r.fpath_segm, str(resolve(r.fpath_segm, root))) for r in records]
-    chunks = [(c, num_classes, ignore_index) for c in chunked(masks, jobs)]
+    n_jobs = decode_jobs(jobs, records, len(masks))
+    chunks = [(c, num_classes, ignore_index) for c in chunked(masks, n_jobs)]
     counts: dict[str, np.ndarray] = {}
     errors = []
-    for out in parallel_map(_count_chunk, chunks, jobs=jobs, desc="stats", quiet=quiet,
-                            unit="chunk"):
+    for out in run_batch(_count_chunk, chunks, jobs=n_jobs, desc="stats", quiet=quiet,
+                         unit="chunk", prefer="processes"):
         if not out.ok:  # unexpected failure of a whole chunk
             errors.append(out.error or "")
             continue
@@ -242,7 +243,7 @@ class DatasetStats:
         return d
 
 
-def aggregate(counts: dict[str, np.ndarray], num_classes: int, ignore_index: int = 255,
+def aggregate(counts: dict[str, np.ndarray], num_classes: int, ignore_index: int = IGNORE_INDEX,
               class_names: Sequence[str] | None = None, odgt: str = "") -> DatasetStats:
     """Sum per-mask counts (from :func:`count_records`) into :class:`DatasetStats`.
 
@@ -270,7 +271,7 @@ def aggregate(counts: dict[str, np.ndarray], num_classes: int, ignore_index: int
 
 
 def compute_stats(records: Sequence[Record], root: PathLike, num_classes: int,
-                  ignore_index: int = 255, class_names: Sequence[str] | None = None,
+                  ignore_index: int = IGNORE_INDEX, class_names: Sequence[str] | None = None,
                   jobs: int | None = None, quiet: bool = False, odgt: str = ""
                   ) -> tuple[DatasetStats, list[str]]:
     """Class statistics of a manifest's masks (counted in parallel).

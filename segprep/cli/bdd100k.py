@@ -7,7 +7,8 @@ import click
 from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, split_csv
 from segprep.convert import bdd100k as bdd
 from segprep.convert.colors import UNKNOWN_POLICIES
-from segprep.io import BatchSummary, parallel_map
+from segprep.io import BatchSummary, run_batch
+from segprep.io.batch import Prefer
 
 
 @click.group("bdd100k")
@@ -39,7 +40,7 @@ def command() -> None:
 @batch_options
 @handle_errors
 def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: str,
-            parallel_backend: str, jobs: int | None, overwrite: bool, quiet: bool) -> None:
+            parallel_backend: Prefer, jobs: int | None, overwrite: bool, quiet: bool) -> None:
     """Convert BDD100K color maps under SRC into trainId masks under OUT.
 
     SRC is a folder, searched recursively for *_train_color.png, *_color.png, <frame>.png and
@@ -58,8 +59,8 @@ def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: st
     summary = BatchSummary()
     unknown_px = palette_files = 0
     regions: dict[str, int] = {}
-    for outcome in parallel_map(bdd.convert_file, job_list, jobs=jobs, desc="bdd100k convert",
-                                quiet=quiet, unit="frame", prefer=parallel_backend):
+    for outcome in run_batch(bdd.convert_file, job_list, jobs=jobs, desc="bdd100k convert",
+                             quiet=quiet, unit="frame", prefer=parallel_backend):
         skipped = outcome.ok and outcome.value.skipped
         summary.add(outcome, skipped=skipped)
         if outcome.ok and not skipped:

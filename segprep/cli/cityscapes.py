@@ -8,9 +8,11 @@ import click
 
 from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, info, split_csv
 from segprep.convert import cityscapes as cs
+from segprep.datasets import cityscapes as cs_data
 from segprep.convert.raster import RASTERS
 from segprep.errors import SegprepError
-from segprep.io import BatchSummary, parallel_map
+from segprep.io import BatchSummary, run_batch
+from segprep.io.batch import Prefer
 
 
 @click.group("cityscapes")
@@ -57,7 +59,7 @@ def _choices(kind: str, allowed: tuple[str, ...] | list[str], value: str | tuple
 @batch_options
 @handle_errors
 def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
-           targets: tuple[str, ...], source: str, raster: str, parallel_backend: str,
+           targets: tuple[str, ...], source: str, raster: str, parallel_backend: Prefer,
            jobs: int | None, overwrite: bool, quiet: bool) -> None:
     """Generate training masks from Cityscapes polygon annotations under ROOT.
 
@@ -71,7 +73,7 @@ def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
         raise click.UsageError("missing ROOT (or set CITYSCAPES_DATASET)")
     split_list = _choices("--split", cs.SPLITS, splits)
     target_list = _choices("--targets", list(cs.TARGETS), targets) or ["trainIds"]
-    files = cs.discover(root, gt, split_list or None)
+    files = cs_data.polygon_files(root, gt, split_list or None)
     if not files:
         raise SegprepError(os.path.join(root, gt), "no *_polygons.json files found")
     job_list = cs.make_jobs(root, files, target_list, out, source=source, raster=raster,
@@ -79,8 +81,8 @@ def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
     summary = BatchSummary()
     sources = {"official": 0, "polygons": 0}
     # threads: decode, LUT, rasterise and encode all release the GIL (measured: no worker start-up)
-    for outcome in parallel_map(cs.convert_frame, job_list, jobs=jobs, desc="gen-gt",
-                                quiet=quiet, unit="frame", prefer=parallel_backend):
+    for outcome in run_batch(cs.convert_frame, job_list, jobs=jobs, desc="gen-gt",
+                             quiet=quiet, unit="frame", prefer=parallel_backend):
         skipped = outcome.ok and outcome.value.skipped
         summary.add(outcome, skipped=skipped)
         if outcome.ok and not skipped:

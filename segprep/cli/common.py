@@ -17,14 +17,42 @@ from typing import Any
 import click
 
 from segprep.errors import SegprepError
-from segprep.io import BatchSummary, atomic_write_text, default_jobs
+from segprep.io import BatchSummary
+from segprep.sizes import parse_pair
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def jobs_option(f: Callable) -> Callable:
-    return click.option("-j", "--jobs", type=int, default=None, show_default="all cores",
-                        help="Worker processes (1 = run in this process).")(f)
+    """``-j/--jobs N`` (N >= 1; default all cores): the one jobs option of every batch command,
+    passed to :func:`segprep.io.run_batch` (threads unless a command says otherwise)."""
+    return click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+                        show_default="all cores",
+                        help="Files worked on in parallel (threads of this process; 1 = one at "
+                             "a time).")(f)
+
+
+class SizeType(click.ParamType):
+    """A click parameter for sizes ``AxB`` (``x``, ``X`` or ``×``), parsed by
+    :func:`segprep.sizes.parse_pair`; ``words`` are accepted as they are (e.g. ``native``)."""
+
+    name = "size"
+
+    def __init__(self, order: str = "WxH", words: tuple[str, ...] = (),
+                 square_ok: bool = False) -> None:
+        self.order, self.words, self.square_ok = order, words, square_ok
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        if value is None or isinstance(value, tuple):
+            return value
+        if str(value).strip().lower() in self.words:
+            return str(value).strip().lower()
+        try:
+            return parse_pair(value, param.opts[-1] if param else "--size", self.order,
+                              self.square_ok)
+        except SegprepError as exc:
+            self.fail(exc.message, param, ctx)
 
 
 def overwrite_option(f: Callable) -> Callable:
@@ -43,8 +71,8 @@ parallel_option = click.option(
     default="threads", show_default=True,
     help="Run the -j workers as threads of this process (no start-up cost: PNG decode and "
          "encode, lookups and the numba kernels release the GIL) or as separate processes.")
-"""``--parallel threads|processes`` of the per-file converters (passed to ``parallel_map``'s
-``prefer``)."""
+"""``--parallel threads|processes`` of the per-file converters (passed to
+:func:`segprep.io.run_batch`'s ``prefer``)."""
 
 
 def batch_options(f: Callable) -> Callable:
@@ -88,13 +116,10 @@ def handle_errors(f: Callable) -> Callable:
     return wrapper
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (used by ``--json FILE`` options)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def resolve_jobs(jobs: int | None) -> int:
-    return default_jobs() if not jobs else jobs
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` of the CLI: one ``segprep: warning: …`` line, no source line."""
+    click.echo(f"segprep: warning: {message}", err=True)
 
 
 def split_csv(value: str | tuple[str, ...] | None) -> list[str]:

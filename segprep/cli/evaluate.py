@@ -6,14 +6,8 @@ import sys
 
 import click
 
-from segprep.cli.common import EXIT_FAILED, error, handle_errors, info, quiet_option
+from segprep.cli.common import EXIT_FAILED, error, handle_errors, info, jobs_option, quiet_option
 from segprep.errors import SegprepError
-
-
-def jobs_option(f):
-    """``-j/--jobs``: threads here (the per-file work runs without the GIL)."""
-    return click.option("-j", "--jobs", type=int, default=None, show_default="all cores",
-                        help="Threads working on files in parallel (1 = one at a time).")(f)
 
 
 @click.group("evaluate")
@@ -54,10 +48,12 @@ def _cache_arg(cache_dir: str | None, no_cache: bool):
 
 
 def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None:
-    from segprep.evaluate import (category_table, class_table, format_table, json_text,
-                                  plot_confusion, summary_line)
+    from segprep.cli.eval_report import (category_table, class_table, format_table, json_text,
+                                         plot_confusion, summary_line)
     from segprep.io import atomic_write_text
 
+    for n in report.notes:
+        info(f"segprep: note: {n}")
     for w in report.warnings:
         info(f"segprep: warning: {w}")
     if report.errors:
@@ -88,10 +84,12 @@ def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None
               help="Cityscapes root holding gtFine/<split>/<city>/*_gtFine_labelIds.png and "
                    "*_gtFine_instanceIds.png.")
 @click.option("--split", default="val", show_default=True, help="Split folder under gtFine/.")
-@click.option("--pred-ids", type=click.Choice(["labelIds", "trainIds"]), default="labelIds",
+@click.option("--pred-ids", type=click.Choice(["auto", "labelIds", "trainIds"]), default="auto",
               show_default=True,
               help="What prediction pixels hold: labelIds 0-33 (the official format) or trainIds "
-                   "0-18/255 (mapped to labelIds first; 255 -> 0 unlabeled).")
+                   "0-18/255 (mapped to labelIds first; 255 -> 0 unlabeled). auto decides from "
+                   "the values of all predictions, says what it decided, and refuses when the "
+                   "files disagree or the evidence is unclear.")
 @output_options
 @cache_options
 @jobs_option
@@ -103,7 +101,7 @@ def cityscapes(pred_dir: str, gt_root: str, split: str, pred_ids: str, json_out:
     """Cityscapes pixel-level semantic labeling, as cityscapesScripts'
     evalPixelLevelSemanticLabeling: class IoU and iIoU, category IoU and iIoU (same numbers, same
     JSON keys)."""
-    from segprep.evaluate import evaluate_cityscapes
+    from segprep.evaluation import evaluate_cityscapes
 
     report = evaluate_cityscapes(pred_dir, gt_root, split, pred_ids=pred_ids, jobs=jobs,
                                  cache=_cache_arg(cache_dir, no_cache), quiet=quiet)
@@ -130,7 +128,7 @@ def bdd100k(pred_dir: str, gt_dir: str, missing: str, json_out: str | None, plot
     """BDD100K semantic segmentation, as the bdd100k toolkit's eval.seg: 19 classes, ignore 255,
     a prediction >= 19 is a miss, mIoU over the classes present in the ground truth (Acc is
     per-class precision, as the toolkit computes it)."""
-    from segprep.evaluate import evaluate_bdd100k
+    from segprep.evaluation import evaluate_bdd100k
 
     report = evaluate_bdd100k(pred_dir, gt_dir, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
                               quiet=quiet, missing=missing)
@@ -163,7 +161,7 @@ def odgt(odgt_file: str, pred_dir: str, num_classes: int, ignore_index: int, roo
     """Any dataset listed in an .odgt manifest: the masks (fpath_segm) against predictions named
     after each image. Predictions outside [0, K) are misses. mIoU averages the classes with a
     defined IoU (NaN classes skipped, as Cityscapes)."""
-    from segprep.evaluate import evaluate_odgt
+    from segprep.evaluation import evaluate_odgt
 
     if num_classes < 1:
         raise SegprepError("--num-classes", "must be at least 1")

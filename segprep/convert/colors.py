@@ -185,10 +185,9 @@ def _lookup_kernel(img, lut, values, out, seen):  # pragma: no cover - runs comp
 def _kernel(name: str):
     """A numba-compiled kernel of this module (compiled, or loaded from numba's on-disk cache, on
     first use, so that importing the module stays cheap)."""
-    import numba
+    from segprep.jit import kernel
 
-    fn = {"lookup": _lookup_kernel}[name]
-    return numba.njit(cache=True, nogil=True)(fn)
+    return kernel({"lookup": _lookup_kernel}[name])
 
 
 _IDENTITY = np.arange(256, dtype=np.uint8)

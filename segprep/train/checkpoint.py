@@ -85,9 +85,9 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
     """Write ``ckpt`` with ``torch.save`` atomically (temp file + rename, usual permissions), so
     a run killed while saving never leaves a truncated ``last.pt``."""
-    from segprep.io import _atomic_write
+    from segprep.io import atomic_write
 
-    _atomic_write(path, lambda fh: torch.save(ckpt, fh))
+    atomic_write(path, lambda fh: torch.save(ckpt, fh))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

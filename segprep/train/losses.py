@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from segprep.class_maps import IGNORE_INDEX
 from torch import nn
 
 LOSSES = ("ce", "dice", "focal", "ce+dice", "dice+focal")
@@ -26,7 +27,7 @@ class CrossEntropy(nn.Module):
     """``F.cross_entropy`` (weighted mean over valid pixels), written as a sum over a clamped
     denominator so that an all-ignored batch gives 0 without a host-device sync."""
 
-    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = 255):
+    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX):
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
         self.ignore_index = ignore_index
@@ -51,7 +52,7 @@ class DiceLoss(nn.Module):
         eps: added to the denominator.
     """
 
-    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = 255,
+    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX,
                  eps: float = 1e-7):
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
@@ -91,7 +92,7 @@ class FocalLoss(nn.Module):
     """
 
     def __init__(self, weight: torch.Tensor | None = None, gamma: float = 2.0,
-                 ignore_index: int = 255):
+                 ignore_index: int = IGNORE_INDEX):
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
         self.gamma = gamma
@@ -117,7 +118,7 @@ class SumLoss(nn.Module):
         return sum(part(logits, target) for part in self.parts)
 
 
-def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int = 255
+def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX
                ) -> nn.Module:
     """One of :data:`LOSSES`.
 

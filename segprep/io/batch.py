@@ -1,0 +1,251 @@
+"""The one batch core: :func:`run_batch`, its jobs policy, per-item outcomes and the summary line.
+
+Every batch command (gen-gt, the converters, odgt create/validate/stats/export-csail, evaluate,
+submit's checks, predict over folders) hands its work list to :func:`run_batch`; nothing else in
+segprep starts a pool. The jobs policy lives in :func:`resolve_jobs` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from segprep.errors import SegprepError
+
+Prefer = Literal["threads", "processes"]
+"""How :func:`run_batch` runs ``jobs > 1`` workers: threads of this process (the default; the
+per-file work — PNG codecs, LUTs, numba ``nogil`` kernels — releases the GIL) or separate
+processes (joblib/loky)."""
+
+
+def default_jobs() -> int:
+    """All usable cores of this process (``sched_getaffinity``; ``cpu_count`` elsewhere)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_jobs(jobs: int | None, n_items: int, *, work: float | None = None,
+                 serial_below: float | None = None) -> int:
+    """The jobs policy of every batch command, in one place.
+
+    - ``jobs=None`` (no ``-j``): all usable cores (:func:`default_jobs`), except that a batch whose
+      total ``work`` (any unit the caller counts in: pixels, files) is below ``serial_below``
+      runs in this process, where starting workers would cost more than they save;
+    - ``jobs >= 1``: exactly that many workers;
+    - never more workers than items, never fewer than one.
+
+    Raises:
+        ValueError: ``jobs < 1`` (the CLI's ``-j`` refuses it before this point).
+    """
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs is None:
+        if work is not None and serial_below is not None and work < serial_below:
+            return 1
+        jobs = default_jobs()
+    return max(1, min(jobs, n_items))
+
+
+def chunked(items: Sequence[Any], jobs: int, per_worker: int = 8,
+            max_size: int = 64) -> list[tuple[Any, ...]]:
+    """Split a work list into chunks for :func:`run_batch`: about ``per_worker`` chunks per
+    worker, at most ``max_size`` items each, so that per-task overhead stays small next to the
+    work on small files (480x360 CamVid masks) while the progress bar still moves."""
+    size = max(1, min(max_size, -(-len(items) // max(1, per_worker * max(1, jobs)))))
+    return [tuple(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+@dataclass
+class Outcome:
+    """The result of one item of :func:`run_batch`: ``value`` on success, else ``error``."""
+
+    item: Any
+    value: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def describe(item: Any) -> str:
+    """How an item is named in an error line: its path, never an internal object's repr.
+
+    Work items name their file through a ``where`` attribute (jobs of the converters), or are a
+    path, or a tuple whose first element is one.
+    """
+    where = getattr(item, "where", None)
+    if where is not None:
+        return str(where)
+    if isinstance(item, tuple) and item:
+        return describe(item[0])
+    return str(item)
+
+
+def _call(fn: Callable, item: Any) -> tuple[Any, str | None]:
+    try:
+        return fn(item), None
+    except SegprepError as exc:
+        return None, str(exc)
+    except MemoryError:
+        return None, f"{describe(item)}: out of memory"
+    except OSError as exc:  # an unwritable output folder, a full disk
+        name = exc.filename or describe(item)
+        return None, f"{name}: {exc.strerror or exc}"
+    except Exception as exc:  # a bug or an unexpected library error: report, keep going
+        return None, f"{describe(item)}: {type(exc).__name__}: {exc}"
+
+
+def run_batch(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | None = None,
+              desc: str = "", quiet: bool = False, unit: str = "file",
+              prefer: Prefer = "threads", ordered: bool = False) -> Iterator[Outcome]:
+    """Apply ``fn`` to every item, in parallel, with a tqdm progress bar.
+
+    Exceptions never escape: each item yields an :class:`Outcome` carrying its value or a one-line
+    error (``SegprepError`` messages as they are; ``OSError`` as ``<file>: <reason>``; other
+    exceptions with their type). ``jobs=1`` (or a single item) runs in this process.
+
+    Args:
+        fn: a function of one item (module-level, i.e. picklable, for processes).
+        items: the work list.
+        jobs: workers, see :func:`resolve_jobs` (``None``: all cores).
+        desc: progress-bar label.
+        quiet: no progress bar (it is also off when stderr is not a terminal).
+        unit: progress-bar unit name.
+        prefer: ``"threads"`` (a ``concurrent.futures`` pool of this process; OpenCV's own
+            threads are set to 1 meanwhile) or ``"processes"`` (joblib/loky).
+        ordered: yield outcomes in the order of ``items`` (default: completion order).
+
+    Yields:
+        one :class:`Outcome` per item.
+    """
+    items = list(items)
+    n = resolve_jobs(jobs, len(items)) if items else 1
+    if quiet or not sys.stderr.isatty():
+        bar: Any = _NoBar()  # tqdm is not even imported (~35 ms of a CLI start)
+    else:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc=desc, unit=unit, dynamic_ncols=True)
+    try:
+        if n == 1:
+            for item in items:
+                value, err = _call(fn, item)
+                bar.update(1)
+                yield Outcome(item, value, err)
+        elif prefer == "threads":
+            yield from _thread_map(fn, items, n, bar, ordered)
+        else:
+            yield from _process_map(fn, items, n, bar, ordered)
+    finally:
+        bar.close()
+
+
+class _NoBar:
+    """The progress bar when there is none to show."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _thread_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool) -> Iterator[Outcome]:
+    """The threads path of :func:`run_batch`: a ``concurrent.futures`` pool with at most
+    ``4 * n`` items in flight (bounded memory).
+
+    Not joblib's threading backend: measured on gen-gt (205 frames, 2 threads) it kept 1.06 cores
+    busy (18.4 ms/frame) where this pool keeps 1.53 (10.3 ms/frame).
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    todo = iter(enumerate(items))
+    import cv2  # OpenCV's own thread pool would run n x its threads on the same cores
+
+    cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    pending: dict[int, Outcome] = {}
+    next_out = 0
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="segprep") as pool:
+        running: set = set()
+        try:
+            while True:
+                for i, item in todo:
+                    running.add(pool.submit(_indexed_call, fn, i, item))
+                    if len(running) >= 4 * n:
+                        break
+                if not running:
+                    return
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i, value, err = fut.result()
+                    bar.update(1)
+                    if not ordered:
+                        yield Outcome(items[i], value, err)
+                    else:
+                        pending[i] = Outcome(items[i], value, err)
+                while next_out in pending:
+                    yield pending.pop(next_out)
+                    next_out += 1
+        finally:
+            for fut in running:  # the consumer stopped early: drop what has not started
+                fut.cancel()
+            cv2.setNumThreads(cv2_threads)
+
+
+def _process_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool) -> Iterator[Outcome]:
+    """The processes path of :func:`run_batch` (joblib/loky workers)."""
+    from joblib import Parallel, delayed
+
+    results = Parallel(n_jobs=n, batch_size="auto",
+                       return_as="generator" if ordered else "generator_unordered")(
+        delayed(_indexed_call)(fn, i, item) for i, item in enumerate(items))
+    for i, value, err in results:
+        bar.update(1)
+        yield Outcome(items[i], value, err)
+
+
+def _indexed_call(fn: Callable, i: int, item: Any) -> tuple[int, Any, str | None]:
+    value, err = _call(fn, item)
+    return i, value, err
+
+
+@dataclass
+class BatchSummary:
+    """Counts of a batch command, printed as its one-line summary."""
+
+    done: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    start: float = field(default_factory=time.perf_counter)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return len(self.errors)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def add(self, outcome: Outcome, skipped: bool = False) -> None:
+        """Count one outcome (``skipped`` when its outputs already existed)."""
+        if not outcome.ok:
+            self.errors.append(outcome.error or "")
+        elif skipped:
+            self.skipped += 1
+        else:
+            self.done += 1
+
+    def line(self, what: str = "files") -> str:
+        """``<what>: N done, N skipped, N failed[, extra] in S s``."""
+        extra = "".join(f", {k} {v}" for k, v in self.extra.items())
+        return (f"{what}: {self.done} done, {self.skipped} skipped, {self.failed} failed{extra} "
+                f"in {self.seconds:.1f} s")
