@@ -172,7 +172,7 @@ def _run(run_dir: str, call: dict) -> None:
     ``handle_errors``."""
     import sys
 
-    from segprep.cli.common import EXIT_FAILED, error
+    from segprep.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, error
     from segprep.train.data import DataError
     from segprep.train.loop import main
 
@@ -183,4 +183,4 @@ def _run(run_dir: str, call: dict) -> None:
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         error(f"{run_dir}: interrupted; continue with --resume {run_dir}")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
