@@ -1,4 +1,5 @@
-"""segprep train: losses ignore 255, a step learns, exact resume, data errors, overfit real CamVid."""
+"""segprep train: losses ignore 255, a step learns, exact resume, data errors, overfit real
+CamVid."""
 
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ from segprep.errors import SegprepError
 from segprep.io import write_png
 from segprep.model import build_model
 from segprep.train.checkpoint import load_checkpoint, load_model
-from segprep.train.data import (DataError, EpochSampler, SegDataset, pad_collate, read_records,
-                                to_model_input)
-from segprep.train.losses import LOSSES, build_loss
+from segprep.train.data import (
+    DataError,
+    EpochSampler,
+    SegDataset,
+    pad_collate,
+    read_records,
+    to_model_input,
+)
 from segprep.train.loop import PolyWarmup, TrainConfig, main
+from segprep.train.losses import LOSSES, build_loss
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from test_train import make_dataset, tiny_config
 
 from segprep.cli.main import cli
 from segprep.errors import SegprepError
@@ -19,8 +20,6 @@ from segprep.train import checkpoint as ckpt_mod
 from segprep.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from segprep.train.data import SegDataset, read_records
 from segprep.train.loop import TrainConfig, main
-
-from test_train import make_dataset, tiny_config
 
 
 def cli_args(train: Path, out: Path, *extra: str) -> list[str]:

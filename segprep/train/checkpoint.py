@@ -48,7 +48,7 @@ READABLE_FORMATS = (1, 2)
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside a DistributedDataParallel (or torch.compile) wrapper."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+        model = getattr(model, "module", None) or model._orig_mod
     return model
 
 

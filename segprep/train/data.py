@@ -155,7 +155,8 @@ class SegDataset(Dataset):
         num_classes: K; mask values must be in ``[0, K)``, ``ignore_index`` or 255.
         ignore_index: the dataset's ignore value (remapped to 255).
         size: ``(W, H)`` to resize every frame to first (None: native size).
-        crop: ``(H, W)`` random crop (padding with the mean colour / 255 where the frame is smaller).
+        crop: ``(H, W)`` random crop (padding with the mean colour / 255 where the frame is
+            smaller).
         scale: ``(min, max)`` random scale factor range, or None.
         flip: random horizontal flip (p = 0.5).
         jitter: colour jitter strength j: brightness, contrast and saturation factors drawn from
@@ -165,8 +166,8 @@ class SegDataset(Dataset):
         cache: keep decoded (resized) frames in memory (per worker process; use with
             ``persistent_workers``), for small datasets on slow disks or CPUs.
 
-    Items: ``dataset[index]`` or ``dataset[(index, epoch)]`` → ``(image, mask)``: ``(H, W, 3)`` uint8
-    and ``(H, W)`` uint8 tensors, mask values in ``[0, K)`` or 255.
+    Items: ``dataset[index]`` or ``dataset[(index, epoch)]`` → ``(image, mask)``:
+    ``(H, W, 3)`` uint8 and ``(H, W)`` uint8 tensors, mask values in ``[0, K)`` or 255.
 
     Raises (on access):
         DataError: unreadable file, image/mask size mismatch, a mask that is not single-channel,

@@ -13,10 +13,11 @@ driven by :func:`main`.
   :class:`ModelEMA` weights with ``ema``); every epoch: a ``metrics.csv`` row, ``last.pt``, and
   when mIoU improves ``best.pt`` (a hard link to ``last.pt``) and ``best_scores.json``, in that
   order; a resume repairs what a kill between them left (:func:`repair_run`). A new run refuses a
-  folder that holds a run unless ``overwrite`` (:func:`holds_run`, :func:`clear_run`). ``--resume RUN_DIR``
-  continues from ``last.pt`` exactly (same weights as an uninterrupted run on CPU with
-  ``deterministic=True``): augmentation is seeded per (seed, epoch, sample), the shuffle per
-  (seed, epoch), and the model, optimiser, scheduler and scaler states are restored.
+  folder that holds a run unless ``overwrite`` (:func:`holds_run`, :func:`clear_run`).
+  ``--resume RUN_DIR`` continues from ``last.pt`` exactly (same weights as an uninterrupted
+  run on CPU with ``deterministic=True``): augmentation is seeded per (seed, epoch, sample),
+  the shuffle per (seed, epoch), and the model, optimiser, scheduler, scaler and EMA states are
+  restored.
 * ``time_budget`` (minutes, wall time from the start of :func:`main`, summed over resumes): the
   run stops after the last iteration that leaves time for one final validation, checkpoint and
   ``curves.png`` (mid-epoch if need be; that partial epoch counts as an epoch), so it ends within
@@ -150,7 +151,7 @@ class TrainConfig:
                 for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
         return cls(**kw)
@@ -604,8 +605,9 @@ def _read_rows(path: Path, upto_epoch: int) -> list[dict]:
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    from segprep.io import atomic_write_text
     import io
+
+    from segprep.io import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -992,8 +994,14 @@ def save_epoch(s: Setup, data: Data, t: Training, epoch: int, elapsed: float,
     after a kill between these writes rebuilds what is missing (:func:`repair_run`)."""
     from segprep.io import write_json
     from segprep.model import MEAN, STD
-    from segprep.train.checkpoint import (FORMAT, link_checkpoint, make_meta, rng_state,
-                                          save_checkpoint, unwrap)
+    from segprep.train.checkpoint import (
+        FORMAT,
+        link_checkpoint,
+        make_meta,
+        rng_state,
+        save_checkpoint,
+        unwrap,
+    )
 
     cfg = s.cfg
     if improved:

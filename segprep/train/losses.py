@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from segprep.class_maps import IGNORE_INDEX
 from torch import nn
+
+from segprep.class_maps import IGNORE_INDEX
 
 LOSSES = ("ce", "dice", "focal", "ce+dice", "dice+focal")
 
