@@ -99,7 +99,7 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
             paths.append(str(full))
         records.append(Record(paths[0], paths[1], where))
     if not records:
-        raise DataError(odgt, "empty manifest")
+        raise DataError(str(odgt), "empty manifest")
     return records
 
 
@@ -352,8 +352,9 @@ class EpochSampler(Sampler):
                  num_replicas: int = 1, rank: int = 0):
         from torch.utils.data import DistributedSampler
 
-        self.inner = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank,
-                                        shuffle=shuffle, seed=seed, drop_last=False)
+        self.inner: DistributedSampler = DistributedSampler(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+            drop_last=False)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

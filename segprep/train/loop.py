@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,7 +154,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
+                              for k, v in d.items() if k in names}
         return cls(**kw)
 
 
@@ -558,7 +560,8 @@ def default_workers(device: torch.device) -> int:
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases and BatchNorm parameters (as torchvision's ``norm_weight_decay``
     option with 0)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -728,7 +731,7 @@ def repair_run(run_dir: Path, ckpt: dict, source: Path) -> tuple[dict, list[str]
     from segprep.io import write_json
     from segprep.train.checkpoint import link_checkpoint, load_checkpoint
 
-    notes = []
+    notes: list[str] = []
     best_epoch = ckpt.get("best_epoch")
     if best_epoch is None:
         return ckpt, notes
@@ -849,13 +852,13 @@ class Data:
 
     num_classes: int
     names: list[str]
-    class_map: object | None
+    class_map: Any  # ClassMap | None
     train_recs: list
     val_recs: list | None
-    train_ds: object
-    sampler: object
-    train_loader: object
-    val_loader: object | None
+    train_ds: Any  # SegDataset
+    sampler: Any  # EpochSampler
+    train_loader: Any  # DataLoader
+    val_loader: Any  # DataLoader | None
     iters_per_epoch: int
     workers: int
 
@@ -880,7 +883,7 @@ def build_data(s: Setup) -> Data:
     sampler = EpochSampler(train_ds, shuffle=True, seed=cfg.seed, num_replicas=d.world,
                            rank=d.rank)
     drop_last = len(sampler) >= cfg.batch_size  # no size-1 last batch for BatchNorm
-    loader_kw = dict(num_workers=workers, collate_fn=pad_collate,
+    loader_kw: dict[str, Any] = dict(num_workers=workers, collate_fn=pad_collate,
                      pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
                               drop_last=drop_last, **loader_kw)
@@ -909,7 +912,7 @@ class Training:
     criterion: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: object | None
+    scaler: torch.amp.GradScaler | None
     poly: PolyWarmup
     epochs: int  # the schedule's epoch count (provisional for a time-budget run)
     auto_epochs: bool  # the schedule is fitted to the time budget
@@ -939,7 +942,7 @@ def build_training(s: Setup, data: Data) -> Training:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if s.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     weight = class_weight_tensor(cfg, data.num_classes)
     try:
         criterion = build_loss(cfg.loss, weight, IGNORE).to(device)
@@ -1059,6 +1062,7 @@ def _prepare_outputs(s: Setup, t: Training) -> tuple[list[dict], object]:
     if stale:
         _say(f"removed {len(stale)} temp file(s) of an interrupted run", s.dist, cfg)
     if s.ckpt is not None:
+        assert s.ckpt_path is not None
         fixed, notes = repair_run(run_dir, s.ckpt, s.ckpt_path)
         t.best_miou, t.best_epoch = fixed.get("best_miou"), fixed.get("best_epoch")
         t.best_scores = fixed.get("best_scores")
@@ -1135,7 +1139,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
                         _val_iterations(cfg, data.train_recs, data.val_recs, d.world))
     epochs = t.epochs
     if t.auto_epochs:
-        if s.ckpt is not None and budget.left() <= budget.END_S:
+        if s.ckpt is not None and budget is not None and budget.left() <= budget.END_S:
             _say(f"nothing to train: the run already spent its {cfg.time_budget:g}-minute "
                  "budget (give a larger --time-budget to extend it)", d, cfg)
             epochs = t.start_epoch
@@ -1147,6 +1151,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
     def after_step(seconds: float) -> bool:
         """Time-budget runs: re-fit the schedule to the time left, stop before an iteration that
         would eat into the reserve (rank 0 decides, under DDP for every rank)."""
+        assert budget is not None
         budget.add_iteration(seconds)
         it = t.scheduler.last_epoch
         stop = budget.no_time_for(budget.iter_s)
@@ -1204,7 +1209,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
         if t.auto_epochs:  # the epoch count shown: the schedule's, in (partial) epochs
             epochs = epoch if last else max(epoch + 1, math.ceil(t.poly.total / ipe))
         improved = scores is not None and (t.best_miou is None or scores.miou > t.best_miou)
-        if improved:
+        if scores is not None and improved:
             t.best_miou, t.best_epoch = float(scores.miou), epoch
         t_save = time.perf_counter()
         if d.main:

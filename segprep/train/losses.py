@@ -28,6 +28,8 @@ class CrossEntropy(nn.Module):
     """``F.cross_entropy`` (weighted mean over valid pixels), written as a sum over a clamped
     denominator so that an all-ignored batch gives 0 without a host-device sync."""
 
+    weight: torch.Tensor | None
+
     def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX):
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
@@ -52,6 +54,8 @@ class DiceLoss(nn.Module):
         ignore_index: target value that is ignored.
         eps: added to the denominator.
     """
+
+    weight: torch.Tensor | None
 
     def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX,
                  eps: float = 1e-7):
@@ -91,6 +95,8 @@ class FocalLoss(nn.Module):
         gamma: focusing parameter (2).
         ignore_index: target value that is ignored.
     """
+
+    weight: torch.Tensor | None
 
     def __init__(self, weight: torch.Tensor | None = None, gamma: float = 2.0,
                  ignore_index: int = IGNORE_INDEX):
