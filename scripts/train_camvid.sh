@@ -14,7 +14,7 @@
 # frames, so it scores frames next to training frames and overstates what holds on a new drive
 # (the SegNet test split is drives Seq05VD and 0001TP).
 #
-# The recipe (chosen on the held-out-sequence folds, README "CamVid figures"): U-Net 4 levels,
+# The recipe (chosen on the held-out-sequence folds; README "Real data"): U-Net 4 levels,
 # base width 16, BatchNorm; AdamW 2e-3, 1 epoch warm-up then poly decay fitted to the budget
 # (LR ~0 when it ends); cross-entropy with SegNet's median-frequency class weights + soft Dice;
 # whole 240x180 frames, batch 8, random flips and colour jitter 0.3 (brightness, contrast,
