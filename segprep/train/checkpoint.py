@@ -48,7 +48,8 @@ READABLE_FORMATS = (1, 2)
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside a DistributedDataParallel (or torch.compile) wrapper."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+        inner: nn.Module = getattr(model, "module", None) or getattr(model, "_orig_mod")  # noqa: B009
+        model = inner
     return model
 
 
@@ -56,8 +57,8 @@ def rng_state() -> dict:
     """RNG states of python, numpy (legacy global), torch CPU and every CUDA device, stored as
     tensors/ints so that ``weights_only`` loading accepts them."""
     py = random.getstate()
-    np_state = np.random.get_state()
-    state = {
+    np_state: Any = np.random.get_state()  # the legacy tuple
+    state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
                   int(np_state[3]), float(np_state[4])],
@@ -192,7 +193,7 @@ def make_meta(model: nn.Module, *, num_classes: int, ignore_index: int, class_ma
         "class_names": list(class_names),
         "mean": [float(x) for x in mean],
         "std": [float(x) for x in std],
-        "model": dict(unwrap(model).config),
+        "model": dict(getattr(unwrap(model), "config")),  # noqa: B009 - set by build_model
         "epoch": int(epoch),
         "best_miou": None if best_miou is None else float(best_miou),
         "args": dict(args),

@@ -76,9 +76,9 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
         One :class:`Record` per line, in file order.
 
     Raises:
-        SegprepError: unreadable manifest, a line that is not JSON or lacks ``fpath_img`` /
-            ``fpath_segm``, a missing file (``<odgt>:<line>: fpath_img: no such file <path>``),
-            or an empty manifest.
+        SegprepError: unreadable manifest. DataError (a SegprepError): a line that is not JSON
+            or lacks ``fpath_img`` / ``fpath_segm``, a missing file
+            (``<odgt>:<line>: fpath_img: no such file <path>``), or an empty manifest.
     """
     from segprep.manifest import iter_lines, parse_line, resolve
 
@@ -90,16 +90,16 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
         try:
             rec = parse_line(line)
         except ValueError as exc:
-            raise SegprepError(where, str(exc)) from None
+            raise DataError(where, str(exc)) from None
         paths = []
         for key, p in (("fpath_img", rec.fpath_img), ("fpath_segm", rec.fpath_segm)):
             full = resolve(p, base)
             if check_files and not full.is_file():
-                raise SegprepError(where, f"{key}: no such file {full}")
+                raise DataError(where, f"{key}: no such file {full}")
             paths.append(str(full))
         records.append(Record(paths[0], paths[1], where))
     if not records:
-        raise SegprepError(odgt, "empty manifest")
+        raise DataError(str(odgt), "empty manifest")
     return records
 
 
@@ -155,7 +155,8 @@ class SegDataset(Dataset):
         num_classes: K; mask values must be in ``[0, K)``, ``ignore_index`` or 255.
         ignore_index: the dataset's ignore value (remapped to 255).
         size: ``(W, H)`` to resize every frame to first (None: native size).
-        crop: ``(H, W)`` random crop (padding with the mean colour / 255 where the frame is smaller).
+        crop: ``(H, W)`` random crop (padding with the mean colour / 255 where the frame is
+            smaller).
         scale: ``(min, max)`` random scale factor range, or None.
         flip: random horizontal flip (p = 0.5).
         jitter: colour jitter strength j: brightness, contrast and saturation factors drawn from
@@ -165,8 +166,8 @@ class SegDataset(Dataset):
         cache: keep decoded (resized) frames in memory (per worker process; use with
             ``persistent_workers``), for small datasets on slow disks or CPUs.
 
-    Items: ``dataset[index]`` or ``dataset[(index, epoch)]`` → ``(image, mask)``: ``(H, W, 3)`` uint8
-    and ``(H, W)`` uint8 tensors, mask values in ``[0, K)`` or 255.
+    Items: ``dataset[index]`` or ``dataset[(index, epoch)]`` → ``(image, mask)``:
+    ``(H, W, 3)`` uint8 and ``(H, W)`` uint8 tensors, mask values in ``[0, K)`` or 255.
 
     Raises (on access):
         DataError: unreadable file, image/mask size mismatch, a mask that is not single-channel,
@@ -243,8 +244,10 @@ class SegDataset(Dataset):
         if self.augment:
             rng = np.random.default_rng([self.seed, int(epoch), int(index)])
             img, mask = self.transform(img, mask, rng)
-        return torch.from_numpy(np.ascontiguousarray(img)), \
-            torch.from_numpy(np.ascontiguousarray(mask))
+        # writable + contiguous: Pillow-decoded images (JPEG, …) are read-only numpy arrays,
+        # which torch.from_numpy warns about; np.require copies only such arrays
+        return torch.from_numpy(np.require(img, requirements=("C", "W"))), \
+            torch.from_numpy(np.require(mask, requirements=("C", "W")))
 
     def transform(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -349,8 +352,9 @@ class EpochSampler(Sampler):
                  num_replicas: int = 1, rank: int = 0):
         from torch.utils.data import DistributedSampler
 
-        self.inner = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank,
-                                        shuffle=shuffle, seed=seed, drop_last=False)
+        self.inner: DistributedSampler = DistributedSampler(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+            drop_last=False)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

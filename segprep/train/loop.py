@@ -1,5 +1,7 @@
-"""The training loop, read top to bottom as ``train_one_epoch`` / ``evaluate`` / ``main`` (the shape
-of torchvision's ``references/segmentation/train.py``).
+"""The training loop, in the shape of torchvision's ``references/segmentation/train.py``: set-up
+(:func:`set_up`), data (:func:`build_data`), model / optimiser (:func:`build_training`), one epoch
+(:func:`train_one_epoch`), validation (:func:`evaluate`) and checkpoint (:func:`save_epoch`),
+driven by :func:`main`.
 
 * Poly learning rate per iteration, ``(1 - it / total) ** power``, after a linear warm-up from
   1 % of the peak (torchvision's ``LinearLR(start_factor=0.01)`` + ``PolynomialLR``).
@@ -7,11 +9,15 @@ of torchvision's ``references/segmentation/train.py``).
 * DDP: launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment): NCCL on CUDA / gloo on
   CPU, one shard of the shuffled training set per rank (``DistributedSampler`` order),
   ``SyncBatchNorm`` on CUDA, validation confusion matrices summed over ranks, rank 0 writes.
-* Every validated epoch: mIoU from :class:`segprep.metrics.ConfusionMatrix`; every epoch:
-  ``last.pt`` (and ``best.pt`` when mIoU improves) and a ``metrics.csv`` row. ``--resume RUN_DIR``
-  continues from ``last.pt`` exactly (same weights as an uninterrupted run on CPU with
-  ``deterministic=True``): augmentation is seeded per (seed, epoch, sample), the shuffle per
-  (seed, epoch), and the model, optimiser, scheduler and scaler states are restored.
+* Every validated epoch: mIoU from :class:`segprep.metrics.ConfusionMatrix` (of the
+  :class:`ModelEMA` weights with ``ema``); every epoch: a ``metrics.csv`` row, ``last.pt``, and
+  when mIoU improves ``best.pt`` (a hard link to ``last.pt``) and ``best_scores.json``, in that
+  order; a resume repairs what a kill between them left (:func:`repair_run`). A new run refuses a
+  folder that holds a run unless ``overwrite`` (:func:`holds_run`, :func:`clear_run`).
+  ``--resume RUN_DIR`` continues from ``last.pt`` exactly (same weights as an uninterrupted
+  run on CPU with ``deterministic=True``): augmentation is seeded per (seed, epoch, sample),
+  the shuffle per (seed, epoch), and the model, optimiser, scheduler, scaler and EMA states are
+  restored.
 * ``time_budget`` (minutes, wall time from the start of :func:`main`, summed over resumes): the
   run stops after the last iteration that leaves time for one final validation, checkpoint and
   ``curves.png`` (mid-epoch if need be; that partial epoch counts as an epoch), so it ends within
@@ -33,6 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,9 +152,10 @@ class TrainConfig:
                 for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
+                              for k, v in d.items() if k in names}
         return cls(**kw)
 
 
@@ -552,7 +560,8 @@ def default_workers(device: torch.device) -> int:
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases and BatchNorm parameters (as torchvision's ``norm_weight_decay``
     option with 0)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -599,8 +608,9 @@ def _read_rows(path: Path, upto_epoch: int) -> list[dict]:
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    from segprep.io import atomic_write_text
     import io
+
+    from segprep.io import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -721,7 +731,7 @@ def repair_run(run_dir: Path, ckpt: dict, source: Path) -> tuple[dict, list[str]
     from segprep.io import write_json
     from segprep.train.checkpoint import link_checkpoint, load_checkpoint
 
-    notes = []
+    notes: list[str] = []
     best_epoch = ckpt.get("best_epoch")
     if best_epoch is None:
         return ckpt, notes
@@ -842,13 +852,13 @@ class Data:
 
     num_classes: int
     names: list[str]
-    class_map: object | None
+    class_map: Any  # ClassMap | None
     train_recs: list
     val_recs: list | None
-    train_ds: object
-    sampler: object
-    train_loader: object
-    val_loader: object | None
+    train_ds: Any  # SegDataset
+    sampler: Any  # EpochSampler
+    train_loader: Any  # DataLoader
+    val_loader: Any  # DataLoader | None
     iters_per_epoch: int
     workers: int
 
@@ -873,7 +883,7 @@ def build_data(s: Setup) -> Data:
     sampler = EpochSampler(train_ds, shuffle=True, seed=cfg.seed, num_replicas=d.world,
                            rank=d.rank)
     drop_last = len(sampler) >= cfg.batch_size  # no size-1 last batch for BatchNorm
-    loader_kw = dict(num_workers=workers, collate_fn=pad_collate,
+    loader_kw: dict[str, Any] = dict(num_workers=workers, collate_fn=pad_collate,
                      pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
                               drop_last=drop_last, **loader_kw)
@@ -902,7 +912,7 @@ class Training:
     criterion: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: object | None
+    scaler: torch.amp.GradScaler | None
     poly: PolyWarmup
     epochs: int  # the schedule's epoch count (provisional for a time-budget run)
     auto_epochs: bool  # the schedule is fitted to the time budget
@@ -932,7 +942,7 @@ def build_training(s: Setup, data: Data) -> Training:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if s.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     weight = class_weight_tensor(cfg, data.num_classes)
     try:
         criterion = build_loss(cfg.loss, weight, IGNORE).to(device)
@@ -987,8 +997,14 @@ def save_epoch(s: Setup, data: Data, t: Training, epoch: int, elapsed: float,
     after a kill between these writes rebuilds what is missing (:func:`repair_run`)."""
     from segprep.io import write_json
     from segprep.model import MEAN, STD
-    from segprep.train.checkpoint import (FORMAT, link_checkpoint, make_meta, rng_state,
-                                          save_checkpoint, unwrap)
+    from segprep.train.checkpoint import (
+        FORMAT,
+        link_checkpoint,
+        make_meta,
+        rng_state,
+        save_checkpoint,
+        unwrap,
+    )
 
     cfg = s.cfg
     if improved:
@@ -1046,6 +1062,7 @@ def _prepare_outputs(s: Setup, t: Training) -> tuple[list[dict], object]:
     if stale:
         _say(f"removed {len(stale)} temp file(s) of an interrupted run", s.dist, cfg)
     if s.ckpt is not None:
+        assert s.ckpt_path is not None
         fixed, notes = repair_run(run_dir, s.ckpt, s.ckpt_path)
         t.best_miou, t.best_epoch = fixed.get("best_miou"), fixed.get("best_epoch")
         t.best_scores = fixed.get("best_scores")
@@ -1110,21 +1127,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
 
         dist.barrier()
     progress = d.main and not cfg.quiet and sys.stderr.isatty()
-    amp_note = f", amp {str(s.amp).split('.')[-1]}" if s.amp is not None else ""
-    _say(f"segprep train: {len(data.train_ds)} train / "
-         f"{len(data.val_recs) if data.val_recs else 0} val frames, "
-         f"{data.num_classes} classes, {data.iters_per_epoch} it/epoch, device {device}"
-         f"{' x' + str(d.world) if d.enabled else ''}, workers {data.workers}, "
-         f"threads {torch.get_num_threads()}{s.threads_note}"
-         f"{amp_note}"
-         f"{', channels_last' if s.channels_last else ''}"
-         f"{f', resuming after epoch {t.start_epoch}' if s.ckpt is not None else ''}", d, cfg)
-    if device.type == "cpu" and cfg.threads and hasattr(os, "getloadavg"):
-        load, cores = os.getloadavg()[0], os.cpu_count() or 1
-        if torch.get_num_threads() > 1 and load > cores:
-            _say(f"segprep: warning: the CPU is busy (load {load:.1f} on {cores} cores); torch's "
-                 f"{torch.get_num_threads()} threads wait on each other when other processes "
-                 "hold the cores, --threads 1 may train faster", d, cfg)
+    _announce(s, data, t)
     budget = None
     if cfg.time_budget is not None:
         if d.main:  # curves.png's matplotlib import (~1-2 s) is paid now, not after the budget
@@ -1136,7 +1139,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
                         _val_iterations(cfg, data.train_recs, data.val_recs, d.world))
     epochs = t.epochs
     if t.auto_epochs:
-        if s.ckpt is not None and budget.left() <= budget.END_S:
+        if s.ckpt is not None and budget is not None and budget.left() <= budget.END_S:
             _say(f"nothing to train: the run already spent its {cfg.time_budget:g}-minute "
                  "budget (give a larger --time-budget to extend it)", d, cfg)
             epochs = t.start_epoch
@@ -1148,6 +1151,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
     def after_step(seconds: float) -> bool:
         """Time-budget runs: re-fit the schedule to the time left, stop before an iteration that
         would eat into the reserve (rank 0 decides, under DDP for every rank)."""
+        assert budget is not None
         budget.add_iteration(seconds)
         it = t.scheduler.last_epoch
         stop = budget.no_time_for(budget.iter_s)
@@ -1205,27 +1209,14 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
         if t.auto_epochs:  # the epoch count shown: the schedule's, in (partial) epochs
             epochs = epoch if last else max(epoch + 1, math.ceil(t.poly.total / ipe))
         improved = scores is not None and (t.best_miou is None or scores.miou > t.best_miou)
-        if improved:
+        if scores is not None and improved:
             t.best_miou, t.best_epoch = float(scores.miou), epoch
         t_save = time.perf_counter()
         if d.main:
-            rows.append(_epoch_row(epoch, it, t, stats, scores, ep_time, elapsed, d.world))
-            _write_rows(s.run_dir / "metrics.csv", rows)
-            if writer is not None:
-                writer.add_scalar("train/loss", stats["loss"], epoch)
-                writer.add_scalar("train/lr", t.optimizer.param_groups[0]["lr"], epoch)
-                if scores is not None:
-                    writer.add_scalar("val/mIoU", scores.miou, epoch)
-                    writer.add_scalar("val/pixel_accuracy", scores.pixel_accuracy, epoch)
-            save_epoch(s, data, t, epoch, elapsed, improved, scores)
-            shown_total = epoch if stopped == "time_budget" or (last and t.auto_epochs) else \
-                f"{'~' if t.auto_epochs else ''}{epochs}"
-            msg = f"epoch {epoch}/{shown_total}  loss {stats['loss']:.4f}"
-            if scores is not None:
-                msg += f"  val mIoU {scores.miou:.4f}  pixAcc {scores.pixel_accuracy:.4f}"
-            msg += (f"  lr {t.optimizer.param_groups[0]['lr']:.2e}  "
-                    f"{stats['images'] * d.world / stats['seconds']:.1f} img/s  {ep_time:.1f} s")
-            _say(msg, d, cfg)
+            _record_epoch(s, data, t, rows, writer, epoch, it, stats, scores, ep_time, elapsed,
+                          improved, f"{epoch}" if stopped == "time_budget" or (
+                              last and t.auto_epochs) else
+                          f"{'~' if t.auto_epochs else ''}{epochs}")
         if budget is not None:
             budget.save_s = time.perf_counter() - t_save
         if last:
@@ -1243,6 +1234,49 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
             "best_epoch": t.best_epoch, "scores": last_scores, "stopped": stopped,
             "class_names": data.names,
             "model": unwrap(t.model) if t.ema is None else t.ema.module}
+
+
+def _announce(s: Setup, data: Data, t: Training) -> None:
+    """The run's opening line (data, device, precision, threads) and a busy-CPU warning."""
+    cfg, d, device = s.cfg, s.dist, s.device
+    amp_note = f", amp {str(s.amp).split('.')[-1]}" if s.amp is not None else ""
+    _say(f"segprep train: {len(data.train_ds)} train / "
+         f"{len(data.val_recs) if data.val_recs else 0} val frames, "
+         f"{data.num_classes} classes, {data.iters_per_epoch} it/epoch, device {device}"
+         f"{' x' + str(d.world) if d.enabled else ''}, workers {data.workers}, "
+         f"threads {torch.get_num_threads()}{s.threads_note}"
+         f"{amp_note}"
+         f"{', channels_last' if s.channels_last else ''}"
+         f"{f', resuming after epoch {t.start_epoch}' if s.ckpt is not None else ''}", d, cfg)
+    if device.type == "cpu" and cfg.threads and hasattr(os, "getloadavg"):
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if torch.get_num_threads() > 1 and load > cores:
+            _say(f"segprep: warning: the CPU is busy (load {load:.1f} on {cores} cores); torch's "
+                 f"{torch.get_num_threads()} threads wait on each other when other processes "
+                 "hold the cores, --threads 1 may train faster", d, cfg)
+
+
+def _record_epoch(s: Setup, data: Data, t: Training, rows: list[dict], writer, epoch: int,
+                  it: int, stats: dict, scores, ep_time: float, elapsed: float, improved: bool,
+                  shown_total: str) -> None:
+    """Rank 0 after an epoch: the ``metrics.csv`` row, TensorBoard scalars, the checkpoint
+    (:func:`save_epoch`) and the epoch's line."""
+    cfg, d = s.cfg, s.dist
+    rows.append(_epoch_row(epoch, it, t, stats, scores, ep_time, elapsed, d.world))
+    _write_rows(s.run_dir / "metrics.csv", rows)
+    if writer is not None:
+        writer.add_scalar("train/loss", stats["loss"], epoch)
+        writer.add_scalar("train/lr", t.optimizer.param_groups[0]["lr"], epoch)
+        if scores is not None:
+            writer.add_scalar("val/mIoU", scores.miou, epoch)
+            writer.add_scalar("val/pixel_accuracy", scores.pixel_accuracy, epoch)
+    save_epoch(s, data, t, epoch, elapsed, improved, scores)
+    msg = f"epoch {epoch}/{shown_total}  loss {stats['loss']:.4f}"
+    if scores is not None:
+        msg += f"  val mIoU {scores.miou:.4f}  pixAcc {scores.pixel_accuracy:.4f}"
+    msg += (f"  lr {t.optimizer.param_groups[0]['lr']:.2e}  "
+            f"{stats['images'] * d.world / stats['seconds']:.1f} img/s  {ep_time:.1f} s")
+    _say(msg, d, cfg)
 
 
 def _is_last_epoch(s: Setup, data: Data, t: Training, budget: Budget | None, stats: dict,
