@@ -29,11 +29,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
 from segprep.model import MEAN, STD
+from segprep.sizes import parse_pair
 
-IGNORE = 255
-"""The ignore value of the masks the trainer sees (the dataset's ignore_index is remapped to it)."""
+IGNORE = IGNORE_INDEX
+"""The ignore value of the masks the trainer sees (the dataset's ignore_index is remapped to it):
+:data:`segprep.class_maps.IGNORE_INDEX`."""
 
 PAD_RGB = tuple(int(round(m * 255)) for m in MEAN)
 """Image padding colour: the normalisation mean, so padded pixels are zero after normalisation."""
@@ -54,8 +57,9 @@ class DataError(SegprepError):
 
 
 @dataclass(frozen=True)
-class Record:
-    """One odgt line: absolute image and mask paths (and the line, for error messages)."""
+class Sample:
+    """One training sample of an odgt line: absolute image and mask paths (and the line, for
+    error messages); :class:`segprep.manifest.Record` is the line itself."""
 
     image: str
     mask: str
@@ -63,7 +67,7 @@ class Record:
 
 
 def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
-                 check_files: bool = True) -> list[Record]:
+                 check_files: bool = True) -> list[Sample]:
     """Read an ``.odgt`` manifest.
 
     Args:
@@ -73,7 +77,7 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
         check_files: fail if an image or mask file is missing.
 
     Returns:
-        One :class:`Record` per line, in file order.
+        One :class:`Sample` per line, in file order.
 
     Raises:
         SegprepError: unreadable manifest. DataError (a SegprepError): a line that is not JSON
@@ -97,28 +101,22 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
             if check_files and not full.is_file():
                 raise DataError(where, f"{key}: no such file {full}")
             paths.append(str(full))
-        records.append(Record(paths[0], paths[1], where))
+        records.append(Sample(paths[0], paths[1], where))
     if not records:
         raise DataError(str(odgt), "empty manifest")
     return records
 
 
 def parse_hw(text: str | None, option: str, order: str = "HxW") -> tuple[int, int] | None:
-    """Parse ``"AxB"`` into two positive ints (returned in the order written).
+    """``--crop``/``--size`` text → two positive ints in the order written, or None when not
+    given (:func:`segprep.sizes.parse_pair`).
 
     Raises:
         SegprepError: not two positive integers separated by ``x``.
     """
     if text in (None, ""):
         return None
-    parts = str(text).lower().replace("×", "x").split("x")
-    try:
-        a, b = (int(p) for p in parts)
-    except ValueError:
-        raise SegprepError(option, f"expected {order} (e.g. 512x1024), got {text!r}") from None
-    if a <= 0 or b <= 0:
-        raise SegprepError(option, f"sizes must be positive, got {text!r}")
-    return a, b
+    return parse_pair(str(text), option, order)
 
 
 def parse_scale(text: str | None) -> tuple[float, float] | None:
@@ -174,7 +172,7 @@ class SegDataset(Dataset):
             a mask value outside the class map.
     """
 
-    def __init__(self, records: Sequence[Record], num_classes: int, ignore_index: int = IGNORE,
+    def __init__(self, records: Sequence[Sample], num_classes: int, ignore_index: int = IGNORE,
                  size: tuple[int, int] | None = None, crop: tuple[int, int] | None = None,
                  scale: tuple[float, float] | None = None, flip: bool = True,
                  jitter: float = 0.0, augment: bool = True, seed: int = 0, cache: bool = False):
