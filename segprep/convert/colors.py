@@ -249,6 +249,11 @@ class RegionFeatures:
             body, and legs apart cross a row twice.
         slender: ``h**2 / area`` = height / mean row width.
         touches: ``(N, 4)`` bool: touches the top, bottom, left, right frame edge.
+        neighbours: ``(N, G)`` float64 or None: of the pixels just outside the region (its
+            8-connected outer ring), the fraction in each of the :data:`NEIGHBOUR_GROUPS` (what
+            the region touches: a sign hangs on a pole against the sky, a person stands on the
+            sidewalk); rows sum to 1 (0 for a region filling the frame). None unless
+            :func:`region_features` was given the surrounding values.
     """
 
     height: int
@@ -268,6 +273,7 @@ class RegionFeatures:
     foot: np.ndarray
     slender: np.ndarray
     touches: np.ndarray
+    neighbours: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.area.shape[0])
@@ -281,13 +287,47 @@ _MIN_CONTOUR_AREA = 6
 FOOT_ROWS = 0.15
 
 
-def region_features(mask: np.ndarray, contours: bool = True) -> tuple[np.ndarray, RegionFeatures]:
+NEIGHBOUR_GROUPS = ("flat", "construction", "pole", "object", "nature", "sky", "human", "vehicle",
+                    "void")
+"""Groups of the colors around a region (:attr:`RegionFeatures.neighbours`): the class map's
+``category`` of the color's first label (Cityscapes and BDD100K use these categories), except
+``pole`` (the pole / polegroup color), ``human`` (any color holding ``person``, e.g. BDD100K's
+person / parking sign) and ``void`` (black, unknown colors and any other category)."""
+
+
+@functools.lru_cache(maxsize=16)
+def neighbour_groups(class_map: str | ClassMap) -> np.ndarray:
+    """``(256,)`` uint8: label id → its color's index in :data:`NEIGHBOUR_GROUPS` (every label of
+    a shared color gets the group of that color, so the group of a pixel does not change when the
+    color is resolved; ids outside the table → ``void``)."""
+    cm = class_maps.load(class_map) if isinstance(class_map, str) else class_map
+    lut = np.full(256, NEIGHBOUR_GROUPS.index("void"), np.uint8)
+    by_color: dict[tuple[int, int, int], list[int]] = {}
+    for r, (i, c) in enumerate(zip(cm.ids, cm.colors)):
+        if 0 <= i < 256:
+            by_color.setdefault((int(c[0]), int(c[1]), int(c[2])), []).append(r)
+    for rows in by_color.values():
+        names = {cm.names[r] for r in rows}
+        cat = cm.categories[rows[0]]
+        group = ("pole" if "pole" in names else "human" if "person" in names
+                 else cat if cat in NEIGHBOUR_GROUPS else "void")
+        for r in rows:
+            lut[cm.ids[r]] = NEIGHBOUR_GROUPS.index(group)
+    lut.setflags(write=False)
+    return lut
+
+
+def region_features(mask: np.ndarray, contours: bool = True, values: np.ndarray | None = None,
+                    value_groups: np.ndarray | None = None) -> tuple[np.ndarray, RegionFeatures]:
     """Label the 8-connected regions of a mask and measure them.
 
     Args:
         mask: ``(H, W)`` bool or uint8 (non-zero = in).
         contours: also compute the contour and row features (solidity, fit, multirun, foot);
             without them they are 1, 1, 0, 1.
+        values: optional ``(H, W)`` uint8 label ids around the mask, with ``value_groups``
+            (``(256,)`` uint8 id → group, :func:`neighbour_groups`): then
+            :attr:`RegionFeatures.neighbours` is computed.
 
     Returns:
         ``(labels, features)``: ``(H, W)`` int32 region labels (0 = outside, ``k + 1`` = region
@@ -317,13 +357,45 @@ def region_features(mask: np.ndarray, contours: bool = True) -> tuple[np.ndarray
             solidity[k], fit[k] = _contour_shape(crop)
     hf = float(H)
     touches = np.stack([y == 0, y + h == H, x == 0, x + w == W], axis=1)
+    neighbours = None
+    if values is not None and value_groups is not None:
+        neighbours = _neighbours(m, labels, N, values, value_groups)
     feats = RegionFeatures(
         height=H, width=W, area=area, x=x, y=y, w=w, h=h, rel_area=area / float(H * W),
         bottom=(y + h) / hf, rel_height=h / hf, extent=area / (w * h).astype(float),
         solidity=solidity, fit=fit, multirun=multirun, foot=foot,
         slender=(h * h) / area.astype(float),
-        touches=touches)
+        touches=touches, neighbours=neighbours)
     return labels, feats
+
+
+_RING = np.ones((3, 3), np.uint8)
+_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def _neighbours(m: np.ndarray, labels: np.ndarray, n: int, values: np.ndarray,
+                value_groups: np.ndarray) -> np.ndarray:
+    """:attr:`RegionFeatures.neighbours`: group fractions of the outer ring of each region (a ring
+    pixel touching several regions counts for the highest-numbered one)."""
+    import cv2
+
+    g = len(NEIGHBOUR_GROUPS)
+    ring = cv2.dilate(m, _RING) > m
+    pts = cv2.findNonZero(ring.view(np.uint8))
+    if pts is None or n == 0:
+        return np.zeros((n, g))
+    pts = pts.reshape(-1, 2)
+    xs, ys = pts[:, 0], pts[:, 1]
+    H, W = m.shape
+    region = np.zeros(xs.shape, np.int64)
+    for dy, dx in _OFFSETS:
+        yy = np.clip(ys + dy, 0, H - 1)
+        xx = np.clip(xs + dx, 0, W - 1)
+        np.maximum(region, labels[yy, xx], out=region)
+    grp = value_groups[values[ys, xs]].astype(np.int64)
+    counts = np.bincount(region * g + grp, minlength=(n + 1) * g).reshape(n + 1, g)[1:]
+    tot = counts.sum(axis=1, keepdims=True)
+    return counts / np.maximum(tot, 1)
 
 
 def _foot(row_pixels: np.ndarray, row_runs: np.ndarray) -> float:
@@ -408,6 +480,30 @@ class PersonSignRule:
         standing_sign = (f.bottom < self.sign_bottom) | (f.foot >= self.min_foot)
         sign = np.where(regular, f.multirun < self.max_multirun, standing_sign)
         return sign.astype(np.int64)
+
+
+MODEL_INPUTS = ("log_rel_area", "top", "bottom", "rel_height", "rel_width", "log_aspect", "center_x",
+                "extent", "solidity", "fit", "multirun", "foot", "log_slender", "touch_top",
+                "touch_bottom", "touch_left", "touch_right") + tuple(
+                    f"near_{g}" for g in NEIGHBOUR_GROUPS)
+"""The inputs of a learned shape rule (:func:`model_inputs`), all free of the frame's pixel size:
+``log10(rel_area)``, ``y / H``, ``bottom``, ``rel_height``, ``w / H``, ``log10(h / w)``, the box
+center ``(x + w / 2) / W``, ``extent``, ``solidity``, ``fit``, ``multirun``, ``foot``,
+``log10(slender)``, the four frame-edge contacts (0 / 1) and the neighbour group fractions."""
+
+
+def model_inputs(f: RegionFeatures) -> np.ndarray:
+    """``(N, len(MODEL_INPUTS))`` float64 inputs of a learned rule for regions ``f`` (which must
+    carry :attr:`RegionFeatures.neighbours`)."""
+    H, W = float(f.height), float(f.width)
+    nb = f.neighbours if f.neighbours is not None else np.zeros((len(f), len(NEIGHBOUR_GROUPS)))
+    cols = [np.log10(np.maximum(f.rel_area, 1e-9)), f.y / H, f.bottom, f.rel_height, f.w / H,
+            np.log10(f.h / f.w.astype(float)), (f.x + f.w / 2.0) / W, f.extent, f.solidity, f.fit,
+            f.multirun, f.foot, np.log10(f.slender), *(f.touches[:, j].astype(float)
+                                                       for j in range(4)),
+            *(nb[:, j] for j in range(nb.shape[1]))]
+    return np.stack([np.asarray(c, float) for c in cols], axis=1) if len(f) else \
+        np.zeros((0, len(MODEL_INPUTS)))
 
 
 @dataclass(frozen=True)
