@@ -121,9 +121,20 @@ def features_matrix(f: RegionFeatures) -> np.ndarray:
     return np.stack(cols, axis=1) if len(f) else np.zeros((0, len(COLUMNS)))
 
 
-def as_features(x: np.ndarray, height: int, width: int) -> RegionFeatures:
-    """Inverse of :func:`features_matrix` (to replay a rule on cached regions)."""
+CONTOUR_DEFAULTS = {"solidity": 1.0, "fit": 1.0, "multirun": 0.0, "foot": 1.0}
+"""What region_features(contours=False) gives instead of the contour features."""
+
+CONTOURS = {"person/sign": True, "pole/polegroup": True, "void": False}
+"""Which learned rules read the contour features (the void regions are few but large: their
+contours would cost time for little)."""
+
+
+def as_features(x: np.ndarray, height: int, width: int, contours: bool = True) -> RegionFeatures:
+    """Inverse of :func:`features_matrix` (to replay a rule on cached regions); without
+    ``contours`` the contour features are what ``region_features(contours=False)`` gives."""
     kw = {k: x[:, j] for j, k in enumerate(SCALARS)}
+    if not contours:
+        kw.update({k: np.full(len(x), v) for k, v in CONTOUR_DEFAULTS.items()})
     for k in ("area", "x", "y", "w", "h"):
         kw[k] = kw[k].astype(np.int64)
     j = len(SCALARS)
@@ -220,6 +231,9 @@ def print_table(title: str, rows: dict[str, dict[str, tuple[float, float]]], goa
         cells = []
         for p in pairs:
             s = [r[p][0] for r in rows.values() if p in r]
+            if not s:
+                cells.append("- | -")
+                continue
             gap = [r[p][1] - r[p][0] for r in rows.values() if p in r]
             if name == "mean":
                 cells.append(f"{100 * fn(s):.1f} | gap {100 * np.mean(gap):.1f}")
@@ -238,14 +252,14 @@ def report(args) -> int:
     return 0
 
 
-def samples(parts: list[tuple[np.ndarray, np.ndarray, tuple]]):
+def samples(parts: list[tuple[np.ndarray, np.ndarray, tuple]], contours: bool = True):
     """Training samples of several cities' regions of one color: every (region, label) with true
     pixels becomes a sample of that label weighted by its pixels over the city's pixels of that
     label, so that each city and each label weighs the same (the classifier then maximises the
     mean over cities of the balanced accuracy)."""
     xs, ls, ws = [], [], []
     for x, y, size in parts:
-        inp = colors.model_inputs(as_features(x, *size))
+        inp = colors.model_inputs(as_features(x, *size, contours=contours))
         tot = y.sum(axis=0)
         for j in range(y.shape[1]):
             sel = y[:, j] > 0
@@ -266,10 +280,12 @@ def make_model(name: str):
     if kind == "tree":
         return DecisionTreeClassifier(max_depth=int(arg), min_weight_fraction_leaf=0.002,
                                       random_state=SEED)
-    if kind == "forest":
-        trees, depth = (int(v) for v in arg.split("x"))
+    if kind == "forest":  # forest-TREESxDEPTH[-MIN_LEAF_WEIGHT_FRACTION]
+        shape, _, leaf = arg.partition("-")
+        trees, depth = (int(v) for v in shape.split("x"))
         return RandomForestClassifier(n_estimators=trees, max_depth=depth,
-                                      min_weight_fraction_leaf=0.0005, max_features=0.5,
+                                      min_weight_fraction_leaf=float(leaf or 0.0005),
+                                      max_features=0.5,
                                       random_state=SEED, n_jobs=1)
     if kind == "hgb":
         return HistGradientBoostingClassifier(max_iter=int(arg), random_state=SEED)
@@ -278,11 +294,11 @@ def make_model(name: str):
 
 def fit_predict(name: str, pair: str, train, test) -> np.ndarray:
     """Labels of the test regions by a model trained on ``train`` (lists of (X, Y, size))."""
-    x, lab, w = samples(train)
+    x, lab, w = samples(train, CONTOURS[pair])
     m = make_model(name)
     m.fit(x, lab, sample_weight=w)
     x_test, _, size = test
-    pred = m.predict(colors.model_inputs(as_features(x_test, *size)))
+    pred = m.predict(colors.model_inputs(as_features(x_test, *size, contours=CONTOURS[pair])))
     return pred.astype(np.int64)
 
 
@@ -316,6 +332,120 @@ def loco(args) -> int:
     return 0
 
 
+POLE_GRID = {"band_bottom": (0.36, 0.38, 0.40, 0.42), "band_top": (0.50, 0.52, 0.55, 0.60),
+             "max_rel_height": (0.2, 0.3, 0.4), "min_rel_area": (50 / 2**21, 150 / 2**21,
+                                                                 400 / 2**21),
+             "max_slender": (4.0, 6.0, 8.0, 12.0), "max_solidity": (0.2, 0.3, 0.4, 0.5)}
+
+
+def rulegrid(args) -> int:
+    """The hand-written pole/polegroup rule with its thresholds chosen by leave-one-city-out
+    over a grid (each city scored with the thresholds best on average over the 14 others)."""
+    import itertools
+
+    data = load_cache(Path(args.cache))
+    held = test_cities(data)
+    pool = [c for c in data if c not in held]
+    p = "pole/polegroup"
+    keys = list(POLE_GRID)
+    combos = list(itertools.product(*POLE_GRID.values()))
+    feats = {c: as_features(data[c][p][0], *data[c]["size"]) for c in pool + held}
+    score = np.zeros((len(combos), len(pool)))
+    for i, combo in enumerate(combos):
+        rule = PoleGroupRule(**dict(zip(keys, combo)))
+        for j, c in enumerate(pool):
+            score[i, j] = balanced(data[c][p][1], rule.classify(feats[c]))
+    rows = {}
+    for j, c in enumerate(pool):
+        others = np.delete(score, j, axis=1).mean(axis=1)
+        best = int(np.argmax(others))
+        rows[c] = {p: (score[best, j], ceiling(data[c][p][1]))}
+        print(c, dict(zip(keys, combos[best])), file=sys.stderr)
+    print_table("pole/polegroup hand rule, thresholds by leave-one-city-out grid search", rows)
+    best = int(np.argmax(score.mean(axis=1)))
+    chosen = PoleGroupRule(**dict(zip(keys, combos[best])))
+    print(f"\nbest on all {len(pool)} pool cities: {chosen}")
+    rows = {c: {p: (balanced(data[c][p][1], chosen.classify(feats[c])), ceiling(data[c][p][1]))}
+            for c in held}
+    print_table("that rule on the test cities", rows)
+    return 0
+
+
+def export_forest(model, labels, contours: bool) -> dict:
+    """A fitted RandomForestClassifier / DecisionTreeClassifier → the model-file entry read by
+    :meth:`segprep.convert.colors.ForestRule.from_dict`."""
+    trees = getattr(model, "estimators_", [model])
+    out = []
+    depth = 0
+    for est in trees:
+        t = est.tree_
+        v = t.value[:, 0, :]
+        v = v / np.maximum(v.sum(axis=1, keepdims=True), 1e-300)
+        # classes_ of a forest member are 0..K-1 in order; map to the forest's classes
+        full = np.zeros((t.node_count, len(labels)))
+        full[:, model.classes_.astype(int)] = v
+        leaf = t.children_left < 0
+        out.append({"feature": np.where(leaf, -1, t.feature).tolist(),
+                    "threshold": [float(th) if not lf else 0.0 for th, lf in zip(t.threshold, leaf)],
+                    "left": t.children_left.tolist(), "right": t.children_right.tolist(),
+                    "value": [[round(float(p), 6) for p in row] if lf else []
+                              for row, lf in zip(full, leaf)]})
+        depth = max(depth, int(t.max_depth))
+    return {"labels": list(labels), "contours": contours, "depth": depth,
+            "inputs": list(colors.MODEL_INPUTS), "trees": out}
+
+
+def fit(args) -> int:
+    """Train the shipped model on the pool cities, check the numpy evaluation against
+    scikit-learn, write it, and score it once on the test cities."""
+    data = load_cache(Path(args.cache))
+    held = test_cities(data)
+    pool = [c for c in data if c not in held]
+    rules = {}
+    for p in PAIRS:
+        parts = [(data[c][p][0], data[c][p][1], data[c]["size"]) for c in pool]
+        x, lab, w = samples(parts, CONTOURS[p])
+        m = make_model(args.model)
+        m.fit(x, lab, sample_weight=w)
+        entry = export_forest(m, PAIRS[p], CONTOURS[p])
+        rule = colors.ForestRule.from_dict(entry)
+        ours = rule.classify(as_features(np.concatenate([q[0] for q in parts]), *parts[0][2],
+                                         contours=CONTOURS[p]))
+        theirs = m.predict(colors.model_inputs(as_features(
+            np.concatenate([q[0] for q in parts]), *parts[0][2], contours=CONTOURS[p])))
+        print(f"{p}: {len(entry['trees'])} trees, "
+              f"{sum(len(t['left']) for t in entry['trees'])} nodes, numpy vs scikit-learn "
+              f"{int(np.count_nonzero(ours != theirs))} of {len(ours)} regions differ",
+              file=sys.stderr)
+        rules[p] = entry
+    model = {"trained_by": f"scripts/train_shape_rule.py fit --model {args.model}",
+             "trained_on": "Cityscapes gtFine official *_gtFine_labelIds.png of the cities "
+                           + ", ".join(pool) + " (the sample data's cityscapes-train-labelids/ "
+                           "and gtFine/train/aachen), painted with the BDD100K id-level palette "
+                           "(traffic sign as parking sign); held out: " + ", ".join(held),
+             "train_cities": pool, "test_cities": held,
+             "sklearn": __import__("sklearn").__version__,
+             "rules": rules}
+    dest = Path(args.out)
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_text(json.dumps(model, separators=(",", ":")) + "\n")
+    tmp.replace(dest)
+    print(f"wrote {dest} ({dest.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
+    colors.load_shape_model.cache_clear()
+    shipped = colors.load_shape_model(str(dest))
+    rows = {}
+    for city in held + pool:
+        d = data[city]
+        rows[city] = {p: (balanced(d[p][1], shipped[p].classify(
+            as_features(d[p][0], *d["size"], contours=CONTOURS[p]))), ceiling(d[p][1]))
+            for p in PAIRS if d[p][1].sum()}
+    print_table("shipped model on the test cities (never seen in training or selection)",
+                {c: rows[c] for c in held})
+    print_table("shipped model on its training cities (fit, not a generalisation figure)",
+                {c: rows[c] for c in pool})
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -328,8 +458,13 @@ def main() -> int:
     lo = sub.add_parser("loco")
     lo.add_argument("--models", default="tree-4,tree-6,forest-30x8")
     lo.add_argument("--pairs", default="")
+    sub.add_parser("rulegrid")
+    ft = sub.add_parser("fit")
+    ft.add_argument("--model", default="forest-15x6")
+    ft.add_argument("--out", default=str(ROOT / "segprep" / "convert" / colors.SHAPE_MODEL))
     args = ap.parse_args()
-    return {"extract": extract, "report": report, "loco": loco}[args.cmd](args)
+    return {"extract": extract, "report": report, "loco": loco, "fit": fit,
+            "rulegrid": rulegrid}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -563,14 +563,124 @@ class VoidRule:
         return np.where(ego, 1, np.where(border, 0, 2)).astype(np.int64)
 
 
-RULES: tuple = (PersonSignRule(), PoleGroupRule(), VoidRule())
-"""The shared-color rules, tried in order: a rule applies to a shared color when all its
-``labels`` are among the labels of that color."""
+@dataclass(frozen=True, eq=False)
+class ForestRule:
+    """A learned shape rule: a forest of decision trees over :func:`model_inputs`, evaluated
+    with numpy (no scikit-learn at run time). Every region gets the label of highest mean leaf
+    probability over the trees (scikit-learn's ``RandomForestClassifier.predict``; a split sends
+    a region left when its input, rounded to float32 as scikit-learn does, is ``<=`` the
+    threshold).
+
+    Attributes:
+        labels: the label names of the color, in class order.
+        feature, threshold, left, right: ``(T, M)`` per tree and node (padded to the largest
+            tree): the input index and threshold of each split and its children; a leaf is its
+            own child.
+        value: ``(T, M, K)`` class probabilities of each leaf.
+        depth: the depth of the deepest tree.
+        contours: the rule reads the contour features (see :func:`region_features`).
+        neighbours: the rule reads :attr:`RegionFeatures.neighbours`.
+    """
+
+    labels: tuple[str, ...]
+    feature: np.ndarray = field(repr=False)
+    threshold: np.ndarray = field(repr=False)
+    left: np.ndarray = field(repr=False)
+    right: np.ndarray = field(repr=False)
+    value: np.ndarray = field(repr=False)
+    depth: int = 0
+    contours: bool = True
+    neighbours: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ForestRule:
+        """From one entry of the shipped model file (``trees``: per tree the lists ``feature``,
+        ``threshold``, ``left``, ``right`` (-1 at leaves) and ``value`` (the class probabilities
+        of a leaf, ``[]`` at a split))."""
+        trees = d["trees"]
+        t, m, k = len(trees), max(len(tr["left"]) for tr in trees), len(d["labels"])
+        if list(d.get("inputs", MODEL_INPUTS)) != list(MODEL_INPUTS):
+            raise SegprepError("shape model", "its inputs differ from segprep's MODEL_INPUTS")
+        feature = np.zeros((t, m), np.int64)
+        threshold = np.zeros((t, m))
+        left = np.tile(np.arange(m), (t, 1))
+        right = left.copy()
+        value = np.zeros((t, m, k))
+        for i, tr in enumerate(trees):
+            n = len(tr["left"])
+            lf, rg = np.asarray(tr["left"], np.int64), np.asarray(tr["right"], np.int64)
+            split = lf >= 0
+            feature[i, :n] = np.where(split, tr["feature"], 0)
+            threshold[i, :n] = np.where(split, tr["threshold"], 0.0)
+            left[i, :n] = np.where(split, lf, np.arange(n))
+            right[i, :n] = np.where(split, rg, np.arange(n))
+            for j, v in enumerate(tr["value"]):  # leaves only; splits have []
+                if v:
+                    value[i, j] = v
+        return cls(tuple(d["labels"]), feature, threshold, left, right, value, int(d["depth"]),
+                   bool(d.get("contours", True)), True)
+
+    def proba(self, f: RegionFeatures) -> np.ndarray:
+        """``(N, K)`` mean leaf probabilities of the regions ``f``."""
+        x = model_inputs(f).astype(np.float32).astype(np.float64)
+        t, n = self.feature.shape[0], x.shape[0]
+        if n == 0:
+            return np.zeros((0, len(self.labels)))
+        tree = np.arange(t)[:, None]
+        row = np.arange(n)[None, :]
+        node = np.zeros((t, n), np.int64)
+        for _ in range(self.depth):
+            go_left = x[row, self.feature[tree, node]] <= self.threshold[tree, node]
+            node = np.where(go_left, self.left[tree, node], self.right[tree, node])
+        return self.value[tree, node].mean(axis=0)
+
+    def classify(self, f: RegionFeatures) -> np.ndarray:
+        """``(N,)`` int: index into :attr:`labels` of each region."""
+        return self.proba(f).argmax(axis=1).astype(np.int64)
 
 
-def rule_for(names: tuple[str, ...], rules: tuple = RULES):
-    """The first rule of ``rules`` whose labels all share this color, or None."""
-    for rule in rules:
+SHAPE_MODEL = "shape_model.json"
+"""The learned rules shipped beside this module (written by ``scripts/train_shape_rule.py
+fit``; the file names the cities it was trained on)."""
+
+
+@functools.lru_cache(maxsize=4)
+def load_shape_model(path: str | None = None) -> dict[str, ForestRule]:
+    """The learned rules of a model file (default: the shipped :data:`SHAPE_MODEL`), by pair name
+    (``person/sign``, ``pole/polegroup``, ``void``).
+
+    Raises:
+        SegprepError: the file is missing or not a shape model of segprep's inputs.
+    """
+    import json
+    from pathlib import Path
+
+    p = Path(path) if path else Path(__file__).with_name(SHAPE_MODEL)
+    try:
+        d = json.loads(p.read_text())
+        return {name: ForestRule.from_dict(r) for name, r in d["rules"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SegprepError(p, f"not a readable shape model ({exc})") from None
+
+
+HAND_RULES: tuple = (PersonSignRule(), PoleGroupRule(), VoidRule())
+"""The hand-written shared-color rules (the fallback for a color the shipped model has no rule
+for)."""
+
+
+@functools.lru_cache(maxsize=1)
+def default_rules() -> tuple:
+    """The shared-color rules :func:`decode_colors` uses by default: the learned rules of the
+    shipped model file (:data:`SHAPE_MODEL`), then :data:`HAND_RULES` for any color the model does
+    not cover. A rule applies to a shared color when all its ``labels`` are among the labels of
+    that color (the first such rule wins)."""
+    return tuple(load_shape_model().values()) + HAND_RULES
+
+
+def rule_for(names: tuple[str, ...], rules: tuple | None = None):
+    """The first rule of ``rules`` (default :func:`default_rules`) whose labels all share this
+    color, or None."""
+    for rule in default_rules() if rules is None else rules:
         if set(rule.labels) <= set(names):
             return rule
     return None
@@ -612,7 +722,7 @@ def _as_mode(resolve_shared: bool | str) -> str:
 def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
                   level: str = "id", palette_colors: np.ndarray | None = None,
                   unknown: Literal["error", "ignore"] = "error",
-                  resolve_shared: bool | str = True, rules: tuple = RULES,
+                  resolve_shared: bool | str = True, rules: tuple | None = None,
                   where: str | None = None) -> tuple[np.ndarray, DecodeStats]:
     """Turn a color label image into an id (or trainId) mask.
 
@@ -628,7 +738,7 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
         resolve_shared: ``True``/``"all"``: resolve every shared color by shape; ``"train_ids"``:
             only colors whose labels differ in trainId (the others keep their first label, which
             has the same trainId); ``False``/``"none"``: the first label of each color.
-        rules: the shared-color rules (default :data:`RULES`).
+        rules: the shared-color rules (default :func:`default_rules`: the shipped learned rules).
         where: file name for error messages.
 
     Returns:
@@ -694,7 +804,12 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
         if index is None and pal.value_lut[ci] == IGNORE_INDEX and n_unknown:
             index, _, _ = lookup_colors(image, pal)
         color_mask = index == ci if index is not None else out == pal.value_lut[ci]
-        labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True))
+        if getattr(rule, "neighbours", False):
+            labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True),
+                                            values=out, value_groups=neighbour_groups(
+                                                pal.class_map))
+        else:
+            labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True))
         choice = rule.classify(feats)
         region_value = np.array([cands[names.index(rule.labels[c])] for c in choice] or [0],
                                 np.uint8)
