@@ -597,10 +597,12 @@ class ForestRule:
         """From one entry of the shipped model file (``trees``: per tree the lists ``feature``,
         ``threshold``, ``left``, ``right`` (-1 at leaves) and ``value`` (the class probabilities
         of a leaf, ``[]`` at a split))."""
-        trees = d["trees"]
-        t, m, k = len(trees), max(len(tr["left"]) for tr in trees), len(d["labels"])
         if list(d.get("inputs", MODEL_INPUTS)) != list(MODEL_INPUTS):
             raise SegprepError("shape model", "its inputs differ from segprep's MODEL_INPUTS")
+        trees = d["trees"]
+        if not trees:
+            raise SegprepError("shape model", "a rule without trees")
+        t, m, k = len(trees), max(len(tr["left"]) for tr in trees), len(d["labels"])
         feature = np.zeros((t, m), np.int64)
         threshold = np.zeros((t, m))
         left = np.tile(np.arange(m), (t, 1))
