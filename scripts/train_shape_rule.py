@@ -408,6 +408,7 @@ def fit(args) -> int:
         m = make_model(args.model)
         m.fit(x, lab, sample_weight=w)
         entry = export_forest(m, PAIRS[p], CONTOURS[p])
+        entry["max_rel_area"] = float(max(q[0][:, SCALARS.index("rel_area")].max() for q in parts))
         rule = colors.ForestRule.from_dict(entry)
         ours = rule.classify(as_features(np.concatenate([q[0] for q in parts]), *parts[0][2],
                                          contours=CONTOURS[p]))
@@ -439,6 +440,12 @@ def fit(args) -> int:
         rows[city] = {p: (balanced(d[p][1], shipped[p].classify(
             as_features(d[p][0], *d["size"], contours=CONTOURS[p]))), ceiling(d[p][1]))
             for p in PAIRS if d[p][1].sum()}
+    for c in held:
+        for p in PAIRS:
+            big = data[c][p][0][:, SCALARS.index("rel_area")] > shipped[p].max_rel_area
+            if big.any():
+                print(f"{c} {p}: {int(big.sum())} regions larger than any training region "
+                      "(hand rule)", file=sys.stderr)
     print_table("shipped model on the test cities (never seen in training or selection)",
                 {c: rows[c] for c in held})
     print_table("shipped model on its training cities (fit, not a generalisation figure)",

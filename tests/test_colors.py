@@ -350,6 +350,19 @@ def test_forest_rule_walks_its_trees():
         ForestRule.from_dict({"labels": ["a"], "depth": 0, "inputs": ["x"], "trees": []})
 
 
+def test_regions_larger_than_any_training_region_get_the_hand_rule():
+    """A frame that is all void but a patch (as the Cityscapes test split's annotations): one black
+    region far larger than any the forest was trained on → the hand rule's answer (a region on
+    the frame edges covering half the frame or more: unlabeled)."""
+    ids = np.full((90, 160), bdd_id("ego vehicle"), np.uint8)
+    ids[30:50, 60:100] = bdd_id("road")
+    void = colors.rule_for(("unlabeled", "ego vehicle", "static"))
+    assert void.max_rel_area < 0.5 and isinstance(void.fallback, VoidRule)
+    out, stats = decode_colors(encode_colors(ids, BDD), BDD)
+    assert stats.regions == {"unlabeled": 1}
+    assert (out[ids != bdd_id("road")] == bdd_id("unlabeled")).all()
+
+
 def test_shipped_model_names_its_trainer_and_data(tmp_path):
     model = json.loads((Path(colors.__file__).with_name(colors.SHAPE_MODEL)).read_text())
     assert model["trained_by"].startswith("scripts/train_shape_rule.py fit")

@@ -580,6 +580,11 @@ class ForestRule:
         depth: the depth of the deepest tree.
         contours: the rule reads the contour features (see :func:`region_features`).
         neighbours: the rule reads :attr:`RegionFeatures.neighbours`.
+        max_rel_area: the largest region of its training data (fraction of the frame); a larger
+            region (e.g. the all-black frames of the Cityscapes test split, one void region
+            covering everything) is outside what the forest has seen and gets the label of
+            ``fallback`` instead.
+        fallback: the hand-written rule of the same labels (:data:`HAND_RULES`), or None.
     """
 
     labels: tuple[str, ...]
@@ -591,6 +596,8 @@ class ForestRule:
     depth: int = 0
     contours: bool = True
     neighbours: bool = True
+    max_rel_area: float = np.inf
+    fallback: object = None
 
     @classmethod
     def from_dict(cls, d: dict) -> ForestRule:
@@ -619,8 +626,11 @@ class ForestRule:
             for j, v in enumerate(tr["value"]):  # leaves only; splits have []
                 if v:
                     value[i, j] = v
-        return cls(tuple(d["labels"]), feature, threshold, left, right, value, int(d["depth"]),
-                   bool(d.get("contours", True)), True)
+        labels = tuple(d["labels"])
+        fallback = next((r for r in HAND_RULES if tuple(r.labels) == labels), None)
+        return cls(labels, feature, threshold, left, right, value, int(d["depth"]),
+                   bool(d.get("contours", True)), True, float(d.get("max_rel_area", np.inf)),
+                   fallback)
 
     def proba(self, f: RegionFeatures) -> np.ndarray:
         """``(N, K)`` mean leaf probabilities of the regions ``f``."""
@@ -638,7 +648,11 @@ class ForestRule:
 
     def classify(self, f: RegionFeatures) -> np.ndarray:
         """``(N,)`` int: index into :attr:`labels` of each region."""
-        return self.proba(f).argmax(axis=1).astype(np.int64)
+        choice = self.proba(f).argmax(axis=1).astype(np.int64)
+        big = f.rel_area > self.max_rel_area
+        if self.fallback is not None and big.any():
+            choice[big] = self.fallback.classify(f)[big]
+        return choice
 
 
 SHAPE_MODEL = "shape_model.json"
