@@ -302,7 +302,6 @@ def test_cityscapes_color_pngs_exact_and_pole_groups_resolved(cityscapes_root):
 
 # --------------------------------------------------------------------------- learned shape rules
 def test_neighbour_groups_of_regions():
-    cm = class_maps.load(BDD)
     groups = neighbour_groups(BDD)
     g = {n: colors.NEIGHBOUR_GROUPS.index(n) for n in colors.NEIGHBOUR_GROUPS}
     assert groups[bdd_id("person")] == groups[bdd_id("parking sign")] == g["human"]
