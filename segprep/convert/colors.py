@@ -22,14 +22,21 @@ Decoding (:func:`decode_colors`, :class:`Palette`):
 
 Shared colors (several labels with one color, e.g. BDD100K person / parking sign (220, 20, 60),
 pole / polegroup (153, 153, 153), the black void labels; Cityscapes pole / polegroup and its black
-void labels): each 8-connected region of such a color is given one label by a documented rule
-over its shape and position (:class:`PersonSignRule`, :class:`PoleGroupRule`, :class:`VoidRule`;
-features in :func:`region_features`). A group no rule covers keeps its first label (the first row
-wins, as every lookup of :mod:`segprep.class_maps`). Pixels of unambiguous colors are exact lookups.
+void labels): each 8-connected region of such a color is given one label from its shape, position
+and surroundings (features in :func:`region_features`, inputs in :func:`model_inputs`). By default
+(:func:`default_rules`) the rule is learned: a small random forest per color (:class:`ForestRule`)
+shipped in ``shape_model.json`` beside this module and evaluated with numpy, trained by
+``scripts/train_shape_rule.py`` on the official labelIds of 15 Cityscapes train cities and chosen
+by leave-one-city-out (its figures on four cities it never saw are in the README); regions larger
+than any it was trained on, and colors it has no rule for, use the hand-written rules
+(:data:`HAND_RULES`: :class:`PersonSignRule`, :class:`PoleGroupRule`, :class:`VoidRule`). A group
+no rule covers keeps its first label (the first row wins, as every lookup of
+:mod:`segprep.class_maps`). Pixels of unambiguous colors are exact lookups.
 
-The thresholds were chosen on real frames and are measured by ``scripts/measure_shape_resolution.py``
-(Cityscapes ``*_gtFine_color.png`` against the official ``*_labelIds.png``; Cityscapes labelIds
-rendered with the BDD100K id-level palette, Cityscapes ``traffic sign`` painted as ``parking sign``).
+End to end (Cityscapes ``*_gtFine_color.png`` against the official ``*_labelIds.png``; labelIds
+rendered with the BDD100K id-level palette, Cityscapes ``traffic sign`` painted as ``parking
+sign``; the BDD100K 2018 masks rendered the same way) the rules are measured by
+``scripts/measure_shape_resolution.py``.
 """
 
 from __future__ import annotations
