@@ -22,6 +22,9 @@ all tuning and training. Model selection uses leave-one-city-out over the 15 oth
 trained on all 15 and scored once on the test cities (the figures of the README and the floors
 of ``tests/test_colors.py``).
 
+Training and ``loco`` need scikit-learn (``pip install scikit-learn``; 1.9.1 trained the shipped
+model); segprep itself evaluates the shipped forests with numpy only.
+
 Commands::
 
     python scripts/train_shape_rule.py extract [-j 1]     # features → cache (slow, once)
