@@ -6,7 +6,8 @@ import os
 
 import click
 
-from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, info, split_csv
+from segprep.cli.common import (batch_options, finish, handle_errors, info, parallel_option,
+                                prepare_output_folders, split_csv)
 from segprep.convert import cityscapes as cs
 from segprep.datasets import cityscapes as cs_data
 from segprep.convert.raster import RASTERS
@@ -78,6 +79,7 @@ def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
         raise SegprepError(os.path.join(root, gt), "no *_polygons.json files found")
     job_list = cs.make_jobs(root, files, target_list, out, source=source, raster=raster,
                             overwrite=overwrite)
+    prepare_output_folders((j.output(t) for j in job_list for t in j.targets), overwrite)
     summary = BatchSummary()
     sources = {"official": 0, "polygons": 0}
     # threads: decode, LUT, rasterise and encode all release the GIL (measured: no worker start-up)

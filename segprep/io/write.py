@@ -53,7 +53,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
                                    dir=path.parent)
     except OSError as exc:
-        raise SegprepError(path, f"cannot write: {exc.strerror or exc}") from None
+        raise SegprepError(path, f"cannot write: {_why(path, exc)}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -65,8 +65,20 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> None:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise SegprepError(path, f"cannot write: {exc.strerror or exc}") from None
+            raise SegprepError(path, f"cannot write: {_why(path, exc)}") from None
         raise
+
+
+def _why(path: Path, exc: OSError) -> str:
+    """The reason an output cannot be written, in words: ``EEXIST``/``ENOTDIR`` from creating its
+    folder mean that a file stands where a folder is needed; name that file."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        for up in path.parents:
+            if os.path.lexists(up):
+                if not up.is_dir():
+                    return f"{up} is a file, not a folder"
+                break
+    return str(exc.strerror or exc)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
