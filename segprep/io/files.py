@@ -73,7 +73,7 @@ def ensure_output_dir(path: PathLike) -> Path:
     except (FileExistsError, NotADirectoryError):
         blocker = next((up for up in [path, *path.parents]
                         if os.path.lexists(up) and not up.is_dir()), path)
-        what = ("a file of that name exists" if blocker == path else
+        what = ("it is a file, not a folder" if blocker == path else
                 f"{blocker} is a file, not a folder")
         raise SegprepError(path, f"cannot create the output folder: {what}") from None
     except OSError as exc:

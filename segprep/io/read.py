@@ -243,8 +243,13 @@ def read_image(path: PathLike) -> np.ndarray:
 
 
 def _header_open(path: PathLike) -> Any:
+    image = _pil_image()
     try:
-        return _pil_image().open(path)
+        return image.open(path)
+    except image.UnidentifiedImageError:
+        empty = os.path.getsize(path) == 0
+        raise SegprepError(path, "an empty file" if empty else
+                           "not an image in any format Pillow reads") from None
     except FileNotFoundError:
         raise SegprepError(path, "no such file") from None
     except IsADirectoryError:
