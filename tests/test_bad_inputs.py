@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import require_data
 from PIL import Image
 
-from conftest import require_data
 from segprep.cli.main import cli
 
 PACKAGE = Path(__file__).resolve().parent.parent / "segprep"

@@ -336,6 +336,9 @@ def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: 
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise SegprepError(None, f"{conflicts[0]}{more}; pass --overwrite to replace the "
                                  "outputs of this prefix, or choose another -o")
+    for _s, path, _recs in plan:  # every output checked before the first is written
+        if path not in kept:
+            check_output_file(path, "-o")
     groups_txt = f"{n_groups} groups" if group_by else "one group per image"
     info(f"{file}: {n_total} images, {groups_txt}, {result.method} assignment; distance "
          f"{result.distance[1]:.4f} (sum of |achieved - requested| / requested)")
@@ -451,13 +454,13 @@ def stats(file: str, num_classes: int | None, ignore_index: int, class_map: str 
         error(f"{file}: {len(errors)} of {len(records)} mask(s) failed; nothing written")
         sys.exit(EXIT_FAILED)
     _print_table(result)
-    if write_out:
+    if write_out and out:
         write_json(out, result.to_dict())
-    if write_plot:
+    if write_plot and plot_path:
         st_mod.plot_stats(result, plot_path)
     for p in kept:
         info(f"{p}: exists, kept (use --overwrite to replace it)")
-    written = [p for p, w in ((out, write_out), (plot_path, write_plot)) if w]
+    written = [p for p, w in ((out, write_out), (plot_path, write_plot)) if w and p]
     click.echo(f"{file}: {result.num_images} masks, {result.num_labelled_pixels:,} labelled px, "
                f"{result.num_ignored_pixels:,} ignored; "
                f"{'wrote ' + ', '.join(written) if written else 'no file written'}"
@@ -485,13 +488,19 @@ def export_csail(file: str, outdir: str, ignore_index: int, num_classes: int | N
     CSAIL's loader subtracts 1 from every mask value (0 becomes -1, its ignore label), so each
     mask is written as value+1 with the ignore index mapped to 0, as 8-bit gray (mode L) PNG, to
     OUTDIR/<fpath_segm> (or, when mask paths are absolute or climb with '..', to OUTDIR/<path
-    under the masks' common folder>), with the suffix .png whatever the source format. OUTDIR/<FILE's name> lists them, with paths relative to
-    OUTDIR: train with root_dataset=OUTDIR. Existing masks are skipped unless --overwrite.
+    under the masks' common folder>), with the suffix .png whatever the source format.
+    OUTDIR/<FILE's name> lists them, with paths relative to OUTDIR: train with
+    root_dataset=OUTDIR. Existing masks are skipped unless --overwrite.
     Without -j, manifests of under 150 Mpx of masks are exported in-process.
     """
     from segprep import manifest as mf
-    from segprep.io import (BatchSummary, ensure_output_dir, ensure_output_dirs,
-                            remove_stale_temps, run_batch)
+    from segprep.io import (
+        BatchSummary,
+        ensure_output_dir,
+        ensure_output_dirs,
+        remove_stale_temps,
+        run_batch,
+    )
 
     records = mf.read_odgt(file)
     root_dir = Path(root) if root is not None else mf.default_root(file)

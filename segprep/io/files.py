@@ -123,14 +123,14 @@ def check_output_file(path: PathLike, option: str | None = None) -> Path:
     for up in [parent, *parent.parents]:  # the nearest existing ancestor must be a folder
         if os.path.lexists(up):
             if not up.is_dir():
-                raise SegprepError(path, f"cannot be written{opt}: {up} is a file, not a "
+                raise SegprepError(path, f"cannot write{opt}: {up} is a file, not a "
                                          "folder")
             break
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SegprepError(path, f"cannot be written{opt}: cannot create the folder {parent} "
+        raise SegprepError(path, f"cannot write{opt}: cannot create the folder {parent} "
                                  f"({exc.strerror or exc})") from None
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise SegprepError(path, f"cannot be written{opt}: folder {parent} is not writable")
+        raise SegprepError(path, f"cannot write{opt}: folder {parent} is not writable")
     return path
