@@ -433,6 +433,13 @@ def test_numba_with_an_unwritable_cache_folder_warns_once_and_writes_nothing_in_
     warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("segprep: warning:")]
     assert len(warnings) == 1 and "numba" in warnings[0], res.stderr
     assert len(list((tmp_path / "out").rglob("*_labelTrainIds.png"))) == 2
+    # with a writable cache folder, the kernels are cached there (and still not in the package)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    res = run_sub("cityscapes", "gen-gt", cs, "-o", tmp_path / "out2", "--source", "polygons",
+                  "-j", "1", env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "segprep: warning:" not in res.stderr, res.stderr
+    assert list((tmp_path / "cache" / "segprep" / "numba").rglob("*.nbi"))
     written = [p for p in PACKAGE.rglob("*") if p.is_file() and p.stat().st_mtime >= start
                and p.suffix in (".nbi", ".nbc")]
     assert written == []
@@ -483,14 +490,17 @@ def _wait_for_outputs(folder: Path, proc: subprocess.Popen, n: int = 1,
 
 
 def _group_alive(pgid: int) -> list[int]:
+    """Running processes of the process group ``pgid`` (zombies, already dead, left out)."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if os.getpgid(int(d.name)) == pgid:
-                    pids.append(int(d.name))
-            except ProcessLookupError:
-                pass
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[-1].split()  # state ppid pgrp ...
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(d.name))
     return pids
 
 

@@ -285,6 +285,11 @@ def _process_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool) -> 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    # multiprocessing's resource tracker (started with this interpreter's -W options) cleans up
+    # the pool's semaphores after a kill -9 of this process; it need not print a warning then
+    quiet_tracker = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if quiet_tracker not in sys.warnoptions:
+        sys.warnoptions.append(quiet_tracker)
     pools: list[ProcessPoolExecutor] = []
 
     def new_pool() -> ProcessPoolExecutor:
