@@ -12,6 +12,7 @@ Usage: python scripts/bench_process_pool.py [--data ../shared/data] [-j 2] [--re
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import tempfile
@@ -49,12 +50,14 @@ def main() -> None:
     files = cs_data.polygon_files(root, "gtFine", ["train"])
     targets = ["trainIds", "color", "instanceIds"]
     times: dict[str, list[float]] = {"loky (before)": [], "ProcessPoolExecutor": []}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeat):
             outs = {}
             for name, fn in (("loky (before)", loky_map), ("ProcessPoolExecutor", pool_map)):
                 out = Path(tmp) / f"{r}-{name.split()[0]}"
                 jobs = cs.make_jobs(root, files, targets, out, source="polygons", overwrite=True)
+                c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.perf_counter()
                 errors = [e for e in fn(cs.convert_frame, jobs, args.j) if e]
                 times[name].append(time.perf_counter() - t0)
@@ -64,13 +67,16 @@ def main() -> None:
                     from joblib.externals.loky import get_reusable_executor
 
                     get_reusable_executor().shutdown(wait=True)
+                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # workers reaped: their CPU
+                cpu[name].append(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
             a, b = outs.values()
             for f in sorted(a.rglob("*.png")):
                 assert f.read_bytes() == (b / f.relative_to(a)).read_bytes(), f
     print(f"{len(files)} frames, -j {args.j}, targets {','.join(targets)}, polygons rasterised")
     for name, ts in times.items():
-        print(f"{name:22s} best {min(ts):6.2f} s  median {statistics.median(ts):6.2f} s  "
-              f"({len(files) / min(ts):5.1f} frames/s best)")
+        print(f"{name:22s} wall best {min(ts):6.2f} s  median {statistics.median(ts):6.2f} s  "
+              f"({len(files) / min(ts):5.1f} frames/s best); worker CPU best "
+              f"{min(cpu[name]):6.2f} s  median {statistics.median(cpu[name]):6.2f} s")
 
 
 if __name__ == "__main__":

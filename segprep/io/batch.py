@@ -275,9 +275,10 @@ def _process_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool) -> 
     """The processes path of :func:`run_batch`: a ``concurrent.futures.ProcessPoolExecutor`` of
     ``n`` spawned workers, at most ``4 * n`` items in flight.
 
-    Not joblib/loky: after the parent was killed (SIGKILL), loky's workers stayed alive, idle,
-    until their 300 s timeout, and its resource tracker warned about leaked ``/dev/shm``
-    folders; a worker killed by the OOM killer ended the command with loky's traceback. Here
+    Not joblib/loky: after the parent was killed (SIGKILL), loky's workers stayed alive, idle
+    (still there 30 s later; loky ends idle workers after 300 s), and its resource tracker warned
+    about leaked ``/dev/shm`` folders; a worker killed by the OOM killer ended the command with
+    loky's traceback. Same speed within the noise (``scripts/bench_process_pool.py``). Here
     workers exit within 0.25 s of their parent (:func:`_watch_parent`), a dead worker fails the
     items it held (one line each) and the batch goes on in a new pool, and Ctrl-C stops the pool
     at once.
