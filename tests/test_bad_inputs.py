@@ -474,6 +474,16 @@ def test_gen_gt_removes_the_temp_files_of_a_killed_run(tmp_path):
     assert digest(root) == before
 
 
+def test_single_file_outputs_remove_the_temp_files_of_a_killed_run(ds):
+    dead = ds / ".stats.json.4194399.k1ll3d.tmp"
+    other = ds / ".other.json.4194399.k1ll3d.tmp"  # another output's: not this command's business
+    dead.write_bytes(b"")
+    other.write_bytes(b"")
+    run("odgt", "stats", ds / "all.odgt", "--num-classes", "3", "-o", ds / "stats.json", code=0)
+    assert not dead.exists() and other.exists()
+    assert json.loads((ds / "stats.json").read_text())["num_classes"] == 3
+
+
 def _spawn(args: list, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "segprep", *map(str, args)], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -106,7 +106,8 @@ def ensure_output_dirs(outputs: Iterable[PathLike]) -> list[Path]:
 
 def check_output_file(path: PathLike, option: str | None = None) -> Path:
     """Check, before a command does its work, that a single output file can be written: its
-    folder can be created and written, and ``path`` is not a folder. The folder is created.
+    folder can be created and written, and ``path`` is not a folder. The folder is created, and
+    the temp files of ``path`` that a killed earlier run left there are removed.
 
     Args:
         path: the output file.
@@ -133,4 +134,7 @@ def check_output_file(path: PathLike, option: str | None = None) -> Path:
                                  f"({exc.strerror or exc})") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise SegprepError(path, f"cannot write{opt}: folder {parent} is not writable")
+    from segprep.io.write import remove_stale_temps
+
+    remove_stale_temps([parent], recursive=False, name=path.name)  # left by a killed run
     return path

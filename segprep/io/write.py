@@ -145,11 +145,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folders: Iterable[PathLike], recursive: bool = True) -> int:
+def remove_stale_temps(folders: Iterable[PathLike], recursive: bool = True,
+                       name: str | None = None) -> int:
     """Delete the temp files that a killed segprep run left under ``folders``.
 
     Only names of :func:`atomic_write`'s pattern (``.<name>.<pid>.<random>.tmp``) whose process
     no longer runs are removed, so a concurrent run's files in flight are left alone.
+
+    Args:
+        folders: where to look.
+        recursive: also in their sub-folders.
+        name: only the temp files of this output file name (e.g. ``stats.json``).
 
     Returns:
         the number of files removed.
@@ -162,11 +168,13 @@ def remove_stale_temps(folders: Iterable[PathLike], recursive: bool = True) -> i
         walk: Iterable[tuple[str, list[str], list[str]]] = (
             os.walk(top) if recursive else [(top, [], os.listdir(top))])
         for dirpath, _dirs, files in walk:
-            for name in files:
-                m = _TEMP_RE.match(name)
+            for fname in files:
+                if name is not None and not fname.startswith(f".{name}."):
+                    continue
+                m = _TEMP_RE.match(fname)
                 if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
                     try:
-                        os.unlink(os.path.join(dirpath, name))
+                        os.unlink(os.path.join(dirpath, fname))
                         removed += 1
                     except OSError:
                         pass
