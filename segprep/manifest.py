@@ -29,7 +29,7 @@ import numpy as np
 
 from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
-from segprep.io import chunked, find_files, image_size, resolve_jobs, run_batch
+from segprep.io import chunked, find_files, image_size, read_bytes, resolve_jobs, run_batch
 
 KEYS = ("fpath_img", "fpath_segm", "width", "height")
 """Required keys of an odgt line, in CSAIL's order."""
@@ -158,16 +158,9 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
         SegprepError: missing or unreadable file, not UTF-8.
     """
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise SegprepError(path, "no such file") from None
-    except IsADirectoryError:
-        raise SegprepError(path, "is a directory, expected an .odgt file") from None
+        text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise SegprepError(path, "not UTF-8 text") from None
-    except OSError as exc:
-        raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
     lines = text.split("\n")
     if lines and lines[-1] == "":  # the final newline ends the last line
         lines.pop()

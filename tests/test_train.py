@@ -247,7 +247,7 @@ def test_class_weights_json_and_time_budget(tmp_path):
     stats.write_text(json.dumps({"num_classes": 2, "class_weights": {
         "median_frequency": [1.0, 2.0]}}))
     with pytest.raises(SegprepError, match="2 class weights for 3 classes"):
-        main(tiny_config(tmp_path, train, None, class_weights=str(stats)))
+        main(tiny_config(tmp_path, train, None, class_weights=str(stats), overwrite=True))
 
 
 def test_time_budget_stops_mid_epoch_in_time_with_the_lr_at_zero(tmp_path, monkeypatch):
@@ -340,7 +340,7 @@ def test_cli_trains_and_reports_bad_data_on_one_line(tmp_path):
     assert err.startswith("segprep: error: ") and "outside the class map" in err
     # a missing file
     (tmp_path / "data" / "img" / "train2.png").unlink()
-    res = runner.invoke(cli, args())
+    res = runner.invoke(cli, args(out="r4"))
     assert res.exit_code == 2 and "fpath_img: no such file" in res.output
     # usage errors
     res = runner.invoke(cli, ["train", "--train", str(train), "--out", str(tmp_path / "r3")])

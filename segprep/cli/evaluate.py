@@ -185,3 +185,49 @@ def odgt(odgt_file: str, pred_dir: str, num_classes: int, ignore_index: int, roo
                            class_map=class_map, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
                            quiet=quiet, missing=missing)
     _finish(report, json_out, plot, quiet)
+
+
+@command.command("cityscapes-panoptic")
+@click.option("--gt-json", required=True, type=click.Path(dir_okay=False),
+              help="Ground-truth COCO panoptic JSON, e.g. gtFine/cityscapes_panoptic_val.json "
+                   "(segprep cityscapes gen-gt --targets panoptic).")
+@click.option("--gt-folder", required=True, type=click.Path(file_okay=False),
+              help="Folder of the ground-truth PNGs, e.g. gtFine/cityscapes_panoptic_val/.")
+@click.option("--pred-json", required=True, type=click.Path(dir_okay=False),
+              help="Prediction COCO panoptic JSON (annotations matched by image_id).")
+@click.option("--pred-folder", required=True, type=click.Path(file_okay=False),
+              help="Folder of the prediction PNGs (RGB, segment id = R + 256 G + 256^2 B).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Write the results as JSON here (cityscapesScripts' keys: All, Things, "
+                   "Stuff, per_class).")
+@jobs_option
+@quiet_option
+@handle_errors
+def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folder: str,
+                        json_out: str | None, jobs: int | None, quiet: bool) -> None:
+    """Cityscapes panoptic segmentation, as cityscapesScripts' evalPanopticSemanticLabeling:
+    PQ, SQ, RQ per class and for All / Things / Stuff (same numbers, same JSON keys)."""
+    from segprep.cli.eval_report import format_table
+    from segprep.evaluation import panoptic
+    from segprep.io import atomic_write_text
+
+    report = panoptic.evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs,
+                                        quiet=quiet)
+    for w in report.warnings:
+        info(f"segprep: warning: {w}")
+    if report.errors:
+        for e in report.errors:
+            error(e)
+        click.echo(f"cityscapes-panoptic: {len(report.errors)} problem(s); no scores (fix the "
+                   "files listed above)", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(format_table(panoptic.class_table(report)))
+    click.echo()
+    click.echo(format_table(panoptic.summary_table(report)))
+    r = report.results
+    click.echo(f"cityscapes-panoptic: PQ {100 * r['All']['pq']:.2f}, SQ {100 * r['All']['sq']:.2f}"
+               f", RQ {100 * r['All']['rq']:.2f} (%) — {report.frames} frames in "
+               f"{report.seconds:.2f} s")
+    if json_out:
+        atomic_write_text(json_out, panoptic.json_text(report))
+        info(f"results written to {json_out}", quiet)
