@@ -6,7 +6,8 @@ import os
 
 import click
 
-from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, info, split_csv
+from segprep.cli.common import (batch_options, finish, handle_errors, info, parallel_option,
+                                prepare_output_folders, split_csv)
 from segprep.convert import cityscapes as cs
 from segprep.datasets import cityscapes as cs_data
 from segprep.convert.raster import RASTERS
@@ -86,12 +87,15 @@ def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
         raise SegprepError(os.path.join(root, gt), "no *_polygons.json files found")
     job_list = cs.make_jobs(root, files, [t for t in target_list if t != "panoptic"], out,
                             source=source, raster=raster, overwrite=overwrite)
+    outputs = [j.output(t) for j in job_list for t in j.targets]
     convert = cs.convert_frame
     if panoptic:
         from segprep.convert import panoptic as pan
 
         job_list, convert = pan.make_jobs(root, gt, job_list, out, panoptic_train_ids), \
             pan.convert_frame
+        outputs += [j.png for j in job_list]
+    prepare_output_folders(outputs, overwrite)
     summary = BatchSummary()
     sources = {"official": 0, "polygons": 0}
     outcomes = []  # panoptic: every frame's JSON entries, for the split JSONs

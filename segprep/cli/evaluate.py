@@ -47,6 +47,15 @@ def _cache_arg(cache_dir: str | None, no_cache: bool):
     return cache_dir if cache_dir else True
 
 
+def _check_outputs(json_out: str | None, plot: str | None) -> None:
+    """Refuse an unwritable --json/--plot before the evaluation runs (one error line)."""
+    from segprep.io import check_output_file
+
+    for path, opt in ((json_out, "--json"), (plot, "--plot")):
+        if path:
+            check_output_file(path, opt)
+
+
 def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None:
     from segprep.cli.eval_report import (
         category_table,
@@ -62,6 +71,10 @@ def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None
         info(f"segprep: note: {n}")
     for w in report.warnings:
         info(f"segprep: warning: {w}")
+    cache = getattr(report, "cache", None) or {}
+    if cache.get("write_errors"):
+        info(f"segprep: warning: {cache.get('folder')}: ground-truth cache cannot be written "
+             f"({cache['write_errors']} frame(s) not cached); scores are unaffected")
     if report.errors:
         for e in report.errors:
             error(e)
@@ -109,6 +122,7 @@ def cityscapes(pred_dir: str, gt_root: str, split: str, pred_ids: str, json_out:
     JSON keys)."""
     from segprep.evaluation import evaluate_cityscapes
 
+    _check_outputs(json_out, plot)
     report = evaluate_cityscapes(pred_dir, gt_root, split, pred_ids=pred_ids, jobs=jobs,
                                  cache=_cache_arg(cache_dir, no_cache), quiet=quiet)
     _finish(report, json_out, plot, quiet)
@@ -136,6 +150,7 @@ def bdd100k(pred_dir: str, gt_dir: str, missing: str, json_out: str | None, plot
     per-class precision, as the toolkit computes it)."""
     from segprep.evaluation import evaluate_bdd100k
 
+    _check_outputs(json_out, plot)
     report = evaluate_bdd100k(pred_dir, gt_dir, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
                               quiet=quiet, missing=missing)
     _finish(report, json_out, plot, quiet)
@@ -171,6 +186,7 @@ def odgt(odgt_file: str, pred_dir: str, num_classes: int, ignore_index: int, roo
 
     if num_classes < 1:
         raise SegprepError("--num-classes", "must be at least 1")
+    _check_outputs(json_out, plot)
     report = evaluate_odgt(odgt_file, pred_dir, num_classes, root=root, ignore_index=ignore_index,
                            class_map=class_map, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
                            quiet=quiet, missing=missing)

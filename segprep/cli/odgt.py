@@ -14,7 +14,7 @@ from segprep.cli.common import (EXIT_FAILED, error, finish, handle_errors, info,
 from segprep import datasets
 from segprep.datasets import generic
 from segprep.errors import SegprepError
-from segprep.io import write_json
+from segprep.io import check_output_file, write_json
 
 CLASS_MAP_HELP = "Class map name (class_maps/<NAME>.csv, e.g. cityscapes) or path to a CSV."
 
@@ -26,11 +26,12 @@ def command() -> None:
     folder holding the .odgt file."""
 
 
-def _fail_lines(lines: list[str], limit: int = 50) -> None:
+def _fail_lines(lines: list[str], limit: int = 50, where: str = "") -> None:
     for msg in lines[:limit]:
         error(msg)
     if len(lines) > limit:
-        error(f"… and {len(lines) - limit} more")
+        error(f"{where}: … and {len(lines) - limit} more problems" if where else
+              f"… and {len(lines) - limit} more")
 
 
 # ------------------------------------------------------------------------------------- create
@@ -121,17 +122,18 @@ def create(dataset_root: str | None, out: str, images: str | None, masks: str | 
     if pairing.unpaired:
         if not allow_missing:
             _fail_lines([f"{p}: {why}" for p, why in pairing.unpaired])
-            error(f"{len(pairing.unpaired)} unpaired file(s) from {pairing.source}; nothing "
-                  "written (--allow-missing skips them)")
+            error(f"{out}: not written: {len(pairing.unpaired)} unpaired file(s) from "
+                  f"{pairing.source} (--allow-missing skips them)")
             sys.exit(EXIT_FAILED)
         info(f"skipping {len(pairing.unpaired)} unpaired file(s) (--allow-missing)", quiet)
     if not pairing.pairs:
         raise SegprepError(pairing.source, "no image/mask pairs found")
+    check_output_file(out, "-o")
     root_dir = root if root is not None else mf.default_root(out)
     records, errors = mf.make_records(pairing.pairs, root_dir, absolute, jobs, quiet)
     if errors:
         _fail_lines(errors)
-        error(f"{len(errors)} image(s) unreadable; nothing written")
+        error(f"{out}: not written: {len(errors)} image(s) unreadable")
         sys.exit(EXIT_FAILED)
     n = mf.write_odgt(out, records)
     click.echo(f"{out}: {n} lines, {len(pairing.unpaired)} unpaired skipped, "
@@ -181,6 +183,8 @@ def validate(file: str, root: str | None, class_map: str | None, ids: str,
 
     start = time.perf_counter()
     allowed = _allowed(class_map, ids, num_classes, ignore_index)
+    if json_out:
+        check_output_file(json_out, "--json")
     report = mf.validate(file, root, allowed, jobs, quiet)
     for p in report.problems:
         error(f"{file}:{p.line}: {p.message}")
@@ -276,7 +280,8 @@ def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: 
                                            quiet)
             if errors:
                 _fail_lines(errors)
-                error(f"{len(errors)} mask(s) unreadable or out of range; nothing written")
+                error(f"{file}: {len(errors)} mask(s) unreadable or out of range; nothing "
+                      "written")
                 sys.exit(EXIT_FAILED)
             image_classes = {key: [int(c) for c in (v[:num_classes] > 0).nonzero()[0]]
                              for key, v in counts.items()}
@@ -331,6 +336,9 @@ def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: 
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise SegprepError(None, f"{conflicts[0]}{more}; pass --overwrite to replace the "
                                  "outputs of this prefix, or choose another -o")
+    for _s, path, _recs in plan:  # every output checked before the first is written
+        if path not in kept:
+            check_output_file(path, "-o")
     groups_txt = f"{n_groups} groups" if group_by else "one group per image"
     info(f"{file}: {n_total} images, {groups_txt}, {result.method} assignment; distance "
          f"{result.distance[1]:.4f} (sum of |achieved - requested| / requested)")
@@ -420,24 +428,39 @@ def stats(file: str, num_classes: int | None, ignore_index: int, class_map: str 
     if num_classes is None:
         raise click.UsageError("give --num-classes K (or --class-map)")
     plot_path = None if no_plot else (plot or (str(Path(out).with_suffix(".png")) if out else None))
-    if out and os.path.exists(out) and not overwrite and (
-            plot_path is None or os.path.exists(plot_path)):
-        info(f"{out}: exists, skipped (use --overwrite to replace it)")
+    # an existing output is never replaced without --overwrite (a missing chart alone is drawn)
+    kept = [p for p in (out, plot_path) if p and os.path.exists(p) and not overwrite]
+    write_out = bool(out) and out not in kept
+    write_plot = bool(plot_path) and plot_path not in kept
+    if kept and not (write_out or write_plot):
+        info(f"{', '.join(kept)}: exists, skipped (use --overwrite to replace it)")
         return
+    for p, opt in ((out if write_out else None, "-o"), (plot_path if write_plot else None,
+                                                        "--plot")):
+        if p:
+            check_output_file(p, opt)
     records = mf.read_odgt(file)
+    dups = mf.duplicate_lines(records)
+    if dups:  # the rule of `odgt validate`: an image listed twice is an error, not counted once
+        _fail_lines([f"{file}:{line}: duplicate image {img} (first on line {first})"
+                     for line, first, img in dups])
+        error(f"{file}: {len(dups)} duplicate line(s); nothing written")
+        sys.exit(EXIT_FAILED)
     root_dir = Path(root) if root is not None else mf.default_root(file)
     result, errors = st_mod.compute_stats(records, root_dir, num_classes, ignore_index, names,
                                           jobs, quiet, odgt=file)
     if errors:
         _fail_lines(errors)
-        error(f"{len(errors)} of {len(records)} mask(s) failed; nothing written")
+        error(f"{file}: {len(errors)} of {len(records)} mask(s) failed; nothing written")
         sys.exit(EXIT_FAILED)
     _print_table(result)
-    if out:
+    if write_out and out:
         write_json(out, result.to_dict())
-    if plot_path:
+    if write_plot and plot_path:
         st_mod.plot_stats(result, plot_path)
-    written = [p for p in (out, plot_path) if p]
+    for p in kept:
+        info(f"{p}: exists, kept (use --overwrite to replace it)")
+    written = [p for p, w in ((out, write_out), (plot_path, write_plot)) if w and p]
     click.echo(f"{file}: {result.num_images} masks, {result.num_labelled_pixels:,} labelled px, "
                f"{result.num_ignored_pixels:,} ignored; "
                f"{'wrote ' + ', '.join(written) if written else 'no file written'}"
@@ -465,17 +488,27 @@ def export_csail(file: str, outdir: str, ignore_index: int, num_classes: int | N
     CSAIL's loader subtracts 1 from every mask value (0 becomes -1, its ignore label), so each
     mask is written as value+1 with the ignore index mapped to 0, as 8-bit gray (mode L) PNG, to
     OUTDIR/<fpath_segm> (or, when mask paths are absolute or climb with '..', to OUTDIR/<path
-    under the masks' common folder>). OUTDIR/<FILE's name> lists them, with paths relative to
-    OUTDIR: train with root_dataset=OUTDIR. Existing masks are skipped unless --overwrite.
+    under the masks' common folder>), with the suffix .png whatever the source format.
+    OUTDIR/<FILE's name> lists them, with paths relative to OUTDIR: train with
+    root_dataset=OUTDIR. Existing masks are skipped unless --overwrite.
     Without -j, manifests of under 150 Mpx of masks are exported in-process.
     """
     from segprep import manifest as mf
-    from segprep.io import BatchSummary, run_batch
+    from segprep.io import (
+        BatchSummary,
+        ensure_output_dir,
+        ensure_output_dirs,
+        remove_stale_temps,
+        run_batch,
+    )
 
     records = mf.read_odgt(file)
     root_dir = Path(root) if root is not None else mf.default_root(file)
     jobs_list, out_records = mf.export_csail_jobs(records, root_dir, outdir, ignore_index,
                                                   num_classes, overwrite)
+    ensure_output_dir(outdir)  # an unwritable OUTDIR is one error line, not one per mask
+    folders = ensure_output_dirs(j[1] for j in jobs_list)
+    remove_stale_temps([outdir, *folders], recursive=False)
     summary = BatchSummary()
     n_jobs = mf.decode_jobs(jobs, records, len(jobs_list))
     for outcome in run_batch(mf.export_csail_job, jobs_list, jobs=n_jobs, desc="export-csail",
