@@ -91,7 +91,8 @@ def group_records(records: Sequence[Record], pattern: re.Pattern[str] | None
             continue
         groups.setdefault(key, []).append(i)
     if unmatched:
-        raise SegprepError("--group-by", f"{pattern.pattern!r} does not match {len(unmatched)} of "
+        shown = pattern.pattern if pattern is not None else None
+        raise SegprepError("--group-by", f"{shown!r} does not match {len(unmatched)} of "
                                          f"{len(records)} image paths, e.g. {unmatched[0]!r}")
     return groups
 
@@ -140,7 +141,8 @@ def wanted_sizes(n: int, val: float, test: float) -> np.ndarray:
     return np.array([(1.0 - val - test) * n, val * n, test * n], np.float64)
 
 
-def split_distance(counts: Sequence[float], wanted: Sequence[float]) -> tuple[int, float]:
+def split_distance(counts: Sequence[float] | np.ndarray, wanted: Sequence[float] | np.ndarray
+                   ) -> tuple[int, float]:
     """How far split sizes are from the requested ones (smaller is nearer; compare as tuples).
 
     Args:
@@ -532,8 +534,8 @@ def split_records(records: Sequence[Record], val: float, test: float, seed: int 
         assign, method = found.split, found.method
     else:
         assign, method = assign_groups(sizes, targets, seed, presence), "stratified"
-    out = {s: [] for s in SPLITS}
-    out_groups = {s: [] for s in SPLITS}
+    out: dict[str, list[Record]] = {s: [] for s in SPLITS}
+    out_groups: dict[str, list[str]] = {s: [] for s in SPLITS}
     for gi, key in enumerate(keys):
         s = SPLITS[assign[gi]]
         out_groups[s].append(key)

@@ -210,7 +210,7 @@ class Runner:
                 except click.exceptions.Exit as exc:
                     code = exc.exit_code
                 except click.ClickException as exc:
-                    exc.show(file=tee)
+                    exc.show(file=tee)  # type: ignore[arg-type]
                     code = exc.exit_code
                 except click.exceptions.Abort:
                     code = "aborted"

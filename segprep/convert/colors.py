@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -201,7 +201,7 @@ _IDENTITY = np.arange(256, dtype=np.uint8)
 
 
 def lookup_colors(image: np.ndarray, pal: Palette, values: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
     """Color index (or value) of every pixel of an RGB(A) image, in one pass.
 
     Args:
@@ -603,7 +603,7 @@ class ForestRule:
     contours: bool = True
     neighbours: bool = True
     max_rel_area: float = np.inf
-    fallback: object = None
+    fallback: Any = None
 
     @classmethod
     def from_dict(cls, d: dict) -> ForestRule:
@@ -725,7 +725,7 @@ class DecodeStats:
 
     pixels: int = 0
     unknown_pixels: int = 0
-    unknown_colors: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    unknown_colors: dict[tuple[int, ...], int] = field(default_factory=dict)
     palette_indices: bool = False
     regions: dict[str, int] = field(default_factory=dict)
     unresolved: list[str] = field(default_factory=list)
@@ -876,14 +876,14 @@ def _index_via_palette(index: np.ndarray, pal_colors: np.ndarray, pal: Palette
 
 
 def _unknown_colors(image: np.ndarray, index: np.ndarray, pal_colors: np.ndarray | None
-                    ) -> dict[tuple[int, int, int], int]:
+                    ) -> dict[tuple[int, ...], int]:
     """Colors of the unknown pixels with their counts, most frequent first (error path only)."""
     bad = index == _UNKNOWN
-    if image.ndim == 2:  # palette indices
+    if image.ndim == 2 and pal_colors is not None:  # palette indices
         idx, counts = np.unique(image[bad], return_counts=True)
         cols = [tuple(int(v) for v in pal_colors[i]) if i < len(pal_colors) else (-1, -1, -1)
                 for i in idx]
-        merged: dict[tuple[int, int, int], int] = {}
+        merged: dict[tuple[int, ...], int] = {}
         for c, n in zip(cols, counts):
             merged[c] = merged.get(c, 0) + int(n)
     else:

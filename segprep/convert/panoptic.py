@@ -92,10 +92,10 @@ def panoptic_table(class_map: ClassMap, train_ids: bool = False) -> PanopticTabl
     is_inst = values >= INSTANCE_OFFSET
     label = np.where(is_inst, values // INSTANCE_OFFSET, values)
     row_of = np.full(65536, -1, np.int64)
-    for r in range(len(cm) - 1, -1, -1):  # reversed: first row wins
-        i = int(cm.ids[r])
+    for k in range(len(cm) - 1, -1, -1):  # reversed: first row wins
+        i = int(cm.ids[k])
         if 0 <= i < 65536:
-            row_of[i] = r
+            row_of[i] = k
     row = np.where(label < 65536, row_of[np.minimum(label, 65535)], -1)
     known = row >= 0
     r = np.where(known, row, 0)

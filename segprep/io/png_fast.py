@@ -120,7 +120,7 @@ def decode(data: bytes, where: str | os.PathLike = "", key: str | None = None
             break
         if kind in (b"IHDR", b"IDAT"):
             crc, = struct.unpack_from(">I", data, stop - 4)
-            if imagecodecs.deflate_crc32(view[pos + 4: stop - 4]) != crc:
+            if imagecodecs.deflate_crc32(view[pos + 4: stop - 4]) != crc:  # type: ignore[arg-type]
                 raise SegprepError(where, f"corrupt PNG (bad CRC in {kind.decode()} chunk)")
             if kind == b"IHDR":
                 if length != 13:
@@ -148,7 +148,7 @@ def decode(data: bytes, where: str | os.PathLike = "", key: str | None = None
     raw_buf = scratch("png_fast_raw", (size,), np.uint8)
     stream = idat[0] if len(idat) == 1 else b"".join(idat)
     try:
-        raw = imagecodecs.deflate_decode(stream, out=raw_buf)
+        raw = imagecodecs.deflate_decode(stream, out=raw_buf)  # type: ignore[arg-type]
     except Exception as exc:  # imagecodecs raises DeflateError
         raise SegprepError(where, f"corrupt or truncated PNG image data ({exc})") from None
     if len(raw) != size:
