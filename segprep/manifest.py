@@ -29,7 +29,7 @@ import numpy as np
 
 from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
-from segprep.io import chunked, find_files, image_size, resolve_jobs, run_batch
+from segprep.io import chunked, find_files, image_size, read_bytes, resolve_jobs, run_batch
 
 KEYS = ("fpath_img", "fpath_segm", "width", "height")
 """Required keys of an odgt line, in CSAIL's order."""
@@ -158,16 +158,9 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
         SegprepError: missing or unreadable file, not UTF-8.
     """
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise SegprepError(path, "no such file") from None
-    except IsADirectoryError:
-        raise SegprepError(path, "is a directory, expected an .odgt file") from None
+        text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise SegprepError(path, "not UTF-8 text") from None
-    except OSError as exc:
-        raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
     lines = text.split("\n")
     if lines and lines[-1] == "":  # the final newline ends the last line
         lines.pop()
@@ -331,6 +324,52 @@ def _mask_header(path: Path) -> tuple[str, tuple[int, int]]:
         raise SegprepError(path, f"unreadable image ({exc})") from None
 
 
+def mask_mode_problem(mode: str) -> str | None:
+    """The one rule for the mode of a manifest's mask (``validate``, ``stats``, ``split
+    --stratify`` apply it alike): ``None`` when ``mode`` is accepted (:data:`MASK_MODES`), else
+    what is wrong, e.g. for a 16-bit mask (``I;16``)."""
+    if mode in MASK_MODES:
+        return None
+    return f"has mode {mode}, expected a single-channel 8-bit mask ({' or '.join(MASK_MODES)})"
+
+
+def check_mask_mode(path: PathLike) -> tuple[int, int]:
+    """Apply :func:`mask_mode_problem` to a mask file's header (no decode).
+
+    Returns:
+        the mask's ``(width, height)``.
+
+    Raises:
+        SegprepError: unreadable file, or a mode other than :data:`MASK_MODES`.
+    """
+    mode, size = _mask_header(Path(path))
+    problem = mask_mode_problem(mode)
+    if problem:
+        raise SegprepError(path, problem)
+    return size
+
+
+def duplicate_lines(records: Sequence[Record]) -> list[tuple[int, int, str]]:
+    """Lines listing an image already listed (the one rule for duplicates: ``validate`` reports
+    them, ``stats`` refuses them rather than counting the image once or twice).
+
+    Args:
+        records: a manifest's records in file order (:func:`read_odgt`: record ``i`` is line
+            ``i + 1``).
+
+    Returns:
+        ``(line, first_line, fpath_img)`` for each repeated image, 1-based line numbers.
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for i, r in enumerate(records, start=1):
+        if r.fpath_img in seen:
+            out.append((i, seen[r.fpath_img], r.fpath_img))
+        else:
+            seen[r.fpath_img] = i
+    return out
+
+
 def mask_histogram(path: PathLike) -> np.ndarray:
     """Pixel count of every value of a mask (palette PNGs: of every palette index).
 
@@ -384,9 +423,9 @@ def _check_job(item: tuple[int, str, str, int, int, str, bytes | None]) -> list[
         return problems
     if (mw, mh) != (width, height):
         problems.append(f"mask {mask} is {mw}x{mh}, the line says {width}x{height}")
-    if mode not in MASK_MODES:
-        problems.append(f"mask {mask} has mode {mode}, expected a single-channel 8-bit mask "
-                        f"({' or '.join(MASK_MODES)})")
+    mode_problem = mask_mode_problem(mode)
+    if mode_problem:
+        problems.append(f"mask {mask} {mode_problem}")
         return problems
     if allowed is not None:
         try:
@@ -494,7 +533,8 @@ def csail_targets(records: Sequence[Record], root: PathLike, outdir: PathLike
 
     The exported mask is ``outdir/<fpath_segm>`` when every ``fpath_segm`` is relative and stays
     below the root (no ``..``); otherwise ``outdir/<path under the masks' common folder>``, so that
-    nothing is ever written outside ``outdir``.
+    nothing is ever written outside ``outdir``. Its suffix is ``.png`` (a GIF or TIFF mask is
+    exported as a PNG of that name: ``a_mask.gif`` → ``a_mask.png``).
 
     Raises:
         SegprepError: an exported path would be a source mask itself (``outdir`` is where the
@@ -509,6 +549,8 @@ def csail_targets(records: Sequence[Record], root: PathLike, outdir: PathLike
     else:
         common = Path(os.path.commonpath([str(s.parent) for s in srcs]))
         rels = [s.relative_to(common) for s in srcs]
+    # the exported masks are PNGs whatever the source format (a Carvana *_mask.gif)
+    rels = [rel if rel.suffix.lower() == ".png" else rel.with_suffix(".png") for rel in rels]
     pairs = [(s, outdir / rel) for s, rel in zip(srcs, rels)]
     src_set = {os.path.realpath(s) for s in srcs}
     seen: dict[Path, Path] = {}

@@ -44,7 +44,7 @@ import numpy as np
 
 from segprep.errors import SegprepError
 from segprep.io import chunked, run_batch
-from segprep.manifest import Record, decode_jobs, mask_histogram, resolve
+from segprep.manifest import Record, check_mask_mode, decode_jobs, mask_histogram, resolve
 from segprep.class_maps import IGNORE_INDEX
 
 WEIGHT_KINDS = ("median_frequency", "inverse_log")
@@ -67,9 +67,11 @@ def count_mask(path: PathLike, num_classes: int, ignore_index: int = IGNORE_INDE
         ``(K + 1,)`` int64: pixels of classes ``0 .. K-1``, then the number of ignored pixels.
 
     Raises:
-        SegprepError: unreadable/RGB mask, or values other than ``0 .. K-1`` and
+        SegprepError: unreadable/RGB mask, a mode ``odgt validate`` refuses (16-bit, RGB:
+            :func:`segprep.manifest.check_mask_mode`), or values other than ``0 .. K-1`` and
             ``ignore_index`` (the message lists them with their pixel counts).
     """
+    check_mask_mode(path)
     hist = mask_histogram(path)
     bad = np.flatnonzero(hist > 0)
     bad = bad[(bad >= num_classes) & (bad != ignore_index)]

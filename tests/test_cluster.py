@@ -379,4 +379,4 @@ def test_worker_that_cannot_see_the_root_stops_before_work(dask_cluster, cs_subs
     assert lines[0].startswith("segprep: error: cityscapes/gtFine/")
     assert "not visible on 2 of 2 Dask worker(s)" in lines[0]
     assert "every worker mounts at the same path" in lines[0]
-    assert not (tmp_path / "out").exists()
+    assert not list((tmp_path / "out").rglob("*.png"))  # (its folders may be prepared here)

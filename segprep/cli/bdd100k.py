@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, scheduler_option, split_csv
+from segprep.cli.common import (batch_options, finish, handle_errors, parallel_option,
+                                prepare_output_folders, scheduler_option, split_csv)
 from segprep.convert import bdd100k as bdd
 from segprep.convert.colors import UNKNOWN_POLICIES
 from segprep.io import BatchSummary, run_batch
@@ -58,6 +59,7 @@ def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: st
                                  param_hint="--emit")
     job_list = bdd.make_jobs(src, out, palette=palette, emit_ids="ids" in emits, unknown=unknown,
                              overwrite=overwrite)
+    prepare_output_folders((o for j in job_list for o in j.outputs), overwrite)
     summary = BatchSummary()
     unknown_px = palette_files = 0
     regions: dict[str, int] = {}

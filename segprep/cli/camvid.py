@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import SizeType, batch_options, finish, handle_errors, scheduler_option, info, parallel_option
+from segprep.cli.common import (SizeType, batch_options, finish, handle_errors, info,
+                                parallel_option, prepare_output_folders, scheduler_option)
 from segprep.class_maps import IGNORE_INDEX
 from segprep.convert import camvid as cv
 from segprep.convert.colors import UNKNOWN_POLICIES
@@ -76,6 +77,7 @@ def convert(src: str, out: str, classes: str, mapping: str, input_: str,
     job_list = cv.make_jobs(src, out, classes=n_classes, mapping=mapping, input=input_,
                             void_id=void_id, size=wh, palette_file=palette_file, unknown=unknown,
                             overwrite=overwrite)
+    prepare_output_folders((j.out for j in job_list), overwrite)
     summary = BatchSummary()
     for outcome in run_batch(cv.convert_file, job_list, jobs=jobs, desc="camvid convert",
                              quiet=quiet, unit="frame", prefer=parallel_backend,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,23 @@ def scheduler_option(f: Callable) -> Callable:
 def batch_options(f: Callable) -> Callable:
     """``-j/--jobs``, ``--overwrite`` and ``--quiet`` in one decorator."""
     return jobs_option(overwrite_option(quiet_option(f)))
+
+
+def prepare_output_folders(outputs: Iterable[str | os.PathLike], overwrite: bool) -> None:
+    """Before a batch writes ``outputs``: check once that the folder of every output still to be
+    written (all with ``overwrite``) can be created and written — one error line for an
+    unwritable output folder, not one per file — and remove the temp files that a killed earlier
+    run left in the output folders (:func:`segprep.io.remove_stale_temps`).
+
+    Raises:
+        SegprepError: an output folder cannot be created or written.
+    """
+    from segprep.io import ensure_output_dirs, remove_stale_temps
+
+    outputs = list(outputs)
+    ensure_output_dirs(o for o in outputs if overwrite or not os.path.exists(o))
+    remove_stale_temps(sorted({os.path.dirname(os.path.abspath(o)) for o in outputs}),
+                       recursive=False)
 
 
 def error(message: str) -> None:

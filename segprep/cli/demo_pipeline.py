@@ -210,7 +210,7 @@ class Runner:
                 except click.exceptions.Exit as exc:
                     code = exc.exit_code
                 except click.ClickException as exc:
-                    exc.show(file=tee)
+                    exc.show(file=tee)  # type: ignore[arg-type]
                     code = exc.exit_code
                 except click.exceptions.Abort:
                     code = "aborted"
@@ -372,7 +372,8 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
         threads = cfg.threads or cpu_threads()
         run("train", ["train", "--train", tr, "--val", va, "--class-map", "cityscapes",
                       "--threads", threads,
-                      "--out", run_dir, *(["--epochs", cfg.epochs] if cfg.epochs else []),
+                      "--out", run_dir, "--overwrite",
+                      *(["--epochs", cfg.epochs] if cfg.epochs else []),
                       "--batch-size", cfg.batch_size,
                       "--lr", cfg.lr, "--crop", crop, "--scale", "1",
                       "--base-channels", cfg.base_channels,

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from segprep.evaluation.panoptic import PanopticReport
 from segprep.evaluation.report import EvalReport
 
 PathLike = str | os.PathLike
@@ -133,4 +134,39 @@ def json_text(report: EvalReport) -> str:
                       "seconds": round(report.seconds, 4), "cache": report.cache}
     if report.protocol != "cityscapes" and report.confusion is not None:
         doc["confMatrix"] = np.asarray(report.confusion).tolist()
+    return json.dumps(doc, sort_keys=True, indent=4) + "\n"
+
+
+def panoptic_class_table(report: PanopticReport) -> tuple[list[str], list[list]]:
+    """Per-class table ``(headers, rows)``: category, id, thing/stuff, PQ/SQ/RQ in percent and
+    the TP/FP/FN counts, by increasing category id (as the reference prints)."""
+    r = report.results or {}
+    rows = []
+    for cid in sorted(report.categories):
+        c = report.categories[cid]
+        pc = r.get("per_class", {}).get(cid, {})
+        tp, fp, fn, _iou = report.stats.get(cid, (0, 0, 0, 0.0))
+        rows.append([str(c.get("name", cid)), str(cid), "thing" if c["isthing"] == 1 else "stuff",
+                     100 * pc.get("pq", float("nan")), 100 * pc.get("sq", float("nan")),
+                     100 * pc.get("rq", float("nan")), str(tp), str(fp), str(fn)])
+    return ["class", "id", "kind", "PQ %", "SQ %", "RQ %", "TP", "FP", "FN"], rows
+
+
+def panoptic_summary_table(report: PanopticReport) -> tuple[list[str], list[list]]:
+    """``All`` / ``Things`` / ``Stuff``: PQ, SQ, RQ in percent and N (classes averaged)."""
+    r = report.results or {}
+    return (["", "PQ %", "SQ %", "RQ %", "N"],
+            [[name, 100 * r[name]["pq"], 100 * r[name]["sq"], 100 * r[name]["rq"],
+              str(r[name]["n"])] for name in ("All", "Things", "Stuff") if name in r])
+
+
+def panoptic_json_text(report: PanopticReport) -> str:
+    """The ``--json`` document: cityscapesScripts' result dict (``All``, ``Things``, ``Stuff``,
+    ``per_class``; sorted keys, indent 4, as its ``json.dump``) plus a ``segprep`` entry
+    (protocol, frames, seconds, and the per-class ``tp``/``fp``/``fn``/``iou`` sums)."""
+    doc = dict(report.results or {})
+    doc["segprep"] = {"protocol": "cityscapes-panoptic", "frames": report.frames,
+                      "seconds": round(report.seconds, 4),
+                      "counts": {cid: {"tp": s[0], "fp": s[1], "fn": s[2], "iou": s[3]}
+                                 for cid, s in sorted(report.stats.items())}}
     return json.dumps(doc, sort_keys=True, indent=4) + "\n"

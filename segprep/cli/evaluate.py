@@ -48,9 +48,24 @@ def _cache_arg(cache_dir: str | None, no_cache: bool):
     return cache_dir if cache_dir else True
 
 
+def _check_outputs(json_out: str | None, plot: str | None) -> None:
+    """Refuse an unwritable --json/--plot before the evaluation runs (one error line)."""
+    from segprep.io import check_output_file
+
+    for path, opt in ((json_out, "--json"), (plot, "--plot")):
+        if path:
+            check_output_file(path, opt)
+
+
 def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None:
-    from segprep.cli.eval_report import (category_table, class_table, format_table, json_text,
-                                         plot_confusion, summary_line)
+    from segprep.cli.eval_report import (
+        category_table,
+        class_table,
+        format_table,
+        json_text,
+        plot_confusion,
+        summary_line,
+    )
     from segprep.io import atomic_write_text
 
     cluster = sys.modules.get("segprep.io.cluster")  # imported only when --scheduler was given
@@ -62,6 +77,10 @@ def _finish(report, json_out: str | None, plot: str | None, quiet: bool) -> None
         info(f"segprep: note: {n}")
     for w in report.warnings:
         info(f"segprep: warning: {w}")
+    cache = getattr(report, "cache", None) or {}
+    if cache.get("write_errors"):
+        info(f"segprep: warning: {cache.get('folder')}: ground-truth cache cannot be written "
+             f"({cache['write_errors']} frame(s) not cached); scores are unaffected")
     if report.errors:
         for e in report.errors:
             error(e)
@@ -110,6 +129,7 @@ def cityscapes(pred_dir: str, gt_root: str, split: str, pred_ids: str, json_out:
     JSON keys)."""
     from segprep.evaluation import evaluate_cityscapes
 
+    _check_outputs(json_out, plot)
     report = evaluate_cityscapes(pred_dir, gt_root, split, pred_ids=pred_ids, jobs=jobs,
                                  cache=_cache_arg(cache_dir, no_cache), quiet=quiet,
                                  scheduler=scheduler)
@@ -140,6 +160,7 @@ def bdd100k(pred_dir: str, gt_dir: str, missing: str, json_out: str | None, plot
     per-class precision, as the toolkit computes it)."""
     from segprep.evaluation import evaluate_bdd100k
 
+    _check_outputs(json_out, plot)
     report = evaluate_bdd100k(pred_dir, gt_dir, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
                               quiet=quiet, missing=missing, scheduler=scheduler)
     _finish(report, json_out, plot, quiet)
@@ -177,7 +198,59 @@ def odgt(odgt_file: str, pred_dir: str, num_classes: int, ignore_index: int, roo
 
     if num_classes < 1:
         raise SegprepError("--num-classes", "must be at least 1")
+    _check_outputs(json_out, plot)
     report = evaluate_odgt(odgt_file, pred_dir, num_classes, root=root, ignore_index=ignore_index,
                            class_map=class_map, jobs=jobs, cache=_cache_arg(cache_dir, no_cache),
                            quiet=quiet, missing=missing, scheduler=scheduler)
     _finish(report, json_out, plot, quiet)
+
+
+@command.command("cityscapes-panoptic")
+@click.option("--gt-json", required=True, type=click.Path(dir_okay=False),
+              help="Ground-truth COCO panoptic JSON, e.g. gtFine/cityscapes_panoptic_val.json "
+                   "(segprep cityscapes gen-gt --targets panoptic).")
+@click.option("--gt-folder", required=True, type=click.Path(file_okay=False),
+              help="Folder of the ground-truth PNGs, e.g. gtFine/cityscapes_panoptic_val/.")
+@click.option("--pred-json", required=True, type=click.Path(dir_okay=False),
+              help="Prediction COCO panoptic JSON (annotations matched by image_id).")
+@click.option("--pred-folder", required=True, type=click.Path(file_okay=False),
+              help="Folder of the prediction PNGs (RGB, segment id = R + 256 G + 256^2 B).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Write the results as JSON here (cityscapesScripts' keys: All, Things, "
+                   "Stuff, per_class).")
+@jobs_option
+@quiet_option
+@handle_errors
+def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folder: str,
+                        json_out: str | None, jobs: int | None, quiet: bool) -> None:
+    """Cityscapes panoptic segmentation, as cityscapesScripts' evalPanopticSemanticLabeling:
+    PQ, SQ, RQ per class and for All / Things / Stuff (same numbers, same JSON keys)."""
+    from segprep.cli.eval_report import (
+        format_table,
+        panoptic_class_table,
+        panoptic_json_text,
+        panoptic_summary_table,
+    )
+    from segprep.evaluation import panoptic
+    from segprep.io import atomic_write_text
+
+    report = panoptic.evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs,
+                                        quiet=quiet)
+    for w in report.warnings:
+        info(f"segprep: warning: {w}")
+    if report.errors:
+        for e in report.errors:
+            error(e)
+        click.echo(f"cityscapes-panoptic: {len(report.errors)} problem(s); no scores (fix the "
+                   "files listed above)", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(format_table(panoptic_class_table(report)))
+    click.echo()
+    click.echo(format_table(panoptic_summary_table(report)))
+    r = report.results
+    click.echo(f"cityscapes-panoptic: PQ {100 * r['All']['pq']:.2f}, SQ {100 * r['All']['sq']:.2f}"
+               f", RQ {100 * r['All']['rq']:.2f} (%) — {report.frames} frames in "
+               f"{report.seconds:.2f} s")
+    if json_out:
+        atomic_write_text(json_out, panoptic_json_text(report))
+        info(f"results written to {json_out}", quiet)

@@ -8,6 +8,7 @@ import click
 
 from segprep.cli.common import (EXIT_FAILED, SizeType, error, handle_errors, info, jobs_option,
                                 quiet_option)
+from segprep.io import check_output_file
 
 
 @click.group("submit")
@@ -78,6 +79,8 @@ def cityscapes(pred_dir: str, root: str, split: str, pred_ids: str, size: tuple[
 
     if not out and not check_only:
         raise click.UsageError("give -o/--out submission.zip (or --check to only validate)")
+    if out and not check_only:
+        check_output_file(out, "-o")
     report = submit_cityscapes(pred_dir, root, None if check_only else out, split=split,
                                pred_ids=pred_ids, size=size,
                                allow_palette=allow_palette, jobs=jobs, quiet=quiet)
@@ -105,6 +108,8 @@ def bdd100k(pred_dir: str, images: str, size: tuple[int, int], allow_palette: bo
 
     if not out and not check_only:
         raise click.UsageError("give -o/--out submission.zip (or --check to only validate)")
+    if out and not check_only:
+        check_output_file(out, "-o")
     report = submit_bdd100k(pred_dir, images, None if check_only else out, size=size,
                             allow_palette=allow_palette, jobs=jobs, quiet=quiet)
     _finish(report, out, quiet)

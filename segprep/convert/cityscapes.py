@@ -32,7 +32,7 @@ from segprep import class_maps
 from segprep.class_maps import IGNORE_INDEX, ClassMap
 from segprep.errors import SegprepError
 from segprep.datasets.cityscapes import GT_TYPES, POLYGON_SUFFIX, SPLITS
-from segprep.io import read_png, scratch, write_png
+from segprep.io import check_size, read_png, scratch, write_png
 
 TARGETS: dict[str, str] = {
     "labelIds": "labelIds",
@@ -104,13 +104,22 @@ def load_annotation(path: str | os.PathLike, class_map: ClassMap | None = None) 
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise SegprepError(path, f"malformed JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise SegprepError(path, f"not a Cityscapes polygon file: expected a JSON object, got "
+                                 f"{type(doc).__name__}")
     try:
         width, height = int(doc["imgWidth"]), int(doc["imgHeight"])
         raw_objects = doc["objects"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SegprepError(path, f"not a Cityscapes polygon file: missing or bad key {exc}") from None
+    except KeyError as exc:
+        raise SegprepError(path, f"not a Cityscapes polygon file: no key {exc}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise SegprepError(path, f"imgWidth/imgHeight must be integers, got "
+                                 f"{doc['imgWidth']!r}x{doc['imgHeight']!r}") from None
     if width <= 0 or height <= 0:
         raise SegprepError(path, f"bad image size {width}x{height}")
+    check_size(path, width, height)  # before any allocation: a typo'd imgWidth is no OOM
+    if not isinstance(raw_objects, list):
+        raise SegprepError(path, f"'objects' must be a list, got {type(raw_objects).__name__}")
     names = set(cm.names)
     kept: list[tuple[int, str, bool, object]] = []  # (object index, label, is_group, polygon)
     for n, obj in enumerate(raw_objects):

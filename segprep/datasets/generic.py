@@ -48,11 +48,20 @@ class Match:
             out.append(f"no {what} for {len(self.missing)} of {n} frames: "
                        f"{', '.join(self.missing[:5])}{', …' if len(self.missing) > 5 else ''}")
         if self.multiple:
-            items = [f"{k} ({', '.join(p.name for p in v[:3])})"
+            items = [f"{k} ({', '.join(_distinct_names(v[:3]))})"
                      for k, v in list(self.multiple.items())[:3]]
             out.append(f"several {what}s for {len(self.multiple)} frames: {'; '.join(items)}"
                        f"{'; …' if len(self.multiple) > 3 else ''}")
         return "; ".join(out) + (f" (each frame needs exactly one file {rule})" if out else "")
+
+
+def _distinct_names(files: Sequence[Path]) -> list[str]:
+    """The files as paths below their common folder (``a/f0.png, b/f0.png``, not ``f0.png,
+    f0.png``)."""
+    if len(files) < 2:
+        return [str(f) for f in files]
+    common = os.path.commonpath([os.path.abspath(f.parent) for f in files])
+    return [os.path.relpath(os.path.abspath(f), common) for f in files]
 
 
 def match_by_stem(keys: Sequence[Sequence[str]], files: Sequence[Path]) -> Match:

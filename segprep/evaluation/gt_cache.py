@@ -153,7 +153,7 @@ class GtCache:
             from segprep.io import atomic_write_bytes
 
             atomic_write_bytes(path, _dump_cached(codes, key))
-        except OSError:
+        except (OSError, SegprepError):  # atomic_write maps OSError to SegprepError
             with self._lock:
                 self.write_errors += 1
         return codes

@@ -19,7 +19,7 @@ from segprep.errors import SegprepError
 Prefer = Literal["threads", "processes"]
 """How :func:`run_batch` runs ``jobs > 1`` workers: threads of this process (the default; the
 per-file work — PNG codecs, LUTs, numba ``nogil`` kernels — releases the GIL) or separate
-processes (joblib/loky)."""
+processes (:func:`_process_map`)."""
 
 
 def default_jobs() -> int:
@@ -120,7 +120,8 @@ def run_batch(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | Non
         quiet: no progress bar (it is also off when stderr is not a terminal).
         unit: progress-bar unit name.
         prefer: ``"threads"`` (a ``concurrent.futures`` pool of this process; OpenCV's own
-            threads are set to 1 meanwhile) or ``"processes"`` (joblib/loky).
+            threads are set to 1 meanwhile) or ``"processes"`` (a ``concurrent.futures`` process
+            pool whose workers never outlive this process, see :func:`_process_map`).
         ordered: yield outcomes in the order of ``items`` (default: completion order).
         scheduler: run on a Dask cluster instead (``tcp://HOST:PORT`` or ``local:N``; see
             :mod:`segprep.io.cluster`): ``fn`` is sent once to every worker, items travel in
@@ -202,52 +203,151 @@ def _thread_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool) -> I
     Not joblib's threading backend: measured on gen-gt (205 frames, 2 threads) it kept 1.06 cores
     busy (18.4 ms/frame) where this pool keeps 1.53 (10.3 ms/frame).
     """
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    from concurrent.futures import ThreadPoolExecutor
 
-    todo = iter(enumerate(items))
     import cv2  # OpenCV's own thread pool would run n x its threads on the same cores
 
     cv2_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="segprep") as pool:
+            yield from _pool_map(lambda: pool, fn, items, n, bar, ordered)
+    finally:
+        cv2.setNumThreads(cv2_threads)
+
+
+def _pool_map(get_pool: Callable[[], Any], fn: Callable, items: list, n: int, bar: Any,
+              ordered: bool) -> Iterator[Outcome]:
+    """Feed ``items`` to a ``concurrent.futures`` executor, at most ``4 * n`` in flight.
+
+    ``get_pool()`` returns the executor; it is called again after a process pool broke (a worker
+    killed by the OOM killer, or a crash in a C library). The items that were in flight then are
+    run again one at a time in the new pool, so that only the item that kills a worker on its
+    own fails (one line), and the others go on.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    todo = iter(enumerate(items))
     pending: dict[int, Outcome] = {}
     next_out = 0
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="segprep") as pool:
-        running: set = set()
+    running: dict[Any, int] = {}
+    suspects: list[int] = []  # in flight when a pool broke: rerun alone
+    alone: Any = None  # the future of a suspect running alone
+    pool = get_pool()
+
+    def submit(i: int) -> Any:
+        nonlocal pool
         try:
-            while True:
-                for i, item in todo:
-                    running.add(pool.submit(_indexed_call, fn, i, item))
+            fut = pool.submit(_indexed_call, fn, i, items[i])
+        except BrokenProcessPool:
+            pool = get_pool()
+            fut = pool.submit(_indexed_call, fn, i, items[i])
+        running[fut] = i
+        return fut
+
+    try:
+        while True:
+            if suspects:
+                if not running:
+                    alone = submit(suspects.pop(0))
+            else:
+                for i, _item in todo:
+                    submit(i)
                     if len(running) >= 4 * n:
                         break
-                if not running:
-                    return
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    i, value, err = fut.result()
-                    bar.update(1)
-                    if not ordered:
-                        yield Outcome(items[i], value, err)
-                    else:
-                        pending[i] = Outcome(items[i], value, err)
-                while next_out in pending:
-                    yield pending.pop(next_out)
-                    next_out += 1
-        finally:
-            for fut in running:  # the consumer stopped early: drop what has not started
-                fut.cancel()
-            cv2.setNumThreads(cv2_threads)
+            if not running:
+                return
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            broken = False
+            outcomes: list[tuple[int, Outcome]] = []
+            for fut in done:
+                i = running.pop(fut)
+                try:
+                    _, value, err = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    if fut is not alone:
+                        suspects.append(i)
+                        continue
+                    value, err = None, (f"{describe(items[i])}: the worker process died while "
+                                        "working on it (killed, or out of memory)")
+                outcomes.append((i, Outcome(items[i], value, err)))
+            if broken:  # every other future of that pool is broken too: rerun them alone
+                suspects.extend(sorted(running.values()))
+                running.clear()
+                pool = get_pool()
+            for i, outcome in outcomes:
+                bar.update(1)
+                if not ordered:
+                    yield outcome
+                else:
+                    pending[i] = outcome
+            while next_out in pending:
+                yield pending.pop(next_out)
+                next_out += 1
+    finally:
+        for fut in running:  # the consumer stopped early: drop what has not started
+            fut.cancel()
+
+
+def _watch_parent(parent: int) -> None:
+    """Initializer of the worker processes: ignore Ctrl-C (the parent handles it and stops the
+    pool; the workers printing their own ``KeyboardInterrupt`` tracebacks is what it avoids) and
+    exit as soon as the parent is gone, even when it was killed with SIGKILL (no idle worker is
+    ever left behind)."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="segprep-parent-watch", daemon=True).start()
 
 
 def _process_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool) -> Iterator[Outcome]:
-    """The processes path of :func:`run_batch` (joblib/loky workers)."""
-    from joblib import Parallel, delayed
+    """The processes path of :func:`run_batch`: a ``concurrent.futures.ProcessPoolExecutor`` of
+    ``n`` spawned workers, at most ``4 * n`` items in flight.
 
-    results = Parallel(n_jobs=n, batch_size="auto",
-                       return_as="generator" if ordered else "generator_unordered")(
-        delayed(_indexed_call)(fn, i, item) for i, item in enumerate(items))
-    for i, value, err in results:
-        bar.update(1)
-        yield Outcome(items[i], value, err)
+    Not joblib/loky: after the parent was killed (SIGKILL), loky's workers stayed alive, idle
+    (still there 30 s later; loky ends idle workers after 300 s), and its resource tracker warned
+    about leaked ``/dev/shm`` folders; a worker killed by the OOM killer ended the command with
+    loky's traceback. Same speed within the noise (``scripts/bench_process_pool.py``). Here
+    workers exit within 0.25 s of their parent (:func:`_watch_parent`), a dead worker fails the
+    items it held (one line each) and the batch goes on in a new pool, and Ctrl-C stops the pool
+    at once.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # multiprocessing's resource tracker (started with this interpreter's -W options) cleans up
+    # the pool's semaphores after a kill -9 of this process; it need not print a warning then
+    quiet_tracker = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if quiet_tracker not in sys.warnoptions:
+        sys.warnoptions.append(quiet_tracker)
+    pools: list[ProcessPoolExecutor] = []
+
+    def new_pool() -> ProcessPoolExecutor:
+        if pools:
+            pools[-1].shutdown(wait=False, cancel_futures=True)
+        pools.append(ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
+                                         initializer=_watch_parent, initargs=(os.getpid(),)))
+        return pools[-1]
+
+    finished = False
+    try:
+        yield from _pool_map(new_pool, fn, items, n, bar, ordered)
+        finished = True
+    finally:
+        for pool in pools:
+            if not finished:  # Ctrl-C, an error, or the consumer stopped early: stop at once
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+            pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _indexed_call(fn: Callable, i: int, item: Any) -> tuple[int, Any, str | None]:

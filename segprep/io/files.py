@@ -59,8 +59,6 @@ def refuse_overwriting_inputs(inputs: Iterable[PathLike], outputs: Iterable[Path
                                     "choose another output folder")
 
 
-
-
 def ensure_output_dir(path: PathLike) -> Path:
     """Create an output folder (and its parents) and check that files can be written in it, once
     before a batch starts, so an unwritable output is one error line, not one per file.
@@ -72,12 +70,71 @@ def ensure_output_dir(path: PathLike) -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise SegprepError(path, "cannot create the output folder: a file of that name "
-                                 "exists") from None
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((up for up in [path, *path.parents]
+                        if os.path.lexists(up) and not up.is_dir()), path)
+        what = ("it is a file, not a folder" if blocker == path else
+                f"{blocker} is a file, not a folder")
+        raise SegprepError(path, f"cannot create the output folder: {what}") from None
     except OSError as exc:
         raise SegprepError(path, f"cannot create the output folder: "
                                  f"{exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise SegprepError(path, "output folder is not writable")
+    return path
+
+
+def ensure_output_dirs(outputs: Iterable[PathLike]) -> list[Path]:
+    """:func:`ensure_output_dir` for the folder of every output file of a batch (each distinct
+    folder once), so that an unwritable output folder is one error line before the batch starts,
+    never one per file.
+
+    Returns:
+        the distinct folders, sorted.
+
+    Raises:
+        SegprepError: the first folder that cannot be created or written.
+    """
+    folders: dict[str, Path] = {}  # absolute -> as given (error lines name it as the user did)
+    for o in outputs:
+        parent = os.path.dirname(os.fspath(o)) or "."
+        folders.setdefault(os.path.abspath(parent), Path(parent))
+    for key in sorted(folders):
+        ensure_output_dir(folders[key])
+    return [folders[k] for k in sorted(folders)]
+
+
+def check_output_file(path: PathLike, option: str | None = None) -> Path:
+    """Check, before a command does its work, that a single output file can be written: its
+    folder can be created and written, and ``path`` is not a folder. The folder is created, and
+    the temp files of ``path`` that a killed earlier run left there are removed.
+
+    Args:
+        path: the output file.
+        option: the option that named it (``--json``), added to the message.
+
+    Raises:
+        SegprepError: naming ``path`` and what stands in the way.
+    """
+    path = Path(path)
+    opt = f" ({option})" if option else ""
+    if path.is_dir():
+        raise SegprepError(path, f"is a directory; expected a file to write{opt}")
+    parent = path.parent
+    for up in [parent, *parent.parents]:  # the nearest existing ancestor must be a folder
+        if os.path.lexists(up):
+            if not up.is_dir():
+                raise SegprepError(path, f"cannot write{opt}: {up} is a file, not a "
+                                         "folder")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SegprepError(path, f"cannot write{opt}: cannot create the folder {parent} "
+                                 f"({exc.strerror or exc})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SegprepError(path, f"cannot write{opt}: folder {parent} is not writable")
+    from segprep.io.write import remove_stale_temps
+
+    remove_stale_temps([parent], recursive=False, name=path.name)  # left by a killed run
     return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io as _io
 import os
+import re
 import struct
 import zlib
 from typing import Any, NamedTuple
@@ -148,12 +149,23 @@ def _header_fits(header: PngHeader, out: np.ndarray) -> bool:
                                                 np.uint16) and out.flags.c_contiguous
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception's message for an error line: without the ``<_io.BytesIO object at 0x…>``
+    that Pillow names the in-memory file by (the error line names the file already)."""
+    return re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-fA-F]+>", "", str(exc)).strip() or \
+        type(exc).__name__
+
+
 def _open_pil(path: PathLike, data: bytes) -> Any:
     """Open image bytes with Pillow, checking the size before any pixel is decoded."""
+    image = _pil_image()
     try:
-        im = _pil_image().open(_io.BytesIO(data))
+        im = image.open(_io.BytesIO(data))
+    except image.UnidentifiedImageError:
+        what = "an empty file" if not data else "not an image in any format Pillow reads"
+        raise SegprepError(path, what) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise SegprepError(path, f"not an image Pillow can read ({exc})") from None
+        raise SegprepError(path, f"not an image Pillow can read ({_reason(exc)})") from None
     check_size(path, *im.size)
     return im
 
@@ -173,7 +185,7 @@ def _pil_decode(path: PathLike, data: bytes, keep_palette: bool = False
                 return np.asarray(im, dtype=np.uint8)
             return np.asarray(im)
     except (OSError, SyntaxError, ValueError, zlib.error) as exc:
-        raise SegprepError(path, f"corrupt or truncated image ({exc})") from None
+        raise SegprepError(path, f"corrupt or truncated image ({_reason(exc)})") from None
 
 
 def read_label(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
@@ -202,7 +214,7 @@ def decode_label(path: PathLike, data: bytes) -> tuple[np.ndarray, np.ndarray | 
                 pal = np.array(im.getpalette() or [], np.uint8).reshape(-1, 3)
                 return np.asarray(im), pal
     except (OSError, SyntaxError, ValueError, zlib.error) as exc:
-        raise SegprepError(path, f"corrupt or truncated image ({exc})") from None
+        raise SegprepError(path, f"corrupt or truncated image ({_reason(exc)})") from None
     return _pil_decode(path, data), None
 
 
@@ -231,14 +243,19 @@ def read_image(path: PathLike) -> np.ndarray:
 
 
 def _header_open(path: PathLike) -> Any:
+    image = _pil_image()
     try:
-        return _pil_image().open(path)
+        return image.open(path)
+    except image.UnidentifiedImageError:
+        empty = os.path.getsize(path) == 0
+        raise SegprepError(path, "an empty file" if empty else
+                           "not an image in any format Pillow reads") from None
     except FileNotFoundError:
         raise SegprepError(path, "no such file") from None
     except IsADirectoryError:
         raise SegprepError(path, "is a directory, expected a file") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise SegprepError(path, f"unreadable image ({exc})") from None
+        raise SegprepError(path, f"unreadable image ({_reason(exc)})") from None
 
 
 def image_size(path: PathLike) -> tuple[int, int]:

@@ -53,7 +53,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
                                    dir=path.parent)
     except OSError as exc:
-        raise SegprepError(path, f"cannot write: {exc.strerror or exc}") from None
+        raise SegprepError(path, f"cannot write: {_why(path, exc)}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -65,8 +65,20 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> None:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise SegprepError(path, f"cannot write: {exc.strerror or exc}") from None
+            raise SegprepError(path, f"cannot write: {_why(path, exc)}") from None
         raise
+
+
+def _why(path: Path, exc: OSError) -> str:
+    """The reason an output cannot be written, in words: ``EEXIST``/``ENOTDIR`` from creating its
+    folder mean that a file stands where a folder is needed; name that file."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        for up in path.parents:
+            if os.path.lexists(up):
+                if not up.is_dir():
+                    return f"{up} is a file, not a folder"
+                break
+    return str(exc.strerror or exc)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
@@ -133,11 +145,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folders: Iterable[PathLike], recursive: bool = True) -> int:
+def remove_stale_temps(folders: Iterable[PathLike], recursive: bool = True,
+                       name: str | None = None) -> int:
     """Delete the temp files that a killed segprep run left under ``folders``.
 
     Only names of :func:`atomic_write`'s pattern (``.<name>.<pid>.<random>.tmp``) whose process
     no longer runs are removed, so a concurrent run's files in flight are left alone.
+
+    Args:
+        folders: where to look.
+        recursive: also in their sub-folders.
+        name: only the temp files of this output file name (e.g. ``stats.json``).
 
     Returns:
         the number of files removed.
@@ -150,11 +168,13 @@ def remove_stale_temps(folders: Iterable[PathLike], recursive: bool = True) -> i
         walk: Iterable[tuple[str, list[str], list[str]]] = (
             os.walk(top) if recursive else [(top, [], os.listdir(top))])
         for dirpath, _dirs, files in walk:
-            for name in files:
-                m = _TEMP_RE.match(name)
+            for fname in files:
+                if name is not None and not fname.startswith(f".{name}."):
+                    continue
+                m = _TEMP_RE.match(fname)
                 if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
                     try:
-                        os.unlink(os.path.join(dirpath, name))
+                        os.unlink(os.path.join(dirpath, fname))
                         removed += 1
                     except OSError:
                         pass
