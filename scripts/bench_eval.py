@@ -108,8 +108,8 @@ def main() -> int:
                     help="time segprep only (no cityscapesScripts run, no ratio)")
     args = ap.parse_args()
 
-    from segprep.evaluate import evaluate_cityscapes
-    from segprep.evaluate_kernels import warm_up
+    from segprep.evaluation import evaluate_cityscapes
+    from segprep.evaluation.kernels import warm_up
     from segprep.io import default_jobs
 
     root = Path(args.root)

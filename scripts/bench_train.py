@@ -4,8 +4,9 @@ against the model step.
 1. Step time: ``segprep.train.loop.train_one_epoch`` (uint8 NHWC batch → normalised input on the
    device, autocast, loss, backward, optimiser, per-iteration poly scheduler, loss bookkeeping)
    versus the minimal loop ``loss = F.cross_entropy(model(x), y, ignore_index=255);
-   opt.zero_grad(); loss.backward(); opt.step()`` on the same model, the same real batch and the same
-   precision / memory format (the plain loop even gets its input already normalised as float32).
+   opt.zero_grad(); loss.backward(); opt.step()`` on the same model, the same real batch and the
+   same precision / memory format (the plain loop even gets its input already normalised as
+   float32).
    Goal: segprep / plain ≤ 1.1. Runs are interleaved (A B A B …); the ratio is taken on the best
    run of each loop (as ``timeit`` advises: slower runs measure the other processes sharing the
    CPU, not the code) and also shown on the medians. A third row times the plain loop in float32
@@ -41,8 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from segprep.model import build_model  # noqa: E402
-from segprep.train.data import (SegDataset, pad_collate, read_records,  # noqa: E402
-                                to_model_input)
+from segprep.train.data import SegDataset, pad_collate, read_records, to_model_input  # noqa: E402
 from segprep.train.loop import PolyWarmup, amp_dtype, train_one_epoch  # noqa: E402
 from segprep.train.losses import build_loss  # noqa: E402
 

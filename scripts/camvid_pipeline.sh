@@ -73,7 +73,8 @@ run "$SEGPREP" train --train "$OUT/train.odgt" --val "$OUT/val.odgt" \
     --class-weights "$OUT/train_stats.json" --crop 180x240 --scale 0.75,1.5 \
     --color-jitter 0.2 --batch-size 8 --lr 2e-3 \
     --base-channels 16 --workers 0 --cache --seed 0 --val-every "${VAL_EVERY:-5}" \
-    --time-budget "$BUDGET" --out "$OUT/run" --no-tensorboard ${THREADS:+--threads "$THREADS"} \
+    --time-budget "$BUDGET" --out "$OUT/run" --overwrite --no-tensorboard \
+    ${THREADS:+--threads "$THREADS"} \
     ${TRAIN_ARGS:-}
 
 # 4. predict the val frames (trainIds 0-10 at the images' 480x360) and evaluate per class

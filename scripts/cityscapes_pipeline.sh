@@ -76,7 +76,7 @@ else
     run "$SEGPREP" train --train "$OUT/train_with_images.odgt" \
         --val "$OUT/train_with_images.odgt" --class-map cityscapes --crop 256x512 --scale 1 \
         --epochs "$EPOCHS" --val-every 10 --batch-size 2 --lr 4e-3 --base-channels 8 \
-        --workers 0 --cache --seed 0 --out "$OUT/run" --no-tensorboard -q
+        --workers 0 --cache --seed 0 --out "$OUT/run" --overwrite --no-tensorboard -q
 fi
 
 # 4. predict those frames: labelIds for evaluation, overlays to look at

@@ -17,12 +17,13 @@ For each ambiguous pair and split: pixel recall of each label and the balanced a
 mean; always answering the majority label scores 50 %), next to two references: ``oracle`` gives
 every connected region the label that truly covers most of it (the ceiling of region-level
 labelling) and ``naive`` is a plain extent-and-aspect rule (compact, not elongated → sign /
-polegroup). The thresholds of segprep's person/sign rule (segprep/convert/colors.py) were chosen
-on ``bdd-render`` ``train`` (aachen) only: ``val`` (lindau) is held out and ``bdd2018`` is a
-transfer check; the pole/polegroup thresholds rest on the polegroup regions of all the frames.
-To iterate on a rule, write the per-region table once (``--regions``, with ``--sources``
-bdd-render,bdd2018 for person/sign) and replay candidate thresholds on it (pandas), weighting
-each region by its true pixel counts, instead of decoding the frames again.
+polegroup). ``segprep`` is what ``decode_colors`` does by default: the learned rules shipped in
+``segprep/convert/shape_model.json``, trained by ``scripts/train_shape_rule.py`` on 15 Cityscapes
+train cities, aachen among them (so ``train`` here is a training city; ``val``/lindau was held
+out, and ``bdd2018`` is a transfer check on another camera). ``--hand`` measures the hand-written
+rules (``HAND_RULES``) instead. The city-by-city cross-validated figures come from
+``scripts/train_shape_rule.py``; this script stays the end-to-end check (real color PNGs, the
+whole decoder) and the BDD100K transfer check.
 
 Usage: python scripts/measure_shape_resolution.py [--data ../shared/data] [-j 2] [--json out.json]
        [--regions regions.csv]   (one row per region with its features and true pixel counts)
@@ -44,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from segprep import class_maps  # noqa: E402
-from segprep.convert.colors import (PersonSignRule, PoleGroupRule, VoidRule,  # noqa: E402
-                                    decode_colors, encode_colors, region_features)
+from segprep.convert.colors import (HAND_RULES, decode_colors, encode_colors,  # noqa: E402
+                                    neighbour_groups, region_features, rule_for)
 from segprep.io import find_files, parallel_map, read_png  # noqa: E402
 
 PAIRS = {  # name -> (palette label names compared, in rule order)
@@ -84,7 +85,7 @@ def _naive(feats, n_labels: int) -> np.ndarray:
 
 
 def _compare(pred: np.ndarray, truth: np.ndarray, ids: tuple[int, ...], color_mask: np.ndarray,
-             rule, frame: str, source: str, split: str, rows: list | None) -> dict:
+             rule, frame: str, source: str, split: str, rows: list | None, cm) -> dict:
     """Confusion (truth label × predicted label) of segprep, oracle and naive on one color."""
     k = len(ids)
     lut = np.full(256, k, np.int64)  # k = "other" (not one of the labels)
@@ -92,7 +93,9 @@ def _compare(pred: np.ndarray, truth: np.ndarray, ids: tuple[int, ...], color_ma
         lut[i] = j
     t, p = lut[truth[color_mask]], lut[pred[color_mask]]
     out = {"segprep": np.bincount(t * (k + 1) + p, minlength=(k + 1) ** 2).reshape(k + 1, k + 1)}
-    labels, feats = region_features(color_mask, contours=True)
+    labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True),
+                                    values=truth,
+                                    value_groups=neighbour_groups(cm))
     n = len(feats)
     tl = lut[truth]
     per_region = np.zeros((n + 1, k + 1), np.int64)
@@ -122,16 +125,17 @@ def _compare(pred: np.ndarray, truth: np.ndarray, ids: tuple[int, ...], color_ma
     return out
 
 
-def measure_frame(item: tuple[str, str, str, bool]) -> dict:
+def measure_frame(item: tuple[str, str, str, bool, bool]) -> dict:
     """All comparisons for one frame (run in a worker)."""
-    source, path, split, want_rows = item
+    source, path, split, want_rows, hand = item
+    rules = HAND_RULES if hand else None
     rows: list | None = [] if want_rows else None
     res: dict = {"split": split, "source": source, "conf": {}, "rows": rows}
     if source == "cityscapes":
         label_ids = read_png(path)
         color = read_png(path.replace("_labelIds.png", "_color.png"))
         cm = class_maps.load("cityscapes")
-        pred, _ = decode_colors(color, "cityscapes", level="id", where=path)
+        pred, _ = decode_colors(color, "cityscapes", level="id", where=path, rules=rules)
         truth = label_ids
         pal_name = "cityscapes"
         pairs = {"pole/polegroup": PAIRS["pole/polegroup"], "void": PAIRS["void"]}
@@ -142,21 +146,20 @@ def measure_frame(item: tuple[str, str, str, bool]) -> dict:
         else:  # bdd2018
             truth = bdd_train_to_render_lut()[read_png(path)]
         color = encode_colors(truth, "bdd100k", "id")
-        pred, _ = decode_colors(color, "bdd100k", level="id", where=path)
+        pred, _ = decode_colors(color, "bdd100k", level="id", where=path, rules=rules)
         cm = bdd
         pal_name = "bdd100k"
         pairs = dict(PAIRS) if source == "bdd-render" else {"person/sign": PAIRS["person/sign"],
                                                            "pole/polegroup": PAIRS["pole/polegroup"]}
     del pal_name
-    rules = {"person/sign": PersonSignRule(), "pole/polegroup": PoleGroupRule(), "void": VoidRule()}
     for pair, names in pairs.items():
         ids = tuple(int(cm.ids[cm.index_of(n)]) for n in names)
         c = cm.colors[cm.index_of(names[0])]
         mask = (color[..., 0] == c[0]) & (color[..., 1] == c[1]) & (color[..., 2] == c[2])
         if not mask.any():
             continue
-        res["conf"][pair] = _compare(pred, truth, ids, mask, rules[pair], Path(path).name, source,
-                                     split, rows)
+        res["conf"][pair] = _compare(pred, truth, ids, mask, rule_for(names, rules),
+                                     Path(path).name, source, split, rows, cm)
     return res
 
 
@@ -177,6 +180,7 @@ def main() -> int:
     ap.add_argument("--json", help="write the scores as JSON here")
     ap.add_argument("--regions", help="write one CSV row per shared-color region here")
     ap.add_argument("--sources", default="cityscapes,bdd-render,bdd2018")
+    ap.add_argument("--hand", action="store_true", help="measure the hand-written rules")
     args = ap.parse_args()
     data = Path(args.data)
     sources = args.sources.split(",")
@@ -186,11 +190,12 @@ def main() -> int:
         split = f.relative_to(cs_root).parts[0]
         for s in ("cityscapes", "bdd-render"):
             if s in sources:
-                items.append((s, str(f), split, bool(args.regions)))
+                items.append((s, str(f), split, bool(args.regions), args.hand))
     if "bdd2018" in sources:
         bdd_root = data / "bdd100k" / "seg" / "labels"
         for f in find_files(bdd_root, "_train_id.png"):
-            items.append(("bdd2018", str(f), f.relative_to(bdd_root).parts[0], bool(args.regions)))
+            items.append(("bdd2018", str(f), f.relative_to(bdd_root).parts[0], bool(args.regions),
+                          args.hand))
     t0 = time.perf_counter()
     agg: dict = defaultdict(lambda: None)
     frames: dict = defaultdict(int)

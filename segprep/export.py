@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
 from segprep.io import atomic_write_bytes
 
@@ -167,7 +168,7 @@ def metadata_props(meta: dict) -> dict[str, str]:
             "segprep.num_classes": str(meta["num_classes"]),
             "segprep.class_names": json.dumps(meta.get("class_names") or []),
             "segprep.mean": json.dumps(meta["mean"]), "segprep.std": json.dumps(meta["std"]),
-            "segprep.ignore_index": str(meta.get("ignore_index", 255)),
+            "segprep.ignore_index": str(meta.get("ignore_index", IGNORE_INDEX)),
             "segprep.class_map": str(cmap.get("name", "")),
             "segprep.class_map_json": json.dumps(cmap) if cmap else "",
             "segprep.train_size": json.dumps([int(size[0]), int(size[1])] if size else None),

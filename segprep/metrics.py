@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from segprep.class_maps import IGNORE_INDEX
+
 
 
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int,
@@ -509,3 +510,48 @@ class InstanceStats:
             c["fn"] += size - cat_tp
             c["tpWeighted"] += float(cat_tp) * weight
             c["fnWeighted"] += float(size - cat_tp) * weight
+
+
+def panoptic_quality(stats: dict, categories: dict) -> dict:
+    """PQ, SQ and RQ per class and for All / Things / Stuff from summed matching counts, as
+    cityscapesScripts ``evalPanopticSemanticLabeling.average_pq`` (Kirillov et al. 2019):
+    ``PQ = iou_sum / (TP + FP/2 + FN/2)``, ``SQ = iou_sum / TP`` (0 when TP = 0),
+    ``RQ = TP / (TP + FP/2 + FN/2)``; a class with TP + FP + FN = 0 scores 0 and is left out of
+    the means, which average the other classes in ``categories`` order.
+
+    Args:
+        stats: category id → ``(tp, fp, fn, iou_sum)`` (ints and the float sum of the IoUs of the
+            matched pairs); missing categories count as all zero, extra ones are ignored.
+        categories: category id → isthing (bool), in the ground truth's order.
+
+    Returns:
+        ``{"All"|"Things"|"Stuff": {"pq", "sq", "rq", "n"}, "per_class": {id: {"pq", "sq",
+        "rq"}}}``, fractions in [0, 1]; ``n`` is the number of classes averaged. With ``n = 0``
+        the means are NaN (cityscapesScripts divides by zero there).
+    """
+    results: dict = {}
+    for name, want in (("All", None), ("Things", True), ("Stuff", False)):
+        pq = sq = rq = 0.0
+        n = 0
+        per_class: dict = {}
+        for cat, isthing in categories.items():
+            if want is not None and bool(isthing) != want:
+                continue
+            tp, fp, fn, iou = stats.get(cat, (0, 0, 0, 0.0))
+            if tp + fp + fn == 0:
+                per_class[cat] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
+                continue
+            n += 1
+            pq_c = iou / (tp + 0.5 * fp + 0.5 * fn)
+            sq_c = iou / tp if tp != 0 else 0
+            rq_c = tp / (tp + 0.5 * fp + 0.5 * fn)
+            per_class[cat] = {"pq": pq_c, "sq": sq_c, "rq": rq_c}
+            pq += pq_c
+            sq += sq_c
+            rq += rq_c
+        nan = float("nan")
+        results[name] = {"pq": pq / n if n else nan, "sq": sq / n if n else nan,
+                         "rq": rq / n if n else nan, "n": n}
+        if name == "All":
+            results["per_class"] = per_class
+    return results

@@ -217,5 +217,6 @@ def build_model(arch: str = "unet", num_classes: int = 19, in_channels: int = 3,
             raise ValueError("pretrained weights need an encoder (e.g. encoder='resnet34')")
         model = UNet(num_classes, in_channels=in_channels, base_channels=base_channels,
                      depth=depth)
-    model.config = model_config(num_classes, base_channels, depth, encoder, in_channels)
+    setattr(model, "config",  # noqa: B010 - an attribute nn.Module does not declare
+            model_config(num_classes, base_channels, depth, encoder, in_channels))
     return model

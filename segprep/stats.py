@@ -43,8 +43,9 @@ from typing import Any
 import numpy as np
 
 from segprep.errors import SegprepError
-from segprep.io import parallel_map
-from segprep.manifest import Record, auto_jobs, chunked, mask_histogram, resolve
+from segprep.io import chunked, run_batch
+from segprep.manifest import Record, check_mask_mode, decode_jobs, mask_histogram, resolve
+from segprep.class_maps import IGNORE_INDEX
 
 WEIGHT_KINDS = ("median_frequency", "inverse_log")
 ENET_C = 1.02
@@ -54,7 +55,7 @@ PathLike = str | os.PathLike
 
 
 # ----------------------------------------------------------------------------------- counting
-def count_mask(path: PathLike, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+def count_mask(path: PathLike, num_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Pixels of each class in one mask.
 
     Args:
@@ -66,9 +67,11 @@ def count_mask(path: PathLike, num_classes: int, ignore_index: int = 255) -> np.
         ``(K + 1,)`` int64: pixels of classes ``0 .. K-1``, then the number of ignored pixels.
 
     Raises:
-        SegprepError: unreadable/RGB mask, or values other than ``0 .. K-1`` and
+        SegprepError: unreadable/RGB mask, a mode ``odgt validate`` refuses (16-bit, RGB:
+            :func:`segprep.manifest.check_mask_mode`), or values other than ``0 .. K-1`` and
             ``ignore_index`` (the message lists them with their pixel counts).
     """
+    check_mask_mode(path)
     hist = mask_histogram(path)
     bad = np.flatnonzero(hist > 0)
     bad = bad[(bad >= num_classes) & (bad != ignore_index)]
@@ -84,7 +87,7 @@ def _count_chunk(item: tuple[tuple[tuple[str, str], ...], int, int]
                  ) -> list[tuple[str, np.ndarray | None, str | None]]:
     """Count a chunk of masks; per-mask errors are returned, not raised."""
     masks, k, ignore = item
-    out = []
+    out: list[tuple[str, np.ndarray | None, str | None]] = []
     for key, path in masks:
         try:
             out.append((key, count_mask(path, k, ignore), None))
@@ -94,24 +97,28 @@ def _count_chunk(item: tuple[tuple[tuple[str, str], ...], int, int]
 
 
 def count_records(records: Sequence[Record], root: PathLike, num_classes: int,
-                  ignore_index: int = 255, jobs: int | None = None, quiet: bool = False
-                  ) -> tuple[dict[str, np.ndarray], list[str]]:
+                  ignore_index: int = IGNORE_INDEX, jobs: int | None = None, quiet: bool = False,
+                  scheduler: str | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
     """Per-mask class pixel counts of a manifest's masks, in parallel.
 
-    Masks are sent to the workers in chunks (:func:`segprep.manifest.chunked`); with
-    ``jobs=None`` a small manifest is counted in-process (:func:`segprep.manifest.auto_jobs`).
+    Masks are sent to the workers in chunks (:func:`segprep.io.chunked`); with
+    ``jobs=None`` a small manifest is counted in-process (:func:`segprep.manifest.decode_jobs`).
+    With ``scheduler`` (a Dask scheduler, :mod:`segprep.io.cluster`) each mask is one item, the
+    cluster path cuts the chunks, and only the per-mask counts come back.
 
     Returns:
         ``(counts, errors)``: ``fpath_segm`` → ``(K + 1,)`` int64 (see :func:`count_mask`) for
         every mask read, and one-line errors of the others (sorted).
     """
-    jobs = auto_jobs(jobs, records)
     masks = [(r.fpath_segm, str(resolve(r.fpath_segm, root))) for r in records]
-    chunks = [(c, num_classes, ignore_index) for c in chunked(masks, jobs)]
+    n_jobs = decode_jobs(jobs, records, len(masks))
+    groups = [(m,) for m in masks] if scheduler else chunked(masks, n_jobs)
+    chunks = [(c, num_classes, ignore_index) for c in groups]
     counts: dict[str, np.ndarray] = {}
     errors = []
-    for out in parallel_map(_count_chunk, chunks, jobs=jobs, desc="stats", quiet=quiet,
-                            unit="chunk"):
+    for out in run_batch(_count_chunk, chunks, jobs=n_jobs, desc="stats", quiet=quiet,
+                         unit="chunk", prefer="processes", scheduler=scheduler,
+                         probe=masks[0][1] if masks else None):
         if not out.ok:  # unexpected failure of a whole chunk
             errors.append(out.error or "")
             continue
@@ -242,7 +249,7 @@ class DatasetStats:
         return d
 
 
-def aggregate(counts: dict[str, np.ndarray], num_classes: int, ignore_index: int = 255,
+def aggregate(counts: dict[str, np.ndarray], num_classes: int, ignore_index: int = IGNORE_INDEX,
               class_names: Sequence[str] | None = None, odgt: str = "") -> DatasetStats:
     """Sum per-mask counts (from :func:`count_records`) into :class:`DatasetStats`.
 
@@ -270,10 +277,12 @@ def aggregate(counts: dict[str, np.ndarray], num_classes: int, ignore_index: int
 
 
 def compute_stats(records: Sequence[Record], root: PathLike, num_classes: int,
-                  ignore_index: int = 255, class_names: Sequence[str] | None = None,
-                  jobs: int | None = None, quiet: bool = False, odgt: str = ""
-                  ) -> tuple[DatasetStats, list[str]]:
+                  ignore_index: int = IGNORE_INDEX, class_names: Sequence[str] | None = None,
+                  jobs: int | None = None, quiet: bool = False, odgt: str = "",
+                  scheduler: str | None = None) -> tuple[DatasetStats, list[str]]:
     """Class statistics of a manifest's masks (counted in parallel).
+
+    ``scheduler``: count on a Dask cluster (see :func:`count_records`); histograms merge here.
 
     Returns:
         ``(stats, errors)``; the stats cover only the masks that could be read, ``errors`` lists
@@ -287,7 +296,8 @@ def compute_stats(records: Sequence[Record], root: PathLike, num_classes: int,
     if class_names is not None and len(class_names) != num_classes:
         raise SegprepError("--class-map", f"{len(class_names)} class names for "
                                           f"{num_classes} classes")
-    counts, errors = count_records(records, root, num_classes, ignore_index, jobs, quiet)
+    counts, errors = count_records(records, root, num_classes, ignore_index, jobs, quiet,
+                                   scheduler)
     return aggregate(counts, num_classes, ignore_index, class_names, odgt), errors
 
 

@@ -1,11 +1,13 @@
 """Package predictions for a benchmark server, validating them first so the upload is accepted.
 
 Cityscapes (pixel-level semantic labeling, https://www.cityscapes-dataset.com/submit/): one
-prediction per image of the split, named ``<city>_<seq>_<frame>*.png`` (matched by that prefix, as
-cityscapesScripts' ``getPrediction``), 2048×1024, single-channel 8-bit (PNG mode ``L``), pixel
+prediction per image of the split, matched to its frame by
+:func:`segprep.datasets.cityscapes.match_predictions` (the rule ``evaluate`` uses), 2048×1024, single-channel 8-bit (PNG mode ``L``), pixel
 values labelIds (0..33; ``license plate`` -1 is not a value). trainIds predictions are converted
 with :attr:`segprep.class_maps.ClassMap.train_id_to_id` (255 → 0 ``unlabeled``) into the zip,
-never into the prediction folder.
+never into the prediction folder. ``pred_ids="auto"`` (the CLI default) decides from the values of
+all predictions which of the two they hold (:mod:`segprep.evaluation.pred_ids`), says so in the
+report's notes, and refuses when the files disagree or the evidence is unclear.
 
 BDD100K semantic segmentation: one ``<image stem>.png`` per test image, 1280×720, single-channel
 8-bit trainIds (0..18, 255).
@@ -22,10 +24,7 @@ accepts them and writes their indices as an 8-bit gray PNG, saying so.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,16 +32,18 @@ import numpy as np
 
 from segprep import class_maps
 from segprep.class_maps import IGNORE_INDEX, ClassMap
+from segprep.datasets import bdd100k as bdd_data
+from segprep.datasets import cityscapes as cs_data
+from segprep.datasets.generic import IMAGE_EXTENSIONS, Match, match_by_stem, stem
 from segprep.errors import SegprepError
-from segprep.evaluate import frame_prefix, thread_map, value_ranges
-from segprep.evaluate_kernels import PNG_SIGNATURE, decode_label_png
-from segprep.io import encode_png, find_files
+from segprep.evaluation.kernels import decode_label_png
+from segprep.evaluation.label_maps import read_label_map, value_ranges
+from segprep.evaluation.pred_ids import decide
+from segprep.io import encode_png, find_files, png_header, read_bytes, run_batch, write_zip
 
 PathLike = str | os.PathLike
 
-CITYSCAPES_SIZE = (2048, 1024)
-BDD100K_SIZE = (1280, 720)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+PRED_IDS = ("auto", "labelIds", "trainIds")
 
 
 @dataclass
@@ -81,39 +82,40 @@ class _Check:
     allow_palette: bool
     kind: str  # "labelIds" / "trainIds"
 
-    def __call__(self, path: Path) -> tuple[str, bytes, str | None]:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
-        if not data.startswith(PNG_SIGNATURE):
-            raise SegprepError(path, "not a PNG file")
-        if len(data) < 33 or data[12:16] != b"IHDR":
-            raise SegprepError(path, "corrupt PNG (no IHDR chunk)")
-        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-        depth, color = data[24], data[25]
+    def read(self, path: Path) -> tuple[bytes, np.ndarray, int]:
+        """``(file bytes, decoded (H, W) values, PNG color type)`` after the format checks.
+
+        Raises:
+            SegprepError: every format problem of the file, in one line.
+        """
+        data = read_bytes(path)
+        h = png_header(data, path)
         problems = []
-        if (width, height) != self.size:
-            problems.append(f"size {width}x{height}, expected {self.size[0]}x{self.size[1]}")
+        if (h.width, h.height) != self.size:
+            problems.append(f"size {h.width}x{h.height}, expected {self.size[0]}x{self.size[1]}")
         kinds = {0: "gray", 2: "RGB", 3: "palette", 4: "gray+alpha", 6: "RGBA"}
-        if color in (2, 4, 6):
-            problems.append(f"{kinds[color]} image; expected single-channel 8-bit (mode L)")
-        elif depth != 8:
-            problems.append(f"{depth}-bit {kinds.get(color, 'image')}; expected 8-bit "
-                            "single-channel (mode L)")
-        elif color == 3 and not self.allow_palette:
+        if h.color_type in (2, 4, 6):
+            problems.append(f"{kinds[h.color_type]} image; expected single-channel 8-bit "
+                            "(mode L)")
+        elif h.bit_depth != 8:
+            problems.append(f"{h.bit_depth}-bit {kinds.get(h.color_type, 'image')}; expected "
+                            "8-bit single-channel (mode L)")
+        elif h.color_type == 3 and not self.allow_palette:
             problems.append("palette PNG: the server reads its indices, not the colors shown; "
                             f"save the {self.kind} as 8-bit gray (mode L), or pass "
                             "--allow-palette to submit the indices")
         if problems:
             raise SegprepError(path, "; ".join(problems))
         decoded = decode_label_png(data, str(path))
-        if decoded is None:  # interlaced 8-bit: let Pillow decode it
-            from segprep.evaluate import read_label_map
+        arr = read_label_map(path) if decoded is None else decoded[0]  # None: interlaced
+        return data, arr, h.color_type
 
-            arr = read_label_map(path)
-        else:
-            arr = decoded[0]
+    def histogram(self, path: Path) -> np.ndarray:
+        """``(256,)`` histogram of a prediction's values (for ``--pred-ids auto``)."""
+        return np.bincount(self.read(path)[1].ravel(), minlength=256)
+
+    def __call__(self, path: Path) -> tuple[str, bytes, str | None]:
+        data, arr, color = self.read(path)
         counts = np.bincount(arr.ravel(), minlength=256)
         bad = np.flatnonzero((counts > 0) & ~self.allowed)
         if bad.size:
@@ -132,29 +134,11 @@ class _Check:
         return path.name, out, note
 
 
-def _write_zip(out: PathLike, entries: Sequence[tuple[str, bytes]]) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
-            for name, data in entries:
-                info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, data)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out
-
-
 def _run(report: SubmitReport, pairs: list[Path], check: _Check, out: PathLike | None,
          jobs: int | None, quiet: bool) -> SubmitReport:
     entries: list[tuple[str, bytes]] = []
     palettes = 0
-    for outcome in thread_map(check, pairs, jobs=jobs, desc="check", quiet=quiet, unit="file"):
+    for outcome in run_batch(check, pairs, jobs=jobs, desc="check", quiet=quiet, unit="file"):
         if outcome.ok:
             name, data, note = outcome.value
             entries.append((name, data))
@@ -167,81 +151,38 @@ def _run(report: SubmitReport, pairs: list[Path], check: _Check, out: PathLike |
         report.notes.append(f"{len(entries)} trainIds prediction(s) converted to labelIds in the "
                             "zip (255 -> 0 unlabeled)")
     if not report.violations and out is not None:
-        report.written = _write_zip(out, sorted(entries))
+        report.written = write_zip(out, sorted(entries))
     return report
 
 
-def _match(keys: list[str], files: list[Path], report: SubmitReport, what: str,
-           prefix: bool) -> list[Path]:
-    """Pair each key with exactly one file (by name prefix, or by stem); record violations for
-    missing, duplicate and extra files."""
-    names = sorted(files, key=lambda p: p.name)
-    just = [p.name for p in names]
-    used: set[Path] = set()
-    pairs: list[Path] = []
-    if prefix:
-        import bisect
-
-        for key in keys:
-            i = bisect.bisect_left(just, key)
-            hits = []
-            while i < len(just) and just[i].startswith(key):
-                if just[i] == key or just[i][len(key)] in "_.":
-                    hits.append(names[i])
-                i += 1
-            _pick(key, hits, what, report, used, pairs)
-    else:
-        by_stem: dict[str, list[Path]] = {}
-        for p in names:
-            by_stem.setdefault(p.name.rsplit(".", 1)[0], []).append(p)
-        for key in keys:
-            _pick(key, by_stem.get(key, []), what, report, used, pairs)
-    extra = [p for p in names if p not in used]
-    for p in extra[:20]:
-        report.violations.append(f"{p}: matches no {what} image of the split (remove it)")
-    if len(extra) > 20:
-        report.violations.append(f"… and {len(extra) - 20} more files that match no image")
-    return pairs
-
-
-def _pick(key: str, hits: list[Path], what: str, report: SubmitReport, used: set[Path],
-          pairs: list[Path]) -> None:
-    if not hits:
+def _record(match: Match, what: str, report: SubmitReport) -> list[Path]:
+    """The matched files, each problem of the match recorded as a violation line."""
+    for key in match.missing:
         report.violations.append(f"{key}: no prediction for this {what} image")
-    elif len(hits) > 1:
+    for key, hits in match.multiple.items():
         report.violations.append(f"{key}: {len(hits)} predictions "
                                  f"({', '.join(h.name for h in hits[:4])}); expected exactly one")
-        used.update(hits)
-    else:
-        used.add(hits[0])
-        pairs.append(hits[0])
+    for p in match.extra[:20]:
+        report.violations.append(f"{p}: matches no {what} image of the split (remove it)")
+    if len(match.extra) > 20:
+        report.violations.append(f"… and {len(match.extra) - 20} more files that match no image")
+    return [f for f in match.files if f is not None]
 
 
-def cityscapes_frames(root: PathLike, split: str) -> list[str]:
-    """``<city>_<seq>_<frame>`` of every image of ``split``: from ``ROOT/leftImg8bit/<split>``,
-    or from ``ROOT/gtFine/<split>`` where the images are absent.
-
-    Raises:
-        SegprepError: neither folder holds frames of the split.
-    """
-    root = Path(root)
-    img = root / "leftImg8bit" / split
-    if img.is_dir():
-        files = find_files(img, "_leftImg8bit.png")
-        if files:
-            return sorted({frame_prefix(f) for f in files})
-    gt = root / "gtFine" / split
-    if gt.is_dir():
-        files = [f for f in find_files(gt, "") if "_gtFine_" in f.name]
-        if files:
-            return sorted({frame_prefix(f) for f in files})
-    raise SegprepError(root, f"no images of split {split!r} (looked in leftImg8bit/{split} and "
-                             f"gtFine/{split})")
+def _reading(pred_ids: str, cmap: ClassMap) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(allowed values, trainIds -> labelIds LUT or None)`` of Cityscapes predictions."""
+    allowed = np.zeros(256, bool)
+    if pred_ids == "trainIds":
+        allowed[np.unique(cmap.train_ids[cmap.train_ids >= 0])] = True
+        allowed[IGNORE_INDEX] = True
+        return allowed, np.ascontiguousarray(cmap.train_id_to_id)
+    allowed[cmap.valid_ids] = True
+    return allowed, None
 
 
 def submit_cityscapes(pred_dir: PathLike, root: PathLike, out: PathLike | None, *,
-                      split: str = "test", pred_ids: str = "labelIds",
-                      size: tuple[int, int] = CITYSCAPES_SIZE, allow_palette: bool = False,
+                      split: str = "test", pred_ids: str = "auto",
+                      size: tuple[int, int] = cs_data.SIZE, allow_palette: bool = False,
                       class_map: str | ClassMap = "cityscapes", jobs: int | None = None,
                       quiet: bool = False) -> SubmitReport:
     """Validate Cityscapes predictions and zip them for the server (see the module docstring).
@@ -251,7 +192,8 @@ def submit_cityscapes(pred_dir: PathLike, root: PathLike, out: PathLike | None, 
         root: Cityscapes root (``leftImg8bit/<split>`` or ``gtFine/<split>`` lists the images).
         out: zip to write (None: check only).
         split: ``test`` (1525 images) or another split.
-        pred_ids: ``labelIds`` or ``trainIds`` (converted to labelIds in the zip).
+        pred_ids: ``labelIds``, ``trainIds`` (converted to labelIds in the zip) or ``auto``
+            (decided from all predictions' values; the decision is in ``report.notes``).
         size: expected ``(width, height)``.
         allow_palette: accept palette PNGs (their indices are submitted).
 
@@ -259,27 +201,34 @@ def submit_cityscapes(pred_dir: PathLike, root: PathLike, out: PathLike | None, 
         a :class:`SubmitReport`; ``written`` is set only when there was no violation.
 
     Raises:
-        SegprepError: bad ``pred_ids``, missing folders, no images of the split.
+        SegprepError: bad ``pred_ids``, missing folders, no images of the split, or ``auto``
+            that cannot decide (naming ``--pred-ids``).
     """
     t0 = time.perf_counter()
-    if pred_ids not in ("labelIds", "trainIds"):
-        raise SegprepError("--pred-ids", f"must be labelIds or trainIds, not {pred_ids!r}")
+    if pred_ids not in PRED_IDS:
+        raise SegprepError("--pred-ids", f"must be one of {', '.join(PRED_IDS)}, not {pred_ids!r}")
     cmap = class_maps.load(class_map) if isinstance(class_map, str) else class_map
-    frames = cityscapes_frames(root, split)
+    frames = cs_data.split_frames(root, split)
     report = SubmitReport(expected=len(frames))
-    allowed = np.zeros(256, bool)
-    if pred_ids == "trainIds":
-        tids = cmap.train_ids[cmap.train_ids >= 0]
-        allowed[np.unique(tids)] = True
-        allowed[IGNORE_INDEX] = True
-        lut = np.ascontiguousarray(cmap.train_id_to_id)
-    else:
-        allowed[cmap.valid_ids] = True
-        lut = None
-    valid = f"{pred_ids} {value_ranges(np.flatnonzero(allowed))}"
-    files = find_files(pred_dir, "")
-    pairs = _match(frames, files, report, f"{split}", prefix=True)
+    pairs = _record(cs_data.match_predictions(frames, find_files(pred_dir, "")), split, report)
     report.found = len(pairs)
+    if pred_ids == "auto":
+        probe = _Check(size, np.ones(256, bool), "", None, allow_palette, "predictions")
+        hists, names = [], []
+        for outcome in run_batch(probe.histogram, pairs, jobs=jobs, desc="read", quiet=quiet):
+            if outcome.ok:
+                hists.append(outcome.value)
+                names.append(str(outcome.item))
+            else:
+                report.violations.append(outcome.error or "")
+        if report.violations:
+            report.seconds = time.perf_counter() - t0
+            return report
+        decision = decide(hists, names, cmap)
+        report.notes.append(decision.reason)
+        pred_ids = decision.kind
+    allowed, lut = _reading(pred_ids, cmap)
+    valid = f"{pred_ids} {value_ranges(np.flatnonzero(allowed))}"
     check = _Check(size, allowed, valid, lut, allow_palette, pred_ids)
     report = _run(report, pairs, check, out, jobs, quiet)
     report.seconds = time.perf_counter() - t0
@@ -287,7 +236,7 @@ def submit_cityscapes(pred_dir: PathLike, root: PathLike, out: PathLike | None, 
 
 
 def submit_bdd100k(pred_dir: PathLike, images: PathLike, out: PathLike | None, *,
-                   size: tuple[int, int] = BDD100K_SIZE, allow_palette: bool = False,
+                   size: tuple[int, int] = bdd_data.SIZE, allow_palette: bool = False,
                    class_map: str | ClassMap = "bdd100k", jobs: int | None = None,
                    quiet: bool = False) -> SubmitReport:
     """Validate BDD100K trainId predictions (one ``<image stem>.png`` per image of ``images``)
@@ -298,34 +247,19 @@ def submit_bdd100k(pred_dir: PathLike, images: PathLike, out: PathLike | None, *
     """
     t0 = time.perf_counter()
     cmap = class_maps.load(class_map) if isinstance(class_map, str) else class_map
-    imgs = [f for f in find_files(images, "") if f.suffix.lower() in IMAGE_SUFFIXES]
+    imgs = [f for f in find_files(images, "") if f.name.lower().endswith(IMAGE_EXTENSIONS)]
     if not imgs:
         raise SegprepError(images, "no images (.jpg/.png)")
-    stems = sorted({f.name.rsplit(".", 1)[0] for f in imgs})
+    stems = sorted({stem(f) for f in imgs})
     report = SubmitReport(expected=len(stems))
     allowed = np.zeros(256, bool)
     allowed[: cmap.num_classes] = True
     allowed[IGNORE_INDEX] = True
-    files = find_files(pred_dir, "")
-    pairs = _match(stems, files, report, "test", prefix=False)
+    pairs = _record(match_by_stem([(s,) for s in stems], find_files(pred_dir, "")), "test",
+                    report)
     report.found = len(pairs)
     check = _Check(size, allowed, f"trainIds 0-{cmap.num_classes - 1}, 255", None, allow_palette,
                    "trainIds")
     report = _run(report, pairs, check, out, jobs, quiet)
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"2048x1024"`` → ``(2048, 1024)``.
-
-    Raises:
-        SegprepError: not ``WxH`` with positive integers.
-    """
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SegprepError("--size", f"expected WxH (e.g. 2048x1024), got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise SegprepError("--size", f"expected positive sizes, got {text!r}")
-    return w, h

@@ -869,7 +869,7 @@ def generate_cityscapes(out_root: str | os.PathLike, n_train: int = 24, n_val: i
     Raises:
         SegprepError: bad sizes or counts, or a frame that could not be written.
     """
-    from segprep.io import atomic_write_text, parallel_map
+    from segprep.io import atomic_write_text, run_batch
 
     t0 = time.perf_counter()
     if width < 64 or height < 32:
@@ -879,8 +879,8 @@ def generate_cityscapes(out_root: str | os.PathLike, n_train: int = 24, n_val: i
     specs = frame_specs(out_root, n_train, n_val, n_test, width, height, seed, raster)
     Path(out_root).mkdir(parents=True, exist_ok=True)
     counts: Counter = Counter()
-    for outcome in parallel_map(write_frame, specs, jobs=jobs, desc="synth", quiet=True,
-                                unit="frame"):
+    for outcome in run_batch(write_frame, specs, jobs=jobs, desc="synth", quiet=True,
+                             unit="frame", prefer="processes"):
         if not outcome.ok:
             raise SegprepError(outcome.item.json_path, outcome.error or "generation failed")
         counts.update(outcome.value)

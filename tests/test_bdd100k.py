@@ -22,6 +22,7 @@ import segprep.io
 from segprep import class_maps
 from segprep.cli.main import cli
 from segprep.convert import bdd100k as bdd
+from segprep.datasets import bdd100k as bdd_data
 from segprep.convert.colors import encode_colors
 from segprep.io import read_label, read_png, write_png
 
@@ -169,12 +170,12 @@ def test_unreadable_file_and_directory(bdd_root, tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr(segprep.io, "open", guarded_open, raising=False)
+    monkeypatch.setattr(segprep.io.read, "open", guarded_open, raising=False)
     res = run("bdd100k", "convert", src, tmp_path / "o", "-j", "1", "-q")
     assert res.exit_code == 1
     assert f"segprep: error: {files[1]}: cannot read: Permission denied" in res.output
     assert "2 done, 0 skipped, 1 failed" in res.output
-    monkeypatch.setattr(segprep.io.os, "access", lambda p, mode: str(p) != str(src))
+    monkeypatch.setattr(segprep.io.files.os, "access", lambda p, mode: str(p) != str(src))
     res = run("bdd100k", "convert", src, tmp_path / "o2", "-q")
     assert res.exit_code == 2 and f"segprep: error: {src}: directory is not readable" in res.output
 
@@ -202,11 +203,11 @@ def test_discovery_rules(tmp_path):
         (tmp_path / n).write_bytes(b"")
     (tmp_path / "colormaps").mkdir()
     (tmp_path / "colormaps" / "frame.png").write_bytes(b"")
-    _, files = bdd.discover(tmp_path)
+    _, files = bdd_data.color_maps(tmp_path)
     assert sorted(f.name for f in files) == ["0004a4c0-d4dff0ad_train_color.png",
                                              "00a360bd-27ccb1dd.png", "frame.png", "x_color.png"]
-    assert bdd.frame_id("0004a4c0-d4dff0ad_train_color.png") == "0004a4c0-d4dff0ad"
-    assert bdd.frame_id("00a360bd-27ccb1dd.png") == "00a360bd-27ccb1dd"
+    assert bdd_data.frame_id("0004a4c0-d4dff0ad_train_color.png") == "0004a4c0-d4dff0ad"
+    assert bdd_data.frame_id("00a360bd-27ccb1dd.png") == "00a360bd-27ccb1dd"
     # two inputs of one frame would write the same mask
     (tmp_path / "0004a4c0-d4dff0ad_color.png").write_bytes(b"")
     from segprep.errors import SegprepError

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from segprep import class_maps
 from segprep.cli.main import cli
 from segprep.convert import camvid as cv
+from segprep.datasets import camvid as cv_data
 from segprep.errors import SegprepError
 from segprep.io import read_png, write_png
 
@@ -211,8 +212,8 @@ def test_bad_inputs(camvid_root, tmp_path):
 
 def test_resume_and_naming(camvid_root, tmp_path):
     f = labels(camvid_root)[0]
-    assert cv.output_name(f) == "0016E5_07959.png"
-    assert cv.output_name("seq/0001TP_006690.png") == "0001TP_006690.png"
+    assert cv_data.output_name(f) == "0016E5_07959.png"
+    assert cv_data.output_name("seq/0001TP_006690.png") == "0001TP_006690.png"
     assert run("camvid", "convert", f, tmp_path, "--classes", "11", "-q").exit_code == 0
     res = run("camvid", "convert", f, tmp_path, "--classes", "11", "-q")
     assert "0 done, 1 skipped" in res.output

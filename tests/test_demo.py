@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from segprep import class_maps
 from segprep.cli.main import cli
-from segprep.demo import MARKER, DemoError, Runner, _prepare_out
+from segprep.cli.demo_pipeline import MARKER, DemoError, Runner, _prepare_out
 from segprep.io import read_image, read_png
 
 W, H = 128, 64
@@ -112,7 +112,7 @@ def test_refuses_a_foreign_non_empty_folder(tmp_path):
 
 
 def test_a_failing_command_stops_with_its_status_and_log(tmp_path):
-    run = Runner(tmp_path)
+    run = Runner(tmp_path, cli)
     with pytest.raises(DemoError) as err:
         run("stats", ["odgt", "stats", str(tmp_path / "missing.odgt"), "--num-classes", "3"])
     assert err.value.exit_code != 0

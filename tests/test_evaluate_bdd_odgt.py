@@ -23,7 +23,7 @@ from PIL import Image
 
 from segprep.cli.main import cli
 from segprep.errors import SegprepError
-from segprep.evaluate import evaluate_bdd100k, evaluate_odgt
+from segprep.evaluation import evaluate_bdd100k, evaluate_odgt
 from segprep.io import read_png, write_png
 from segprep.metrics import scores
 

@@ -25,7 +25,9 @@ from click.testing import CliRunner
 from segprep import class_maps
 from segprep.cli.main import cli
 from segprep.errors import SegprepError
-from segprep.evaluate import GtCache, build_codes, evaluate_cityscapes, frame_prefix
+from segprep.datasets.cityscapes import frame_key as frame_prefix
+from segprep.evaluation import evaluate_cityscapes
+from segprep.evaluation.gt_cache import GtCache, build_codes
 from segprep.io import read_png, write_png
 
 SCORE_KEYS = ("classScores", "classInstScores", "categoryScores", "categoryInstScores")

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from segprep.errors import SegprepError
-from segprep.evaluate import build_codes
-from segprep.evaluate_kernels import decode_label_png, joint_histogram, pair_codes
+from segprep.evaluation.gt_cache import build_codes
+from segprep.evaluation.kernels import decode_label_png, joint_histogram, pair_codes
 from segprep.io import encode_png
 
 

@@ -8,17 +8,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_predict import make_checkpoint
 
 from segprep.cli.main import cli
 from segprep.export import export_onnx
-
-from test_predict import make_checkpoint
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -10,8 +10,13 @@ import torch
 
 from segprep.errors import SegprepError
 from segprep.model import MEAN, STD, UNet, build_model
-from segprep.train.checkpoint import load_model, make_meta, rng_state, save_checkpoint, \
-    set_rng_state
+from segprep.train.checkpoint import (
+    load_model,
+    make_meta,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
 @pytest.mark.parametrize("depth", [1, 3, 4])

@@ -20,6 +20,7 @@ from PIL import Image
 
 from segprep import class_maps
 from segprep import manifest as mf
+from segprep.datasets import generic
 from segprep.cli.main import cli
 from segprep.errors import SegprepError
 
@@ -418,11 +419,11 @@ def test_pairing_in_one_folder_and_duplicate_stems(segnet, tmp_path):
     for n in names:
         shutil.copy(segnet / "train" / n, flat / n)
         shutil.copy(segnet / "trainannot" / n, flat / n.replace(".png", "_L.png"))
-    pairing = mf.pair_by_stem(flat, flat, ".png", "_L.png")
+    pairing = generic.pair_by_stem(flat, flat, ".png", "_L.png")
     assert [(i.name, m.name) for i, m in pairing.pairs] == \
         [(n, n.replace(".png", "_L.png")) for n in names]
     assert pairing.unpaired == []
     (flat / "sub").mkdir()
     shutil.copy(segnet / "train" / names[0], flat / "sub" / names[0])
     with pytest.raises(SegprepError, match="more than once"):
-        mf.pair_by_stem(flat, flat, ".png", "_L.png")
+        generic.pair_by_stem(flat, flat, ".png", "_L.png")

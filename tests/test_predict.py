@@ -36,7 +36,7 @@ def _restore_torch_threads():
     torch.set_num_threads(n)
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

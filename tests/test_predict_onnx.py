@@ -16,14 +16,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_predict import make_checkpoint
 
 from segprep import class_maps
 from segprep.cli.main import cli
 from segprep.export import export_onnx
 from segprep.io import read_image, read_png
 from segprep.predict import Predictor
-
-from test_predict import make_checkpoint
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -39,7 +38,7 @@ def _restore_torch_threads():
     torch.set_num_threads(n)
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     args = list(args) + (["--threads", "1"] if args[0] == "predict" else [])
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 

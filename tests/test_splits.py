@@ -3,6 +3,7 @@ BDD100K 2018 (400 frames, grouped by video id) and SegNet CamVid (grouped by seq
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -93,10 +94,22 @@ def test_split_is_deterministic(bdd_all, tmp_path):
         assert a == (tmp_path / f"b_{s}.odgt").read_bytes()
         assert a == (tmp_path / f"c_{s}.odgt").read_bytes()
     assert (tmp_path / "a_val.odgt").read_bytes() != (tmp_path / "d_val.odgt").read_bytes()
-    # rerun without --overwrite keeps the files
+    # the same split again onto the same prefix: kept, exit 0
+    before = {s: (tmp_path / f"a_{s}.odgt").stat().st_mtime_ns for s in sp.SPLITS}
+    res = run("odgt", "split", bdd_all, *args, "--seed", "7", "-o", tmp_path / "a")
+    assert res.exit_code == 0 and res.output.count("identical to this split, kept") == 3
+    assert before == {s: (tmp_path / f"a_{s}.odgt").stat().st_mtime_ns for s in sp.SPLITS}
+    # a different split onto it: refused in one line naming --overwrite, files untouched
     res = run("odgt", "split", bdd_all, *args, "--seed", "8", "-o", tmp_path / "a")
-    assert res.exit_code == 0 and "skipped" in res.output
-    assert (tmp_path / "a_val.odgt").read_bytes() == (tmp_path / "b_val.odgt").read_bytes()
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("segprep: error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "--overwrite" in errors[0], res.output
+    assert "a_train.odgt: exists and differs" in errors[0] and "Traceback" not in res.output
+    for s in sp.SPLITS:
+        assert (tmp_path / f"a_{s}.odgt").read_bytes() == (tmp_path / f"b_{s}.odgt").read_bytes()
+    res = run("odgt", "split", bdd_all, *args, "--seed", "8", "-o", tmp_path / "a", "--overwrite")
+    assert res.exit_code == 0, res.output
+    for s in sp.SPLITS:
+        assert (tmp_path / f"a_{s}.odgt").read_bytes() == (tmp_path / f"d_{s}.odgt").read_bytes()
 
 
 def _deviation(result: sp.SplitResult, image_classes: dict, k: int) -> float:
@@ -178,3 +191,213 @@ def test_group_key_and_targets():
     a = sp.assign_groups(sizes, np.array([14, 3, 3]), seed=5)
     assert np.array_equal(a, sp.assign_groups(sizes, np.array([14, 3, 3]), seed=5))
     assert [int(sizes[a == s].sum()) for s in range(3)] == [14, 3, 3]
+
+
+# ------------------------------------------------------------- nearest grouped split (issue 13)
+def brute_force(sizes: np.ndarray, wanted: np.ndarray) -> tuple[tuple[int, float], bool]:
+    """The smallest split_distance over every assignment of the groups to the requested splits,
+    and whether some assignment that reaches it leaves a requested split empty."""
+    allowed = [s for s in range(3) if wanted[s] > 0]
+    rows = []
+    for combo in itertools.product(allowed, repeat=len(sizes)):
+        counts = np.bincount(np.array(combo, np.int64), weights=sizes, minlength=3)
+        rows.append((sp.split_distance(counts, wanted), bool(np.any(counts[wanted > 0] == 0))))
+    far = min(k[0] for k, _ in rows)
+    dev = min(k[1] for k, _ in rows if k[0] == far)
+    best = [e for k, e in rows if k[0] == far and k[1] <= dev + 1e-9]
+    return (far, dev), any(best)
+
+
+def read_split(prefix: Path, pattern: str) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """Images and group keys of each PREFIX_<split>.odgt that exists."""
+    rx = re.compile(pattern)
+    counts, groups = {}, {}
+    for s in sp.SPLITS:
+        f = Path(f"{prefix}_{s}.odgt")
+        recs = [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
+        counts[s] = len(recs)
+        groups[s] = {sp.group_key(rx, r["fpath_img"]) for r in recs}
+    return counts, groups
+
+
+def check_nearest(manifest: Path, pattern: str, val: float, test: float, out: Path,
+                  extra: tuple = ()) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """Run `odgt split`, and check against brute force: the achieved sizes are the nearest any
+    assignment of whole groups gives, an empty requested split is refused (one line naming
+    --allow-empty) exactly when the optimum has one, and each group lies whole in one split."""
+    recs = mf.read_odgt(manifest)
+    rx = re.compile(pattern)
+    keys = [sp.group_key(rx, r.fpath_img) for r in recs]
+    sizes = np.array([keys.count(k) for k in sorted(set(keys))], np.int64)
+    wanted = sp.wanted_sizes(len(recs), val, test)
+    best, optimum_has_empty = brute_force(sizes, wanted)
+    args = ("odgt", "split", manifest, "--val", val, "--test", test, "--seed", 7,
+            "--group-by", pattern, "-o", out, *extra)
+    res = run(*args)
+    refused = res.exit_code == 2 and "--allow-empty" in res.output
+    if refused:
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("segprep: error:")]
+        assert len(errors) == 1 and "empty" in errors[0] and "Traceback" not in res.output
+        assert optimum_has_empty, (val, test, res.output)
+        assert not any(Path(f"{out}_{s}.odgt").exists() for s in sp.SPLITS)
+        res = run(*args, "--allow-empty")
+    assert res.exit_code == 0, res.output
+    counts, groups = read_split(out, pattern)
+    if not refused:  # every requested split holds images
+        assert all(counts[s] > 0 for s, w in zip(sp.SPLITS, wanted) if w > 0), counts
+    achieved = sp.split_distance([counts[s] for s in sp.SPLITS], wanted)
+    assert achieved[0] == best[0] and achieved[1] == pytest.approx(best[1], abs=1e-9), \
+        (val, test, counts, achieved, best)
+    for si, s in enumerate(sp.SPLITS):  # the achieved fractions are printed
+        if wanted[si] > 0:
+            assert f"{counts[s]} images = {100 * counts[s] / len(recs):.1f} %" in res.output
+    assert sum(counts.values()) == len(recs)
+    assert sum(map(len, groups.values())) == len(set(keys))  # no group in two splits
+    return counts, groups
+
+
+@pytest.fixture()
+def segnet_test_like(tmp_path) -> Path:
+    """The issue's case without the SegNet test list (not in the shared data): 233 frames, two
+    sequences of 62 (0001TP) and 171 (Seq05VD), named as an `odgt create` of CamVid/test does."""
+    lines = [mf.Record(f"test/{seq}_{i:06d}.png", f"testannot/{seq}_{i:06d}.png", 480, 360)
+             .to_line() for seq, n in (("0001TP", 62), ("Seq05VD", 171)) for i in range(n)]
+    path = tmp_path / "t.odgt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_issue_case_val_gets_the_62_frame_sequence(segnet_test_like, tmp_path):
+    for val in (0.3, 0.2):
+        counts, groups = check_nearest(segnet_test_like, "^[^_]+", val, 0, tmp_path / f"v{val}")
+        assert counts == {"train": 171, "val": 62, "test": 0}
+        assert groups["val"] == {"test/0001TP"} and groups["train"] == {"test/Seq05VD"}
+        assert not Path(f"{tmp_path / f'v{val}'}_test.odgt").exists()  # fraction 0: not written
+    # 10 % (23.3 images): 62 is farther from it than none, so val is empty: refused, then allowed
+    res = run("odgt", "split", segnet_test_like, "--val", "0.1", "--test", "0", "--group-by",
+              "^[^_]+", "-o", tmp_path / "e")
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("segprep: error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "--allow-empty" in errors[0]
+    assert "val (23.3 of 233 images requested)" in errors[0]
+    for val, test in ((0.1, 0), (0.2, 0.1), (0.1, 0.1), (0.5, 0.2)):
+        check_nearest(segnet_test_like, "^[^_]+", val, test, tmp_path / f"x{val}_{test}")
+
+
+def test_camvid_segnet_sequences_nearest(camvid_root, tmp_path):
+    """Real SegNet CamVid: the train list grouped by '^[^_]+' (paths written relative to the
+    train folder, so the key is the sequence), and train + val grouped by sequence: the chosen
+    assignment is the brute-force optimum for several fractions."""
+    segnet = camvid_root / "segnet"
+    train = tmp_path / "train.odgt"
+    assert run("odgt", "create", "--dataset", "camvid-segnet", segnet, "--split", "train",
+               "--root", segnet / "train", "-o", train, "-j", "1").exit_code == 0
+    assert groups_of(train, "^[^_]+") == {"0001TP", "0006R0", "0016E5"}
+    for val, test in ((0.2, 0), (0.3, 0), (0.1, 0.1), (0.2, 0.2), (0.15, 0.15)):
+        counts, groups = check_nearest(train, "^[^_]+", val, test, tmp_path / f"t{val}_{test}",
+                                       ("--root", segnet / "train"))
+        assert set().union(*groups.values()) == {"0001TP", "0006R0", "0016E5"}
+    both = tmp_path / "both.odgt"
+    parts = []
+    for split in ("train", "val"):
+        out = tmp_path / f"{split}_rel.odgt"
+        assert run("odgt", "create", "--dataset", "camvid-segnet", segnet, "--split", split,
+                   "-o", out, "-j", "1").exit_code == 0
+        parts.append(out.read_text())
+    both.write_text("".join(parts))
+    # '^[^_]+' on a manifest of two folders would key train/0016E5 and val/0016E5 apart (leak):
+    # the sequence is taken from the file name here
+    assert len(groups_of(both, "^[^_]+")) == 4
+    for val, test in ((0.2, 0), (0.3, 0), (0.1, 0.1), (0.2, 0.2)):
+        counts, groups = check_nearest(both, CAMVID_SEQ, val, test, tmp_path / f"b{val}_{test}")
+        assert set().union(*groups.values()) == {"0001TP", "0006R0", "0016E5"}
+
+
+def test_search_is_exact_and_deterministic():
+    rng = np.random.default_rng(0)
+    for trial in range(150):
+        sizes = rng.integers(1, 80, int(rng.integers(1, 8)))
+        val, test = float(rng.choice([0, 0.05, 0.1, 0.3])), float(rng.choice([0, 0.1, 0.25]))
+        wanted = sp.wanted_sizes(int(sizes.sum()), val, test)
+        found = sp.search_groups(sizes, wanted, seed=trial)
+        best, _ = brute_force(sizes, wanted)
+        assert found.method == "exact"
+        assert found.distance[0] == best[0] and found.distance[1] == pytest.approx(best[1])
+        assert np.all(wanted[found.split] > 0)  # nothing in a split that was not requested
+        again = sp.search_groups(sizes[::-1].copy(), wanted, seed=trial)  # other group order
+        assert again.distance == pytest.approx(found.distance)
+        assert np.array_equal(sp.search_groups(sizes, wanted, seed=trial).split, found.split)
+    # a search out of nodes says so, and is no worse than the heuristic it started from
+    sizes = rng.integers(50, 400, 18)
+    wanted = sp.wanted_sizes(int(sizes.sum()), 0.15, 0.1)
+    cut = sp.search_groups(sizes, wanted, seed=0, node_budget=50)
+    heur = sp.search_groups(sizes, wanted, seed=0, exact_max_groups=0)
+    full = sp.search_groups(sizes, wanted, seed=0)
+    assert cut.method == sp.STOPPED and heur.method == "heuristic" and full.method == "exact"
+    assert not sp._better(heur.distance, cut.distance)
+    assert not sp._better(cut.distance, full.distance)
+    # ties: equal groups, the seed decides which one goes where, never how near
+    sizes = np.full(10, 5)
+    picks = {tuple(sp.search_groups(sizes, np.array([40.0, 10.0, 0.0]), seed=s).split)
+             for s in range(8)}
+    assert len(picks) > 1 and all(sum(p) == 2 for p in picks)
+
+
+def test_heuristic_above_the_exact_limit():
+    """Many groups: the heuristic keeps them whole, fills every requested split, and without
+    grouping (one image per group) hits every request within one image."""
+    rng = np.random.default_rng(3)
+    sizes = rng.geometric(0.05, 60)
+    wanted = sp.wanted_sizes(int(sizes.sum()), 0.15, 0.05)
+    found = sp.search_groups(sizes, wanted, seed=1)
+    assert found.method == "heuristic" and found.distance[0] == 0
+    greedy_only = sp.split_distance(np.bincount(sp.search_groups(
+        sizes, wanted, seed=1, exact_max_groups=0).split, weights=sizes, minlength=3), wanted)
+    assert found.distance == pytest.approx(greedy_only)
+    recs = [mf.Record(f"img/{i:05d}.png", f"lab/{i:05d}.png", 8, 8) for i in range(1003)]
+    res = sp.split_records(recs, 0.15, 0.05, seed=4)
+    wanted = sp.wanted_sizes(1003, 0.15, 0.05)
+    assert all(abs(len(res.records[s]) - w) < 1 for s, w in zip(sp.SPLITS, wanted))
+
+
+def test_zero_fraction_split_gets_nothing_even_stratified():
+    recs = [mf.Record(f"img/{g}_{i}.png", f"lab/{g}_{i}.png", 8, 8)
+            for g, n in enumerate((40, 30, 7, 3)) for i in range(n)]
+    ic = {r.fpath_segm: [int(r.fpath_img[4]) % 3] for r in recs}
+    for classes in (None, ic):
+        res = sp.split_records(recs, 0.5, 0.0, seed=0, group_by=r"img/(\d+)_",
+                               image_classes=classes, num_classes=3)
+        assert not res.records["test"]
+        assert len(res.records["train"]) + len(res.records["val"]) == len(recs)
+
+
+def test_existing_outputs(segnet_test_like, tmp_path):
+    """Identical → kept (exit 0); different → one line naming --overwrite, exit 2, untouched;
+    a leftover PREFIX_test.odgt of an earlier split with a test part → refused, or removed with
+    --overwrite (it would overlap the new train)."""
+    args = ("odgt", "split", segnet_test_like, "--group-by", "^[^_]+", "--seed", "7",
+            "-o", tmp_path / "p")
+    assert run(*args, "--val", "0.2", "--test", "0.7", "--allow-empty").exit_code == 0
+    test_file = tmp_path / "p_test.odgt"
+    assert test_file.exists()
+    old = {f.name: f.read_bytes() for f in tmp_path.glob("p_*.odgt")}
+    res = run(*args, "--val", "0.3", "--test", "0")
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("segprep: error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "--overwrite" in errors[0], res.output
+    assert old == {f.name: f.read_bytes() for f in tmp_path.glob("p_*.odgt")}
+    res = run(*args, "--val", "0.3", "--test", "0", "--overwrite")
+    assert res.exit_code == 0 and not test_file.exists() and "removed" in res.output
+    new = {f.name: f.read_bytes() for f in tmp_path.glob("p_*.odgt")}
+    res = run(*args, "--val", "0.3", "--test", "0")
+    assert res.exit_code == 0 and res.output.count("identical to this split, kept") == 2
+    assert new == {f.name: f.read_bytes() for f in tmp_path.glob("p_*.odgt")}
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_unwritable_prefix_is_one_line(segnet_test_like, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    res = run("odgt", "split", segnet_test_like, "--val", "0.3", "--test", "0", "--group-by",
+              "^[^_]+", "-o", blocker / "x")
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("segprep: error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "Traceback" not in res.output
+    assert errors[0].startswith(f"segprep: error: {blocker / 'x'}_train.odgt: cannot write")

@@ -1,4 +1,5 @@
-"""segprep train: losses ignore 255, a step learns, exact resume, data errors, overfit real CamVid."""
+"""segprep train: losses ignore 255, a step learns, exact resume, data errors, overfit real
+CamVid."""
 
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ from segprep.errors import SegprepError
 from segprep.io import write_png
 from segprep.model import build_model
 from segprep.train.checkpoint import load_checkpoint, load_model
-from segprep.train.data import (DataError, EpochSampler, SegDataset, pad_collate, read_records,
-                                to_model_input)
-from segprep.train.losses import LOSSES, build_loss
+from segprep.train.data import (
+    DataError,
+    EpochSampler,
+    SegDataset,
+    pad_collate,
+    read_records,
+    to_model_input,
+)
 from segprep.train.loop import PolyWarmup, TrainConfig, main
+from segprep.train.losses import LOSSES, build_loss
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -247,7 +254,7 @@ def test_class_weights_json_and_time_budget(tmp_path):
     stats.write_text(json.dumps({"num_classes": 2, "class_weights": {
         "median_frequency": [1.0, 2.0]}}))
     with pytest.raises(SegprepError, match="2 class weights for 3 classes"):
-        main(tiny_config(tmp_path, train, None, class_weights=str(stats)))
+        main(tiny_config(tmp_path, train, None, class_weights=str(stats), overwrite=True))
 
 
 def test_time_budget_stops_mid_epoch_in_time_with_the_lr_at_zero(tmp_path, monkeypatch):
@@ -333,15 +340,16 @@ def test_cli_trains_and_reports_bad_data_on_one_line(tmp_path):
     res = runner.invoke(cli, args())
     assert res.exit_code == 0, res.output
     assert (tmp_path / "run" / "best.pt").is_file()
-    # mask values outside the class map: one error line naming the file, exit 2
+    # mask values outside the class map: one error line naming the file, exit 1 (a failed
+    # input file, as for the batch commands)
     res = runner.invoke(cli, args(k="2", out="r2"))
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     err = res.output.strip().splitlines()[-1]
     assert err.startswith("segprep: error: ") and "outside the class map" in err
     # a missing file
     (tmp_path / "data" / "img" / "train2.png").unlink()
-    res = runner.invoke(cli, args())
-    assert res.exit_code == 2 and "fpath_img: no such file" in res.output
+    res = runner.invoke(cli, args(out="r4"))
+    assert res.exit_code == 1 and "fpath_img: no such file" in res.output
     # usage errors
     res = runner.invoke(cli, ["train", "--train", str(train), "--out", str(tmp_path / "r3")])
     assert res.exit_code == 2 and "--class-map" in res.output
@@ -397,7 +405,29 @@ def test_bad_mask_reported_from_a_worker_process(tmp_path):
                                    "--base-channels", "4", "--depth", "2", "--epochs", "1",
                                    "--batch-size", "2", "--workers", "1", "-q",
                                    "--out", str(tmp_path / "run")])
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert res.output.strip().splitlines()[-1] == (
         f"segprep: error: {tmp_path / 'data' / 'lab' / 'train3.png'}: mask value(s) 9 outside "
         "the class map (0..2, ignore 255)")
+
+
+def test_dice_equals_the_one_hot_formula():
+    """Soft Dice via index_add equals the textbook one-hot formulation (value and gradient)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 7, 9, requires_grad=True)
+    target = torch.randint(0, 4, (2, 7, 9))  # class 4 absent
+    target[0, :2] = 255
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.5, 3.0])
+    valid = (target != 255).unsqueeze(1).float()
+    prob = logits.softmax(1) * valid
+    onehot = F.one_hot(torch.where(target == 255, 0, target), 5).permute(0, 3, 1, 2) * valid
+    inter, card = (prob * onehot).sum((0, 2, 3)), prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    w = (onehot.sum((0, 2, 3)) > 0).float() * weight
+    expected = ((1 - 2 * inter / card) * w).sum() / w.sum()
+    got = build_loss("dice", weight)(logits, target)
+    torch.testing.assert_close(got, expected)
+    g_expected, = torch.autograd.grad(expected, logits)
+    g_got, = torch.autograd.grad(got, logits)
+    torch.testing.assert_close(g_got, g_expected)

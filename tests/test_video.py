@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_predict import make_checkpoint
 
 from segprep.cli.main import cli
 from segprep.io import read_image, read_png
 from segprep.predict import Predictor, input_kind, probe, sniff
-
-from test_predict import make_checkpoint
 
 av = pytest.importorskip("av")
 
@@ -40,7 +39,7 @@ def _restore_torch_threads():
     torch.set_num_threads(n)
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     # one model thread: on a shared 2-core machine two OpenMP threads can be 20x slower
     args = list(args) + (["--threads", "1"] if args[0] == "predict" else [])
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, split_csv
+from segprep.cli.common import (batch_options, finish, handle_errors, parallel_option,
+                                prepare_output_folders, scheduler_option, split_csv)
 from segprep.convert import bdd100k as bdd
 from segprep.convert.colors import UNKNOWN_POLICIES
-from segprep.io import BatchSummary, parallel_map
+from segprep.io import BatchSummary, run_batch
+from segprep.io.batch import Prefer
 
 
 @click.group("bdd100k")
@@ -37,9 +39,11 @@ def command() -> None:
                    "counts them).")
 @parallel_option
 @batch_options
+@scheduler_option
 @handle_errors
 def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: str,
-            parallel_backend: str, jobs: int | None, overwrite: bool, quiet: bool) -> None:
+            parallel_backend: Prefer, jobs: int | None, overwrite: bool, quiet: bool,
+        scheduler: str | None) -> None:
     """Convert BDD100K color maps under SRC into trainId masks under OUT.
 
     SRC is a folder, searched recursively for *_train_color.png, *_color.png, <frame>.png and
@@ -55,11 +59,13 @@ def convert(src: str, out: str, palette: str, emit: tuple[str, ...], unknown: st
                                  param_hint="--emit")
     job_list = bdd.make_jobs(src, out, palette=palette, emit_ids="ids" in emits, unknown=unknown,
                              overwrite=overwrite)
+    prepare_output_folders((o for j in job_list for o in j.outputs), overwrite)
     summary = BatchSummary()
     unknown_px = palette_files = 0
     regions: dict[str, int] = {}
-    for outcome in parallel_map(bdd.convert_file, job_list, jobs=jobs, desc="bdd100k convert",
-                                quiet=quiet, unit="frame", prefer=parallel_backend):
+    for outcome in run_batch(bdd.convert_file, job_list, jobs=jobs, desc="bdd100k convert",
+                             quiet=quiet, unit="frame", prefer=parallel_backend,
+                             scheduler=scheduler):
         skipped = outcome.ok and outcome.value.skipped
         summary.add(outcome, skipped=skipped)
         if outcome.ok and not skipped:

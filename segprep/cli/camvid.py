@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, info
+from segprep.cli.common import (SizeType, batch_options, finish, handle_errors, info,
+                                parallel_option, prepare_output_folders, scheduler_option)
 from segprep.class_maps import IGNORE_INDEX
 from segprep.convert import camvid as cv
 from segprep.convert.colors import UNKNOWN_POLICIES
-from segprep.io import BatchSummary, parallel_map
+from segprep.io import BatchSummary, run_batch
+from segprep.io.batch import Prefer
 
 
 @click.group("camvid")
@@ -43,7 +45,7 @@ def command() -> None:
               help="Value written for void pixels (Void, classes the mapping leaves out, and "
                    "SegNet's index 11). 11 reproduces SegNet's 11-class files; 30 the 32-class "
                    "index masks that keep Void's own index.")
-@click.option("--size", default=None, metavar="WxH",
+@click.option("--size", type=SizeType(), default=None, metavar="WxH",
               help="Resize the masks to W×H with nearest neighbour at pixel centres (labels are "
                    "never interpolated), e.g. 480x360.")
 @click.option("--unknown", type=click.Choice(UNKNOWN_POLICIES), default="error",
@@ -52,10 +54,12 @@ def command() -> None:
                    "pixel count and the file) or ignore (its pixels become void).")
 @parallel_option
 @batch_options
+@scheduler_option
 @handle_errors
 def convert(src: str, out: str, classes: str, mapping: str, input_: str,
-            palette_file: str | None, void_id: int, size: str | None, unknown: str,
-            parallel_backend: str, jobs: int | None, overwrite: bool, quiet: bool) -> None:
+            palette_file: str | None, void_id: int, size: tuple[int, int] | None, unknown: str,
+            parallel_backend: Prefer, jobs: int | None, overwrite: bool, quiet: bool,
+        scheduler: str | None) -> None:
     """Convert CamVid labels under SRC into index masks under OUT.
 
     SRC is a folder (searched recursively) or a single file. Masks are written as
@@ -67,15 +71,17 @@ def convert(src: str, out: str, classes: str, mapping: str, input_: str,
     if input_ == "index" and n_classes != 11:
         raise click.UsageError("--input index reads SegNet's 11-class masks: use --classes 11")
     cv.check_void_id(n_classes, void_id)
-    wh = cv.parse_size(size)
+    wh = size
     if palette_file is not None:
         cv.class_map_for(n_classes, mapping, palette_file)  # fail early on a bad palette
     job_list = cv.make_jobs(src, out, classes=n_classes, mapping=mapping, input=input_,
                             void_id=void_id, size=wh, palette_file=palette_file, unknown=unknown,
                             overwrite=overwrite)
+    prepare_output_folders((j.out for j in job_list), overwrite)
     summary = BatchSummary()
-    for outcome in parallel_map(cv.convert_file, job_list, jobs=jobs, desc="camvid convert",
-                                quiet=quiet, unit="frame", prefer=parallel_backend):
+    for outcome in run_batch(cv.convert_file, job_list, jobs=jobs, desc="camvid convert",
+                             quiet=quiet, unit="frame", prefer=parallel_backend,
+                             scheduler=scheduler):
         summary.add(outcome, skipped=outcome.ok and outcome.value.skipped)
     info(f"classes: {n_classes}" + (f" ({mapping} mapping)" if n_classes == 11 else "")
          + f"; void → {void_id}" + (f"; size {wh[0]}x{wh[1]}" if wh else ""), quiet)

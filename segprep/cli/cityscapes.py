@@ -6,11 +6,14 @@ import os
 
 import click
 
-from segprep.cli.common import batch_options, parallel_option, finish, handle_errors, info, split_csv
+from segprep.cli.common import (batch_options, finish, handle_errors, info, parallel_option,
+                                prepare_output_folders, scheduler_option, split_csv)
 from segprep.convert import cityscapes as cs
+from segprep.datasets import cityscapes as cs_data
 from segprep.convert.raster import RASTERS
 from segprep.errors import SegprepError
-from segprep.io import BatchSummary, parallel_map
+from segprep.io import BatchSummary, run_batch
+from segprep.io.batch import Prefer
 
 
 @click.group("cityscapes")
@@ -42,7 +45,12 @@ def _choices(kind: str, allowed: tuple[str, ...] | list[str], value: str | tuple
 @click.option("--targets", multiple=True, metavar="TARGETS",
               help="Images to write, comma-separated or repeated: any of "
                    f"{', '.join(cs.TARGETS)} (files *_labelIds.png, *_labelTrainIds.png, "
-                   "*_color.png, *_instanceIds.png, *_instanceTrainIds.png). Default: trainIds.")
+                   "*_color.png, *_instanceIds.png, *_instanceTrainIds.png), or panoptic "
+                   "(cityscapesScripts createPanopticImgs: <gt>/cityscapes_panoptic_<split>/"
+                   "*_panoptic.png and <gt>/cityscapes_panoptic_<split>.json). Default: trainIds.")
+@click.option("--panoptic-train-ids", is_flag=True,
+              help="panoptic: category ids are trainIds (createPanopticImgs --use-train-id; "
+                   "files cityscapes_panoptic_<split>_trainId*).")
 @click.option("--source", type=click.Choice(cs.SOURCES), default="auto", show_default=True,
               help="auto: derive every target from the official *_labelIds.png / "
                    "*_instanceIds.png when they sit next to the JSON (exactly the official "
@@ -55,10 +63,12 @@ def _choices(kind: str, allowed: tuple[str, ...] | list[str], value: str | tuple
                    "the installed Pillow, bit-identical to what today's cityscapesScripts writes.")
 @parallel_option
 @batch_options
+@scheduler_option
 @handle_errors
 def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
-           targets: tuple[str, ...], source: str, raster: str, parallel_backend: str,
-           jobs: int | None, overwrite: bool, quiet: bool) -> None:
+           targets: tuple[str, ...], panoptic_train_ids: bool, source: str, raster: str,
+           parallel_backend: Prefer, jobs: int | None, overwrite: bool, quiet: bool,
+           scheduler: str | None) -> None:
     """Generate training masks from Cityscapes polygon annotations under ROOT.
 
     ROOT is a Cityscapes root holding gtFine/{train,val,test}/<city>/*_gtFine_polygons.json
@@ -70,22 +80,54 @@ def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
     if not root:
         raise click.UsageError("missing ROOT (or set CITYSCAPES_DATASET)")
     split_list = _choices("--split", cs.SPLITS, splits)
-    target_list = _choices("--targets", list(cs.TARGETS), targets) or ["trainIds"]
-    files = cs.discover(root, gt, split_list or None)
+    target_list = _choices("--targets", [*cs.TARGETS, "panoptic"], targets) or ["trainIds"]
+    panoptic = "panoptic" in target_list
+    if panoptic_train_ids and not panoptic:
+        raise click.UsageError("--panoptic-train-ids needs --targets panoptic")
+    files = cs_data.polygon_files(root, gt, split_list or None)
     if not files:
         raise SegprepError(os.path.join(root, gt), "no *_polygons.json files found")
-    job_list = cs.make_jobs(root, files, target_list, out, source=source, raster=raster,
-                            overwrite=overwrite)
+    job_list = cs.make_jobs(root, files, [t for t in target_list if t != "panoptic"], out,
+                            source=source, raster=raster, overwrite=overwrite)
+    outputs = [j.output(t) for j in job_list for t in j.targets]
+    convert = cs.convert_frame
+    if panoptic:
+        from segprep.convert import panoptic as pan
+
+        job_list, convert = pan.make_jobs(root, gt, job_list, out, panoptic_train_ids), \
+            pan.convert_frame
+        outputs += [j.png for j in job_list]
+    prepare_output_folders(outputs, overwrite)
     summary = BatchSummary()
     sources = {"official": 0, "polygons": 0}
+    outcomes = []  # panoptic: every frame's JSON entries, for the split JSONs
     # threads: decode, LUT, rasterise and encode all release the GIL (measured: no worker start-up)
-    for outcome in parallel_map(cs.convert_frame, job_list, jobs=jobs, desc="gen-gt",
-                                quiet=quiet, unit="frame", prefer=parallel_backend):
+    for outcome in run_batch(convert, job_list, jobs=jobs, desc="gen-gt",
+                             quiet=quiet, unit="frame", prefer=parallel_backend,
+                             scheduler=scheduler):
         skipped = outcome.ok and outcome.value.skipped
+        if panoptic:
+            outcomes.append(outcome)
         summary.add(outcome, skipped=skipped)
         if outcome.ok and not skipped:
             sources[outcome.value.source] += 1
     summary.extra = {"from official PNGs": sources["official"],
                      f"rasterised ({raster})": sources["polygons"]}
     info(f"targets: {', '.join(target_list)}; output: {out or 'next to each JSON'}", quiet)
+    if panoptic:
+        _panoptic_json(root, gt, out, panoptic_train_ids, outcomes, summary, quiet)
     finish(summary, "frames")
+
+
+def _panoptic_json(root: str, gt: str, out: str | None, train_ids: bool, outcomes: list,
+                   summary: BatchSummary, quiet: bool) -> None:
+    """Write each split's panoptic JSON (only for splits whose frames all succeeded)."""
+    from segprep.convert import panoptic as pan
+
+    for split, (results, failed) in pan.group_by_split(outcomes).items():
+        path = pan.split_json_path(root, gt, split, out, train_ids)
+        if failed:
+            summary.errors.append(f"{path}: not written ({failed} frame(s) of {split} failed)")
+            continue
+        pan.write_split_json(path, pan.split_document(results, train_ids=train_ids))
+        info(f"panoptic: {path} ({len(results)} frames)", quiet)

@@ -9,22 +9,51 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from segprep.errors import SegprepError
-from segprep.io import BatchSummary, atomic_write_text, default_jobs
+from segprep.io import BatchSummary
+from segprep.sizes import parse_pair
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def jobs_option(f: Callable) -> Callable:
-    return click.option("-j", "--jobs", type=int, default=None, show_default="all cores",
-                        help="Worker processes (1 = run in this process).")(f)
+    """``-j/--jobs N`` (N >= 1; default all cores): the one jobs option of every batch command,
+    passed to :func:`segprep.io.run_batch` (threads unless a command says otherwise)."""
+    return click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+                        show_default="all cores",
+                        help="Files worked on in parallel (threads of this process; 1 = one at "
+                             "a time).")(f)
+
+
+class SizeType(click.ParamType):
+    """A click parameter for sizes ``AxB`` (``x``, ``X`` or ``×``), parsed by
+    :func:`segprep.sizes.parse_pair`; ``words`` are accepted as they are (e.g. ``native``)."""
+
+    name = "size"
+
+    def __init__(self, order: str = "WxH", words: tuple[str, ...] = (),
+                 square_ok: bool = False) -> None:
+        self.order, self.words, self.square_ok = order, words, square_ok
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        if value is None or isinstance(value, tuple):
+            return value
+        if str(value).strip().lower() in self.words:
+            return str(value).strip().lower()
+        try:
+            return parse_pair(value, param.opts[-1] if param else "--size", self.order,
+                              self.square_ok)
+        except SegprepError as exc:
+            self.fail(exc.message, param, ctx)
 
 
 def overwrite_option(f: Callable) -> Callable:
@@ -43,13 +72,66 @@ parallel_option = click.option(
     default="threads", show_default=True,
     help="Run the -j workers as threads of this process (no start-up cost: PNG decode and "
          "encode, lookups and the numba kernels release the GIL) or as separate processes.")
-"""``--parallel threads|processes`` of the per-file converters (passed to ``parallel_map``'s
-``prefer``)."""
+"""``--parallel threads|processes`` of the per-file converters (passed to
+:func:`segprep.io.run_batch`'s ``prefer``)."""
+
+
+def scheduler_option(f: Callable) -> Callable:
+    """``--scheduler ADDRESS`` (or ``$SEGPREP_SCHEDULER``): run the command's batch on a Dask
+    cluster (:mod:`segprep.io.cluster`, via :func:`segprep.io.run_batch`'s ``scheduler``).
+
+    The command receives ``scheduler`` (None: the local pool, Dask never imported). ``-j`` or
+    ``--parallel`` given with it are refused (the cluster's workers set the parallelism); the
+    cluster session (a ``local:N`` cluster) is closed when the command ends.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scheduler = kwargs.get("scheduler")
+        if scheduler:
+            ctx = click.get_current_context()
+            for name, opt in (("jobs", "-j/--jobs"), ("parallel_backend", "--parallel")):
+                source = ctx.get_parameter_source(name) if name in kwargs else None
+                if source in (click.core.ParameterSource.COMMANDLINE,
+                              click.core.ParameterSource.ENVIRONMENT):
+                    raise click.UsageError(f"{opt} and --scheduler exclude each other (the "
+                                           "cluster's workers set the parallelism)")
+        try:
+            return f(*args, **kwargs)
+        finally:
+            cluster = sys.modules.get("segprep.io.cluster")
+            if cluster is not None:
+                cluster.close_all()
+
+    return click.option(
+        "--scheduler", metavar="ADDRESS", default=None, envvar="SEGPREP_SCHEDULER",
+        show_envvar=True,
+        help="Run the batch on a Dask cluster: tcp://HOST:PORT connects to a running Dask "
+             "scheduler, local:N starts N worker processes on this machine. Inputs and outputs "
+             "must be paths every worker sees at the same place (shared storage). Needs "
+             "pip install 'segprep[dask]'.")(wrapper)
 
 
 def batch_options(f: Callable) -> Callable:
     """``-j/--jobs``, ``--overwrite`` and ``--quiet`` in one decorator."""
     return jobs_option(overwrite_option(quiet_option(f)))
+
+
+def prepare_output_folders(outputs: Iterable[str | os.PathLike], overwrite: bool) -> None:
+    """Before a batch writes ``outputs``: check once that the folder of every output still to be
+    written (all with ``overwrite``) can be created and written — one error line for an
+    unwritable output folder, not one per file — and remove the temp files that a killed earlier
+    run left in the output folders (:func:`segprep.io.remove_stale_temps`).
+
+    Raises:
+        SegprepError: an output folder cannot be created or written.
+    """
+    from segprep.io import ensure_output_dirs, remove_stale_temps
+
+    outputs = list(outputs)
+    ensure_output_dirs(o for o in outputs if overwrite or not os.path.exists(o))
+    remove_stale_temps(sorted({os.path.dirname(os.path.abspath(o)) for o in outputs}),
+                       recursive=False)
 
 
 def error(message: str) -> None:
@@ -67,6 +149,10 @@ def finish(summary: BatchSummary, what: str = "files") -> None:
     """Print the failures and the one-line summary; exit 1 if anything failed, 2 if nothing to do."""
     for msg in summary.errors:
         error(msg)
+    cluster = sys.modules.get("segprep.io.cluster")  # imported only when --scheduler was given
+    workers = cluster.workers_used() if cluster is not None else None
+    if workers is not None:
+        summary.extra["Dask workers"] = workers
     click.echo(summary.line(what), err=True)
     if summary.failed:
         sys.exit(EXIT_FAILED)
@@ -88,13 +174,10 @@ def handle_errors(f: Callable) -> Callable:
     return wrapper
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (used by ``--json FILE`` options)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def resolve_jobs(jobs: int | None) -> int:
-    return default_jobs() if not jobs else jobs
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` of the CLI: one ``segprep: warning: …`` line, no source line."""
+    click.echo(f"segprep: warning: {message}", err=True)
 
 
 def split_csv(value: str | tuple[str, ...] | None) -> list[str]:

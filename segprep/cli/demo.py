@@ -1,5 +1,5 @@
 """``segprep demo``: generate a synthetic Cityscapes-format dataset and run the whole pipeline on
-it (see :mod:`segprep.demo`)."""
+it (see :mod:`segprep.cli.demo_pipeline`)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,7 @@ from pathlib import Path
 
 import click
 
-from segprep.cli.common import error, jobs_option
-
-
-def _pair(value: str, what: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not AxB (two positive integers)",
-                                 param_hint=what) from None
-    if w <= 0 or h <= 0:
-        raise click.BadParameter(f"{value!r}: sizes must be positive", param_hint=what)
-    return w, h
+from segprep.cli.common import SizeType, error, jobs_option
 
 
 @click.command("demo", context_settings={"max_content_width": 100})
@@ -39,10 +28,10 @@ def _pair(value: str, what: str) -> tuple[int, int]:
               help="Wall-time budget of the training stage (the trainer's --time-budget).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the synthetic dataset, the split and the training.")
-@click.option("--size", "image_size", default="512x256", show_default=True, metavar="WxH",
+@click.option("--size", "image_size", type=SizeType(), default="512x256", show_default=True, metavar="WxH",
               help="Synthetic image size (the 35 Cityscapes labels at a small size; "
                    "the submission is checked at this size).")
-@click.option("--crop", "crop", default="128x256", show_default=True, metavar="HxW",
+@click.option("--crop", "crop", type=SizeType("HxW"), default="128x256", show_default=True, metavar="HxW",
               help="Random training crop, height x width (as `segprep train --crop`); frames "
                    "keep their size, and predict runs on whole frames.")
 @click.option("--base-channels", type=click.IntRange(min=4), default=16, show_default=True,
@@ -57,7 +46,7 @@ def _pair(value: str, what: str) -> tuple[int, int]:
               help="Also show every command's own output (it is always in OUT/logs/).")
 @jobs_option
 def command(out: str, frames: int, epochs: int | None, train_minutes: float, seed: int,
-            image_size: str, crop: str, base_channels: int, device: str, threads: int | None,
+            image_size: tuple[int, int], crop: tuple[int, int], base_channels: int, device: str, threads: int | None,
             verbose: bool, jobs: int | None) -> None:
     """Run the whole segprep pipeline on a synthetic dataset, with nothing to download.
 
@@ -69,15 +58,15 @@ def command(out: str, frames: int, epochs: int | None, train_minutes: float, see
     to look at. Every command it ran is in OUT/commands.sh. Takes about 2-3 minutes on 2 CPU
     cores with the defaults.
     """
-    from segprep.demo import DemoConfig, DemoError, print_summary, run_demo
+    from segprep.cli.demo_pipeline import DemoConfig, DemoError, print_summary, run_demo
 
     cfg = DemoConfig(out=Path(out), frames=frames, epochs=epochs, seed=seed, jobs=jobs,
-                     width=_pair(image_size, "--size")[0], height=_pair(image_size, "--size")[1],
-                     crop=_pair(crop, "--crop"), base_channels=base_channels,
+                     width=image_size[0], height=image_size[1], crop=crop,
+                     base_channels=base_channels,
                      train_minutes=train_minutes, device=device, threads=threads,
                      verbose=verbose)
     try:
-        summary = run_demo(cfg)
+        summary = run_demo(cfg, click.get_current_context().find_root().command)
     except DemoError as exc:
         error(str(exc))
         if exc.detail:

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
+import warnings
+from typing import Any
 
 import click
 
 from segprep import __version__
+from segprep.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, error, show_warning
+from segprep.errors import SegprepError
 
 # name -> module exposing `command`; each module is one command (group) of the CLI
 COMMANDS: dict[str, str] = {
@@ -40,6 +45,24 @@ class LazyGroup(click.Group):
         if module is None or importlib.util.find_spec(module) is None:
             return None
         return importlib.import_module(module).command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; whatever escapes it ends as one error line, never a traceback:
+        bad input (``SegprepError``) exit 2, an OS error (unwritable output, full disk) exit 1,
+        Ctrl-C exit 130."""
+        warnings.showwarning = show_warning
+        try:
+            return super().invoke(ctx)
+        except SegprepError as exc:
+            error(str(exc))
+            sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            error("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            where = exc.filename if exc.filename is not None else ""
+            error(f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc))
+            sys.exit(EXIT_FAILED)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],

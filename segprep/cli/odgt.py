@@ -10,8 +10,11 @@ from pathlib import Path
 import click
 
 from segprep.cli.common import (EXIT_FAILED, error, finish, handle_errors, info, jobs_option,
-                                overwrite_option, quiet_option, write_json)
+                                overwrite_option, quiet_option, scheduler_option)
+from segprep import datasets
+from segprep.datasets import generic
 from segprep.errors import SegprepError
+from segprep.io import check_output_file, write_json
 
 CLASS_MAP_HELP = "Class map name (class_maps/<NAME>.csv, e.g. cityscapes) or path to a CSV."
 
@@ -23,11 +26,12 @@ def command() -> None:
     folder holding the .odgt file."""
 
 
-def _fail_lines(lines: list[str], limit: int = 50) -> None:
+def _fail_lines(lines: list[str], limit: int = 50, where: str = "") -> None:
     for msg in lines[:limit]:
         error(msg)
     if len(lines) > limit:
-        error(f"… and {len(lines) - limit} more")
+        error(f"{where}: … and {len(lines) - limit} more problems" if where else
+              f"… and {len(lines) - limit} more")
 
 
 # ------------------------------------------------------------------------------------- create
@@ -101,7 +105,7 @@ def create(dataset_root: str | None, out: str, images: str | None, masks: str | 
                                    "--dataset cityscapes /data/cityscapes --split train")
         if not split:
             raise click.UsageError("--dataset needs --split (e.g. train, val)")
-        pairing = mf.preset_pairing(dataset, dataset_root, split, image_suffix, mask_suffix)
+        pairing = datasets.preset_pairing(dataset, dataset_root, split, image_suffix, mask_suffix)
     else:
         if dataset_root:
             raise click.UsageError(f"unexpected argument {dataset_root!r} (a dataset root goes "
@@ -111,24 +115,25 @@ def create(dataset_root: str | None, out: str, images: str | None, masks: str | 
                                    "DATASET_ROOT)")
         if split:
             raise click.UsageError("--split applies to --dataset only")
-        pairing = mf.pair_by_stem(images, masks, image_suffix, mask_suffix or ".png")
+        pairing = generic.pair_by_stem(images, masks, image_suffix, mask_suffix or ".png")
     if os.path.exists(out) and not overwrite:
         info(f"{out}: exists, skipped (use --overwrite to replace it)")
         return
     if pairing.unpaired:
         if not allow_missing:
             _fail_lines([f"{p}: {why}" for p, why in pairing.unpaired])
-            error(f"{len(pairing.unpaired)} unpaired file(s) from {pairing.source}; nothing "
-                  "written (--allow-missing skips them)")
+            error(f"{out}: not written: {len(pairing.unpaired)} unpaired file(s) from "
+                  f"{pairing.source} (--allow-missing skips them)")
             sys.exit(EXIT_FAILED)
         info(f"skipping {len(pairing.unpaired)} unpaired file(s) (--allow-missing)", quiet)
     if not pairing.pairs:
         raise SegprepError(pairing.source, "no image/mask pairs found")
+    check_output_file(out, "-o")
     root_dir = root if root is not None else mf.default_root(out)
     records, errors = mf.make_records(pairing.pairs, root_dir, absolute, jobs, quiet)
     if errors:
         _fail_lines(errors)
-        error(f"{len(errors)} image(s) unreadable; nothing written")
+        error(f"{out}: not written: {len(errors)} image(s) unreadable")
         sys.exit(EXIT_FAILED)
     n = mf.write_odgt(out, records)
     click.echo(f"{out}: {n} lines, {len(pairing.unpaired)} unpaired skipped, "
@@ -178,6 +183,8 @@ def validate(file: str, root: str | None, class_map: str | None, ids: str,
 
     start = time.perf_counter()
     allowed = _allowed(class_map, ids, num_classes, ignore_index)
+    if json_out:
+        check_output_file(json_out, "--json")
     report = mf.validate(file, root, allowed, jobs, quiet)
     for p in report.problems:
         error(f"{file}:{p.line}: {p.message}")
@@ -225,18 +232,30 @@ def validate(file: str, root: str | None, class_map: str | None, ids: str,
               help="Folder that FILE's relative paths resolve against. Default: FILE's folder; "
                    "then the outputs' paths are rewritten relative to their own folder. With "
                    "--root, paths are copied as they are.")
+@click.option("--allow-empty", is_flag=True,
+              help="Write a requested split (fraction > 0) even when it comes out empty (its "
+                   "groups are all too large for it); without it that is an error.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace outputs of PREFIX that differ from this split, and remove a "
+                   "PREFIX_val/_test.odgt that this split no longer has (default: refuse; "
+                   "outputs identical to this split are left as they are).")
 @jobs_option
-@overwrite_option
 @quiet_option
 @handle_errors
 def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: str | None,
           stratify: bool, num_classes: int | None, ignore_index: int, stats_file: str | None,
-          root: str | None, jobs: int | None, overwrite: bool, quiet: bool) -> None:
+          root: str | None, allow_empty: bool, overwrite: bool, jobs: int | None,
+          quiet: bool) -> None:
     """Split an .odgt manifest into PREFIX_train/_val/_test.odgt.
 
-    Sizes: round(val*N) and round(test*N) images (train takes the rest), within about one group
-    of the target with --group-by. Deterministic: the same manifest (any line order) and --seed
-    give byte-identical files. Existing outputs are skipped unless --overwrite.
+    Sizes: val*N and test*N images requested, train the rest. With --group-by, the assignment of
+    whole groups nearest the requested sizes: exact search up to 20 groups, a heuristic above;
+    "nearest" first minimises the number of requested splits missed by at least their own size
+    (an empty split is one), then the sum over splits of |achieved - requested| / requested. The
+    achieved fractions are printed. A requested split that still comes out empty is an error
+    unless --allow-empty. Deterministic: the same manifest (any line order) and --seed give
+    byte-identical files (the seed breaks ties). An existing output identical to this split is
+    kept; one that differs is an error unless --overwrite.
     """
     from segprep import manifest as mf
     from segprep import splits as sp
@@ -261,7 +280,8 @@ def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: 
                                            quiet)
             if errors:
                 _fail_lines(errors)
-                error(f"{len(errors)} mask(s) unreadable or out of range; nothing written")
+                error(f"{file}: {len(errors)} mask(s) unreadable or out of range; nothing "
+                      "written")
                 sys.exit(EXIT_FAILED)
             image_classes = {key: [int(c) for c in (v[:num_classes] > 0).nonzero()[0]]
                              for key, v in counts.items()}
@@ -270,25 +290,78 @@ def split(file: str, prefix: str, val: float, test: float, seed: int, group_by: 
     elif stats_file or num_classes:
         raise click.UsageError("--stats and --num-classes apply to --stratify only")
     result = sp.split_records(records, val, test, seed, group_by, image_classes, k)
-    fractions = {"train": 1.0, "val": val, "test": test}
+    n_total = len(records)
+    n_groups = sum(len(g) for g in result.groups.values())
+    empty = result.empty_requested()
+    if empty and not allow_empty:
+        smallest = min(len(v) for v in sp.group_records(
+            records, sp.compile_group_by(group_by) if group_by else None).values())
+        what = ", ".join(f"{s} ({result.wanted[s]:.1f} of {n_total} images requested)"
+                         for s in empty)
+        how = ("the nearest assignment" if result.method == "exact" else
+               f"the {result.method.split(' (')[0]} assignment")
+        raise SegprepError(file, f"{how} of the {n_groups} groups leaves {what} empty (smallest "
+                                 f"group {smallest} images); pass --allow-empty to write it "
+                                 "empty, or change --val/--test/--group-by")
+    # every output decided before anything is written: identical -> keep, different -> refuse
+    plan: list[tuple[str, str, list]] = []  # (split, path, records)
+    conflicts: list[str] = []
+    stale: list[str] = []
+    kept: set[str] = set()
     for s in sp.SPLITS:
-        if fractions[s] <= 0:
-            continue
         path = f"{prefix}_{s}.odgt"
+        if result.wanted[s] <= 0:
+            if os.path.lexists(path):
+                stale.append(path)
+                if not overwrite:
+                    conflicts.append(f"{path}: exists, but this split has no {s} (--{s} 0)")
+            continue
         recs = result.records[s]
-        note = ""
         if root is None:
             out_root = mf.default_root(path)
             recs = [mf.rebase(r, in_root, out_root) for r in recs]
-        if not recs:
-            note = " (empty: groups too large for this fraction)"
-        if os.path.exists(path) and not overwrite:
-            click.echo(f"{path}: exists, skipped (use --overwrite)", err=True)
+        recs = sorted(recs, key=mf.Record.sort_key)
+        if os.path.lexists(path):
+            try:
+                same = Path(path).read_bytes() == mf.format_odgt(recs).encode("utf-8")
+            except OSError as exc:
+                raise SegprepError(path, f"exists and cannot be read ({exc.strerror})") from None
+            if same:
+                kept.add(path)
+            elif not overwrite:
+                conflicts.append(f"{path}: exists and differs from this split "
+                                 f"({len(recs)} images)")
+        plan.append((s, path, recs))
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise SegprepError(None, f"{conflicts[0]}{more}; pass --overwrite to replace the "
+                                 "outputs of this prefix, or choose another -o")
+    for _s, path, _recs in plan:  # every output checked before the first is written
+        if path not in kept:
+            check_output_file(path, "-o")
+    groups_txt = f"{n_groups} groups" if group_by else "one group per image"
+    info(f"{file}: {n_total} images, {groups_txt}, {result.method} assignment; distance "
+         f"{result.distance[1]:.4f} (sum of |achieved - requested| / requested)")
+    for s, path, recs in plan:
+        ng = len(result.groups[s])
+        groups = f", {ng} group{'' if ng == 1 else 's'}" if group_by else ""
+        share = (f"{len(recs)} images = {100 * len(recs) / n_total:.1f} % (requested "
+                 f"{100 * result.wanted[s] / n_total:.1f} %){groups}")
+        if path in kept:
+            click.echo(f"{path}: exists, identical to this split, kept: {share}", err=True)
             continue
-        mf.write_odgt(path, recs)
-        groups = f", {len(result.groups[s])} groups" if group_by else ""
-        click.echo(f"{path}: {len(recs)} images (target {result.targets[s]}){groups}{note}",
-                   err=True)
+        try:
+            mf.write_odgt(path, recs)
+        except OSError as exc:
+            why = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+            raise SegprepError(path, f"cannot write ({why})") from None
+        click.echo(f"{path}: {share}", err=True)
+    for path in stale:
+        try:
+            os.remove(path)
+        except OSError as exc:
+            raise SegprepError(path, f"cannot remove ({exc.strerror or exc})") from None
+        click.echo(f"{path}: removed (--overwrite; this split has no such part)", err=True)
 
 
 # ------------------------------------------------------------------------------------- stats
@@ -324,10 +397,11 @@ def _print_table(st, file=None) -> None:
 @jobs_option
 @overwrite_option
 @quiet_option
+@scheduler_option
 @handle_errors
 def stats(file: str, num_classes: int | None, ignore_index: int, class_map: str | None,
           out: str | None, plot: str | None, no_plot: bool, root: str | None,
-          jobs: int | None, overwrite: bool, quiet: bool) -> None:
+          jobs: int | None, overwrite: bool, quiet: bool, scheduler: str | None) -> None:
     """Per-class pixel and image counts, frequencies and class weights of FILE's masks.
 
     Weights: median-frequency balancing (SegNet; freq(c) = pixels of c / labelled pixels of the
@@ -355,27 +429,45 @@ def stats(file: str, num_classes: int | None, ignore_index: int, class_map: str 
     if num_classes is None:
         raise click.UsageError("give --num-classes K (or --class-map)")
     plot_path = None if no_plot else (plot or (str(Path(out).with_suffix(".png")) if out else None))
-    if out and os.path.exists(out) and not overwrite and (
-            plot_path is None or os.path.exists(plot_path)):
-        info(f"{out}: exists, skipped (use --overwrite to replace it)")
+    # an existing output is never replaced without --overwrite (a missing chart alone is drawn)
+    kept = [p for p in (out, plot_path) if p and os.path.exists(p) and not overwrite]
+    write_out = bool(out) and out not in kept
+    write_plot = bool(plot_path) and plot_path not in kept
+    if kept and not (write_out or write_plot):
+        info(f"{', '.join(kept)}: exists, skipped (use --overwrite to replace it)")
         return
+    for p, opt in ((out if write_out else None, "-o"), (plot_path if write_plot else None,
+                                                        "--plot")):
+        if p:
+            check_output_file(p, opt)
     records = mf.read_odgt(file)
+    dups = mf.duplicate_lines(records)
+    if dups:  # the rule of `odgt validate`: an image listed twice is an error, not counted once
+        _fail_lines([f"{file}:{line}: duplicate image {img} (first on line {first})"
+                     for line, first, img in dups])
+        error(f"{file}: {len(dups)} duplicate line(s); nothing written")
+        sys.exit(EXIT_FAILED)
     root_dir = Path(root) if root is not None else mf.default_root(file)
     result, errors = st_mod.compute_stats(records, root_dir, num_classes, ignore_index, names,
-                                          jobs, quiet, odgt=file)
+                                          jobs, quiet, odgt=file, scheduler=scheduler)
     if errors:
         _fail_lines(errors)
-        error(f"{len(errors)} of {len(records)} mask(s) failed; nothing written")
+        error(f"{file}: {len(errors)} of {len(records)} mask(s) failed; nothing written")
         sys.exit(EXIT_FAILED)
     _print_table(result)
-    if out:
+    if write_out and out:
         write_json(out, result.to_dict())
-    if plot_path:
+    if write_plot and plot_path:
         st_mod.plot_stats(result, plot_path)
-    written = [p for p in (out, plot_path) if p]
+    for p in kept:
+        info(f"{p}: exists, kept (use --overwrite to replace it)")
+    written = [p for p, w in ((out, write_out), (plot_path, write_plot)) if w and p]
+    cluster = sys.modules.get("segprep.io.cluster")  # imported only with --scheduler
+    workers = cluster.workers_used() if cluster is not None else None
     click.echo(f"{file}: {result.num_images} masks, {result.num_labelled_pixels:,} labelled px, "
                f"{result.num_ignored_pixels:,} ignored; "
                f"{'wrote ' + ', '.join(written) if written else 'no file written'}"
+               f"{f', {workers} Dask workers' if workers is not None else ''}"
                f" in {time.perf_counter() - start:.1f} s", err=True)
 
 
@@ -400,21 +492,31 @@ def export_csail(file: str, outdir: str, ignore_index: int, num_classes: int | N
     CSAIL's loader subtracts 1 from every mask value (0 becomes -1, its ignore label), so each
     mask is written as value+1 with the ignore index mapped to 0, as 8-bit gray (mode L) PNG, to
     OUTDIR/<fpath_segm> (or, when mask paths are absolute or climb with '..', to OUTDIR/<path
-    under the masks' common folder>). OUTDIR/<FILE's name> lists them, with paths relative to
-    OUTDIR: train with root_dataset=OUTDIR. Existing masks are skipped unless --overwrite.
+    under the masks' common folder>), with the suffix .png whatever the source format.
+    OUTDIR/<FILE's name> lists them, with paths relative to OUTDIR: train with
+    root_dataset=OUTDIR. Existing masks are skipped unless --overwrite.
     Without -j, manifests of under 150 Mpx of masks are exported in-process.
     """
     from segprep import manifest as mf
-    from segprep.io import BatchSummary, parallel_map
+    from segprep.io import (
+        BatchSummary,
+        ensure_output_dir,
+        ensure_output_dirs,
+        remove_stale_temps,
+        run_batch,
+    )
 
     records = mf.read_odgt(file)
     root_dir = Path(root) if root is not None else mf.default_root(file)
     jobs_list, out_records = mf.export_csail_jobs(records, root_dir, outdir, ignore_index,
                                                   num_classes, overwrite)
+    ensure_output_dir(outdir)  # an unwritable OUTDIR is one error line, not one per mask
+    folders = ensure_output_dirs(j[1] for j in jobs_list)
+    remove_stale_temps([outdir, *folders], recursive=False)
     summary = BatchSummary()
-    jobs = mf.auto_jobs(jobs, records)
-    for outcome in parallel_map(mf.export_csail_job, jobs_list, jobs=jobs, desc="export-csail",
-                                quiet=quiet, unit="mask"):
+    n_jobs = mf.decode_jobs(jobs, records, len(jobs_list))
+    for outcome in run_batch(mf.export_csail_job, jobs_list, jobs=n_jobs, desc="export-csail",
+                             quiet=quiet, unit="mask", prefer="processes"):
         summary.add(outcome, skipped=bool(outcome.ok and outcome.value))
     odgt_out = Path(outdir) / Path(file).name
     if summary.failed:

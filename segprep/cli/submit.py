@@ -6,13 +6,9 @@ import sys
 
 import click
 
-from segprep.cli.common import EXIT_FAILED, error, handle_errors, info, quiet_option
-
-
-def jobs_option(f):
-    """``-j/--jobs``: threads here (the per-file work runs without the GIL)."""
-    return click.option("-j", "--jobs", type=int, default=None, show_default="all cores",
-                        help="Threads working on files in parallel (1 = one at a time).")(f)
+from segprep.cli.common import (EXIT_FAILED, SizeType, error, handle_errors, info, jobs_option,
+                                quiet_option)
+from segprep.io import check_output_file
 
 
 @click.group("submit")
@@ -55,11 +51,14 @@ def _out_option(f):
                    "leftImg8bit/<split>, or from gtFine/<split> where the images are absent.")
 @click.option("--split", default="test", show_default=True,
               help="Split to submit (test has 1525 images).")
-@click.option("--pred-ids", type=click.Choice(["labelIds", "trainIds"]), default="labelIds",
+@click.option("--pred-ids", type=click.Choice(["auto", "labelIds", "trainIds"]), default="auto",
               show_default=True,
               help="What prediction pixels hold; trainIds (0-18, 255) are converted to labelIds "
-                   "in the zip (255 -> 0 unlabeled), never in PRED_DIR.")
-@click.option("--size", default="2048x1024", show_default=True,
+                   "in the zip (255 -> 0 unlabeled), never in PRED_DIR. auto decides from the "
+                   "values of all predictions (trainIds read as labelIds would put most pixels "
+                   "on void classes), says what it decided, and refuses when the files disagree "
+                   "or the evidence is unclear.")
+@click.option("--size", type=SizeType(), default="2048x1024", show_default=True,
               help="Expected prediction size WxH.")
 @click.option("--allow-palette", is_flag=True,
               help="Accept palette PNGs and submit their indices (default: refuse them, since "
@@ -68,7 +67,7 @@ def _out_option(f):
 @jobs_option
 @quiet_option
 @handle_errors
-def cityscapes(pred_dir: str, root: str, split: str, pred_ids: str, size: str,
+def cityscapes(pred_dir: str, root: str, split: str, pred_ids: str, size: tuple[int, int],
                allow_palette: bool, out: str | None, check_only: bool, jobs: int | None,
                quiet: bool) -> None:
     """Check Cityscapes predictions in PRED_DIR and zip them for the evaluation server.
@@ -76,12 +75,14 @@ def cityscapes(pred_dir: str, root: str, split: str, pred_ids: str, size: str,
     Checks: exactly one <city>_<seq>_<frame>*.png per image of the split (no missing, duplicate
     or extra files), size, single-channel 8-bit PNG, values within the valid labelIds (0-33).
     """
-    from segprep.submit import parse_size, submit_cityscapes
+    from segprep.submit import submit_cityscapes
 
     if not out and not check_only:
         raise click.UsageError("give -o/--out submission.zip (or --check to only validate)")
+    if out and not check_only:
+        check_output_file(out, "-o")
     report = submit_cityscapes(pred_dir, root, None if check_only else out, split=split,
-                               pred_ids=pred_ids, size=parse_size(size),
+                               pred_ids=pred_ids, size=size,
                                allow_palette=allow_palette, jobs=jobs, quiet=quiet)
     _finish(report, out, quiet)
 
@@ -90,7 +91,7 @@ def cityscapes(pred_dir: str, root: str, split: str, pred_ids: str, size: str,
 @click.argument("pred_dir", type=click.Path(file_okay=False))
 @click.option("--images", required=True, type=click.Path(file_okay=False),
               help="Folder of the test images (.jpg); one <image stem>.png prediction each.")
-@click.option("--size", default="1280x720", show_default=True,
+@click.option("--size", type=SizeType(), default="1280x720", show_default=True,
               help="Expected prediction size WxH.")
 @click.option("--allow-palette", is_flag=True,
               help="Accept palette PNGs and submit their indices (default: refuse them).")
@@ -98,14 +99,17 @@ def cityscapes(pred_dir: str, root: str, split: str, pred_ids: str, size: str,
 @jobs_option
 @quiet_option
 @handle_errors
-def bdd100k(pred_dir: str, images: str, size: str, allow_palette: bool, out: str | None,
+def bdd100k(pred_dir: str, images: str, size: tuple[int, int], allow_palette: bool,
+            out: str | None,
             check_only: bool, jobs: int | None, quiet: bool) -> None:
     """Check BDD100K trainId predictions in PRED_DIR (one <image stem>.png per test image,
     single-channel 8-bit, values 0-18 or 255) and zip them."""
-    from segprep.submit import parse_size, submit_bdd100k
+    from segprep.submit import submit_bdd100k
 
     if not out and not check_only:
         raise click.UsageError("give -o/--out submission.zip (or --check to only validate)")
-    report = submit_bdd100k(pred_dir, images, None if check_only else out, size=parse_size(size),
+    if out and not check_only:
+        check_output_file(out, "-o")
+    report = submit_bdd100k(pred_dir, images, None if check_only else out, size=size,
                             allow_palette=allow_palette, jobs=jobs, quiet=quiet)
     _finish(report, out, quiet)

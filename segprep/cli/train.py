@@ -79,6 +79,9 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
               help="Random horizontal flips.")
 @click.option("--color-jitter", type=float, default=0.0, show_default=True,
               help="Brightness/contrast/saturation jitter strength (0.2 = factors in 0.8..1.2).")
+@click.option("--ema", type=float, default=0.0, show_default=True, metavar="DECAY",
+              help="Validate and serve an exponential moving average of the weights, updated "
+                   "every iteration with this decay (e.g. 0.998; 0 = off).")
 @click.option("--base-channels", type=int, default=32, show_default=True,
               help="U-Net width of the first level (64 in the paper).")
 @click.option("--depth", type=int, default=4, show_default=True,
@@ -115,6 +118,9 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
               help="Continue the run in RUN_DIR from its last.pt exactly; options other than "
                    f"{', '.join('--' + r.replace('_', '-') for r in RESUMABLE)} come from the "
                    "checkpoint.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run in --out (its last.pt, best.pt, scores, metrics, curves, "
+                   "tb/); without it a folder that holds a run is refused.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
 @click.pass_context
 @handle_errors
@@ -130,26 +136,24 @@ def command(ctx: click.Context, **kw) -> None:
     Every epoch writes last.pt (resumable with --resume RUN_DIR) and a metrics.csv row; best.pt
     keeps the best validation mIoU. Masks must hold trainIds 0..K-1 or the ignore value.
     """
-    from segprep.errors import SegprepError
-
     resume = kw.pop("resume")
     given = {k for k in kw if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     if resume:
+        if kw["overwrite"]:
+            raise click.UsageError("--overwrite replaces a run, --resume continues one: give one")
         fixed = sorted(given - set(RESUMABLE))
         if fixed:
             raise click.UsageError("with --resume these options come from the checkpoint: "
                                    + ", ".join("--" + f.replace("_", "-") for f in fixed))
-        from segprep.train.loop import main
-
-        main(resume=resume, overrides={k: kw[k] for k in given})
+        _run(resume, dict(resume=resume, overrides={k: kw[k] for k in given}))
         return
     for opt in ("train", "out"):
         if not kw[opt]:
             raise click.UsageError(f"missing --{opt} (or --resume RUN_DIR)")
-    if not kw["class_map"] and not kw["num_classes"]:
+    if not kw["class_map"] and kw["num_classes"] is None:
         raise click.UsageError("give --class-map NAME or --num-classes K")
     from segprep.train.data import parse_hw, parse_scale
-    from segprep.train.loop import TrainConfig, main
+    from segprep.train.loop import TrainConfig
 
     kw["crop"] = parse_hw(kw["crop"], "--crop", "HxW")
     kw["size"] = parse_hw(kw["size"], "--size", "WxH")
@@ -157,7 +161,26 @@ def command(ctx: click.Context, **kw) -> None:
         kw["scale"] = (0.5, 2.0) if kw["crop"] else None
     else:
         kw["scale"] = parse_scale(kw["scale"])
-    for name in ("batch_size", "base_channels", "depth", "val_every"):
-        if kw[name] is not None and kw[name] < 1:
-            raise SegprepError("--" + name.replace("_", "-"), "must be >= 1")
-    main(TrainConfig(**kw))
+    cfg = TrainConfig(**kw)
+    cfg.validate()  # every numeric option, before anything is read or written
+    _run(kw["out"], dict(cfg=cfg))
+
+
+def _run(run_dir: str, call: dict) -> None:
+    """Run the trainer; a bad training file exits 1 (as the batch commands do for failed input
+    files), Ctrl-C exits 130 (the run folder stays resumable); other errors exit 2 through
+    ``handle_errors``."""
+    import sys
+
+    from segprep.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, error
+    from segprep.train.data import DataError
+    from segprep.train.loop import main
+
+    try:
+        main(**call)
+    except DataError as exc:
+        error(str(exc))
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        error(f"{run_dir}: interrupted; continue with --resume {run_dir}")
+        sys.exit(EXIT_INTERRUPTED)

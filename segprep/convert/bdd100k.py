@@ -21,7 +21,6 @@ ignore), in OUT, mirroring the sub-folders of SRC (``train/``, ``val/``); ``--em
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,8 @@ import numpy as np
 from segprep import class_maps
 from segprep.convert.colors import decode_colors
 from segprep.errors import SegprepError
-from segprep.io import find_files, read_label, write_png
+from segprep.datasets.bdd100k import ID_SUFFIX, TRAIN_ID_SUFFIX, color_maps, frame_id
+from segprep.io import read_label, refuse_overwriting_inputs, write_png
 
 PALETTES = ("train", "id")
 """``train``: colors of the trainIds (official color maps); ``id``: the 40-class id palette."""
@@ -38,59 +38,9 @@ PALETTES = ("train", "id")
 EMITS = ("train_ids", "ids")
 """Masks that can be written: trainIds (always) and label ids (``--emit ids``)."""
 
-TRAIN_ID_SUFFIX = "_train_id.png"
-ID_SUFFIX = "_id.png"
-INPUT_SUFFIXES = ("_train_color.png", "_color.png")
-FRAME_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{8}\.png$")
-"""A bare BDD100K frame-id file name (the 2020+ colormaps)."""
-
-
-def frame_id(path: str | os.PathLike) -> str:
-    """The frame id of an input file: its name without ``_train_color.png``, ``_color.png`` or
-    ``.png`` (``0004a4c0-d4dff0ad_train_color.png`` → ``0004a4c0-d4dff0ad``)."""
-    name = Path(path).name
-    for suffix in INPUT_SUFFIXES + (".png",):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
-
-
-def is_input(path: Path) -> bool:
-    """Whether a PNG found under SRC is a BDD100K color map (see the module docstring)."""
-    name = path.name
-    if not name.endswith(".png") or name.endswith(TRAIN_ID_SUFFIX) or name.endswith(ID_SUFFIX):
-        return False
-    return (name.endswith(INPUT_SUFFIXES) or bool(FRAME_RE.match(name))
-            or "colormaps" in path.parent.parts)
-
-
-def discover(src: str | os.PathLike) -> tuple[Path, list[Path]]:
-    """The color maps to convert and the folder their relative paths start from.
-
-    Args:
-        src: a folder (searched recursively) or one PNG file.
-
-    Returns:
-        ``(base, files)``: files are sorted; outputs mirror ``file.parent.relative_to(base)``.
-
-    Raises:
-        SegprepError: ``src`` missing or unreadable, or a folder without color maps.
-    """
-    src = Path(src)
-    if src.is_file():
-        return src.parent, [src]
-    if not src.exists():
-        raise SegprepError(src, "no such file or directory")
-    files = [f for f in find_files(src, ".png") if is_input(f.resolve())]
-    if not files:
-        raise SegprepError(src, "no BDD100K color maps found (*_train_color.png, *_color.png, "
-                                "<frame>.png or colormaps/*.png)")
-    return src, files
-
-
 @dataclass(frozen=True)
 class BddJob:
-    """One color map to convert (picklable, for :func:`segprep.io.parallel_map`)."""
+    """One color map to convert (picklable, for :func:`segprep.io.run_batch`)."""
 
     src: str
     out: str
@@ -103,6 +53,11 @@ class BddJob:
     @property
     def outputs(self) -> list[str]:
         return [self.out] + ([self.out_ids] if self.out_ids else [])
+
+    @property
+    def where(self) -> str:
+        """The input file, as error lines name it."""
+        return self.src
 
 
 @dataclass
@@ -118,20 +73,22 @@ class BddResult:
 def make_jobs(src: str | os.PathLike, out: str | os.PathLike, *, palette: str = "train",
               emit_ids: bool = False, unknown: str = "error", overwrite: bool = False
               ) -> list[BddJob]:
-    """One :class:`BddJob` per color map found by :func:`discover`.
+    """One :class:`BddJob` per color map found by :func:`segprep.datasets.bdd100k.color_maps`
+    (an ``out`` folder inside ``src`` is not searched).
 
     Raises:
         SegprepError: nothing found, ``emit_ids`` with the train palette, or two inputs that
-            would write the same output.
+            would write the same output, or an output that would replace an input.
     """
     if palette not in PALETTES:
         raise SegprepError("--palette", f"unknown palette {palette!r} (choose from train, id)")
     if emit_ids and palette != "id":
         raise SegprepError("--emit", "ids need --palette id (trainId color maps hold no label "
                                      "ids)")
-    base, files = discover(src)
     out = Path(out)
-    jobs, seen = [], {}
+    base, files = color_maps(src, exclude=out)
+    jobs: list = []
+    seen: dict[str, str] = {}
     for f in files:
         folder = out / f.parent.relative_to(base)
         fid = frame_id(f)
@@ -141,6 +98,7 @@ def make_jobs(src: str | os.PathLike, out: str | os.PathLike, *, palette: str = 
         seen[target] = str(f)
         jobs.append(BddJob(str(f), target, str(folder / f"{fid}{ID_SUFFIX}") if emit_ids else None,
                            palette, unknown, overwrite))
+    refuse_overwriting_inputs(files, [o for j in jobs for o in j.outputs])
     return jobs
 
 

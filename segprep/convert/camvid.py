@@ -38,14 +38,12 @@ from segprep import class_maps
 from segprep.class_maps import IGNORE_INDEX, ClassMap
 from segprep.convert.colors import decode_colors
 from segprep.errors import SegprepError
-from segprep.io import find_files, read_label, write_png
+from segprep.datasets.camvid import SEGNET_VOID, label_files, output_name
+from segprep.io import read_label, refuse_overwriting_inputs, write_png
 
 INPUTS = ("color", "index")
 MAPPINGS = ("segnet", "mseg", "mathworks")
 CLASSES = (32, 11)
-COLOR_SUFFIX = "_L.png"
-SEGNET_VOID = 11
-"""The void index of SegNet's 11-class masks."""
 
 
 # ----------------------------------------------------------------------------------- tables
@@ -152,20 +150,6 @@ def check_void_id(classes: int, void_id: int) -> int:
     return void_id
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"480x360"`` → ``(480, 360)`` (width, height).
-
-    Raises:
-        SegprepError: not ``WxH`` with positive integers.
-    """
-    if not text:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
-        raise SegprepError("--size", f"expected WxH (e.g. 480x360), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
 def resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a label mask at pixel centres.
 
@@ -235,32 +219,6 @@ def convert_array(image: np.ndarray, *, classes: int = 11, mapping: str = "segne
     return resize_nearest(out, size) if size else out
 
 
-def output_name(path: str | os.PathLike) -> str:
-    """The SegNet file name of an input: ``0016E5_07959_L.png`` → ``0016E5_07959.png``."""
-    name = Path(path).name
-    if name.endswith(COLOR_SUFFIX):
-        return name[: -len(COLOR_SUFFIX)] + ".png"
-    return Path(name).stem + ".png"
-
-
-def discover(src: str | os.PathLike, input: str = "color") -> tuple[Path, list[Path]]:
-    """Labels to convert: ``*_L.png`` (color) or ``*.png`` (index) under a folder, or one file.
-
-    Raises:
-        SegprepError: missing/unreadable ``src`` or nothing found.
-    """
-    src = Path(src)
-    if src.is_file():
-        return src.parent, [src]
-    if not src.exists():
-        raise SegprepError(src, "no such file or directory")
-    files = find_files(src, COLOR_SUFFIX if input == "color" else ".png")
-    if not files:
-        raise SegprepError(src, "no *_L.png color labels found (index masks: --input index)"
-                           if input == "color" else "no .png index masks found")
-    return src, files
-
-
 @dataclass(frozen=True)
 class CamvidJob:
     """One label to convert (picklable)."""
@@ -275,6 +233,11 @@ class CamvidJob:
     palette_file: str | None = None
     unknown: str = "error"
     overwrite: bool = False
+
+    @property
+    def where(self) -> str:
+        """The input file, as error lines name it."""
+        return self.src
 
 
 @dataclass
@@ -291,17 +254,20 @@ def make_jobs(src: str | os.PathLike, out: str | os.PathLike, **kwargs) -> list[
     Keyword arguments go to :class:`CamvidJob`.
 
     Raises:
-        SegprepError: nothing found, or two inputs writing the same output.
+        SegprepError: nothing found, two inputs writing the same output, or an output that
+            would replace an input (``convert in in --input index``).
     """
-    base, files = discover(src, kwargs.get("input", "color"))
     out = Path(out)
-    jobs, seen = [], {}
+    base, files = label_files(src, kwargs.get("input", "color"), exclude=out)
+    jobs: list = []
+    seen: dict[str, str] = {}
     for f in files:
         target = str(out / f.parent.relative_to(base) / output_name(f))
         if target in seen:
             raise SegprepError(f, f"writes the same output as {seen[target]} ({target})")
         seen[target] = str(f)
         jobs.append(CamvidJob(str(f), target, **kwargs))
+    refuse_overwriting_inputs(files, [j.out for j in jobs])
     return jobs
 
 

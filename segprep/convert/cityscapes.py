@@ -31,7 +31,8 @@ import numpy as np
 from segprep import class_maps
 from segprep.class_maps import IGNORE_INDEX, ClassMap
 from segprep.errors import SegprepError
-from segprep.io import find_files, read_png, scratch, write_png
+from segprep.datasets.cityscapes import GT_TYPES, POLYGON_SUFFIX, SPLITS
+from segprep.io import check_size, read_png, scratch, write_png
 
 TARGETS: dict[str, str] = {
     "labelIds": "labelIds",
@@ -42,11 +43,8 @@ TARGETS: dict[str, str] = {
 }
 """Target name → file-name suffix (``<frame>_<gt>_<suffix>.png``), the official naming scheme."""
 
-SPLITS = ("train", "val", "test", "train_extra")
-GT_TYPES = ("gtFine", "gtCoarse")
 SOURCES = ("auto", "polygons")
 INSTANCE_TARGETS = ("instanceIds", "instanceTrainIds")
-POLYGON_SUFFIX = "_polygons.json"
 
 #: how far (in pixels, as a fraction of the image size) a vertex may lie outside the image before
 #: the polygon counts as out of bounds; real gtFine polygons overshoot by up to 7 px.
@@ -106,13 +104,22 @@ def load_annotation(path: str | os.PathLike, class_map: ClassMap | None = None) 
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise SegprepError(path, f"malformed JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise SegprepError(path, f"not a Cityscapes polygon file: expected a JSON object, got "
+                                 f"{type(doc).__name__}")
     try:
         width, height = int(doc["imgWidth"]), int(doc["imgHeight"])
         raw_objects = doc["objects"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SegprepError(path, f"not a Cityscapes polygon file: missing or bad key {exc}") from None
+    except KeyError as exc:
+        raise SegprepError(path, f"not a Cityscapes polygon file: no key {exc}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise SegprepError(path, f"imgWidth/imgHeight must be integers, got "
+                                 f"{doc['imgWidth']!r}x{doc['imgHeight']!r}") from None
     if width <= 0 or height <= 0:
         raise SegprepError(path, f"bad image size {width}x{height}")
+    check_size(path, width, height)  # before any allocation: a typo'd imgWidth is no OOM
+    if not isinstance(raw_objects, list):
+        raise SegprepError(path, f"'objects' must be a list, got {type(raw_objects).__name__}")
     names = set(cm.names)
     kept: list[tuple[int, str, bool, object]] = []  # (object index, label, is_group, polygon)
     for n, obj in enumerate(raw_objects):
@@ -154,7 +161,8 @@ def _polygon_arrays(path: str | os.PathLike, kept: Sequence[tuple[int, str, bool
     tol_x, tol_y = OUT_OF_BOUNDS_TOLERANCE * width, OUT_OF_BOUNDS_TOLERANCE * height
     try:
         lengths = [len(p) for _n, _l, _g, p in kept]  # type: ignore[arg-type]
-        flat = np.asarray([v for _n, _l, _g, p in kept for v in p], dtype=np.float64)  # type: ignore[union-attr]
+        flat = np.asarray([v for _n, _l, _g, p in kept for v in p],  # type: ignore[attr-defined]
+                          dtype=np.float64)
         ok = (min(lengths) > 0 and flat.ndim == 2 and flat.shape[1] == 2
               and bool(np.isfinite(flat).all())
               and flat[:, 0].min() >= -tol_x and flat[:, 0].max() <= width - 1 + tol_x
@@ -254,10 +262,11 @@ def targets_from_label_ids(label_ids: np.ndarray, instance_ids: np.ndarray | Non
                            scratch("cs_train_ids", label_ids.shape, np.uint8) if reuse else None)
         elif t == "color":
             out[t] = _rgba(label_ids, cm)
-        elif t == "instanceIds":
-            out[t] = instance_ids
-        elif t == "instanceTrainIds":
-            out[t] = np.take(luts.inst_train, instance_ids)
+        elif t in INSTANCE_TARGETS:
+            if instance_ids is None or luts is None:
+                raise ValueError(f"target {t!r} needs the instanceIds image")
+            out[t] = (instance_ids if t == "instanceIds"
+                      else np.take(luts.inst_train, instance_ids))
         else:
             raise ValueError(f"unknown target {t!r}")
     return out
@@ -392,9 +401,14 @@ class FrameJob:
     def output(self, target: str) -> str:
         return f"{self.out_base}_{TARGETS[target]}.png"
 
+    @property
+    def where(self) -> str:
+        """The input file, as error lines name it."""
+        return self.json_path
+
 
 @dataclass
-class FrameResult:
+class GenGtResult:
     """What :func:`convert_frame` did: source used (``official``/``polygons``) or skipped."""
 
     source: str
@@ -402,7 +416,7 @@ class FrameResult:
     skipped: bool = False
 
 
-def convert_frame(job: FrameJob) -> FrameResult:
+def convert_frame(job: FrameJob) -> GenGtResult:
     """Convert one frame: write every target of ``job`` that is missing (or all, with overwrite).
 
     ``auto`` source reads the official PNGs when they are beside the JSON (and checks them against
@@ -413,7 +427,7 @@ def convert_frame(job: FrameJob) -> FrameResult:
     """
     todo = [t for t in job.targets if job.overwrite or not os.path.exists(job.output(t))]
     if not todo:
-        return FrameResult(source="", skipped=True)
+        return GenGtResult(source="", skipped=True)
     cm = class_maps.load(job.class_map)
     ann = load_annotation(job.json_path, cm)
     base = job.json_path[: -len(POLYGON_SUFFIX)]
@@ -429,7 +443,7 @@ def convert_frame(job: FrameJob) -> FrameResult:
     else:
         images = rasterize_annotation(ann, todo, job.raster, cm)
         source = "polygons"
-    result = FrameResult(source=source)
+    result = GenGtResult(source=source)
     for t in todo:
         out = job.output(t)
         if source == "official" and os.path.abspath(out) == os.path.abspath(
@@ -438,35 +452,6 @@ def convert_frame(job: FrameJob) -> FrameResult:
         write_png(out, images[t])
         result.written.append(out)
     return result
-
-
-def discover(root: str | os.PathLike, gt: str = "gtFine", splits: Sequence[str] | None = None
-             ) -> list[Path]:
-    """All ``*_polygons.json`` under ``ROOT/<gt>/<split>/<city>/``, sorted.
-
-    Args:
-        root: the Cityscapes root (holding ``gtFine/`` …).
-        gt: ``gtFine`` or ``gtCoarse``.
-        splits: splits to include (default: every one present).
-
-    Raises:
-        SegprepError: ``ROOT/<gt>`` or a requested split folder is missing.
-    """
-    root = Path(root)
-    gt_dir = root / gt
-    if not gt_dir.is_dir():
-        raise SegprepError(root, f"no {gt}/ folder: not a Cityscapes root")
-    if splits:
-        missing = [s for s in splits if not (gt_dir / s).is_dir()]
-        if missing:
-            raise SegprepError(gt_dir, f"no split folder(s) {', '.join(missing)}")
-        dirs = [gt_dir / s for s in splits]
-    else:
-        dirs = [gt_dir / s for s in SPLITS if (gt_dir / s).is_dir()]
-    files: list[Path] = []
-    for d in dirs:
-        files.extend(find_files(d, POLYGON_SUFFIX))
-    return files
 
 
 def make_jobs(root: str | os.PathLike, files: Sequence[Path], targets: Sequence[str],

@@ -22,21 +22,28 @@ Decoding (:func:`decode_colors`, :class:`Palette`):
 
 Shared colors (several labels with one color, e.g. BDD100K person / parking sign (220, 20, 60),
 pole / polegroup (153, 153, 153), the black void labels; Cityscapes pole / polegroup and its black
-void labels): each 8-connected region of such a color is given one label by a documented rule
-over its shape and position (:class:`PersonSignRule`, :class:`PoleGroupRule`, :class:`VoidRule`;
-features in :func:`region_features`). A group no rule covers keeps its first label (the first row
-wins, as every lookup of :mod:`segprep.class_maps`). Pixels of unambiguous colors are exact lookups.
+void labels): each 8-connected region of such a color is given one label from its shape, position
+and surroundings (features in :func:`region_features`, inputs in :func:`model_inputs`). By default
+(:func:`default_rules`) the rule is learned: a small random forest per color (:class:`ForestRule`)
+shipped in ``shape_model.json`` beside this module and evaluated with numpy, trained by
+``scripts/train_shape_rule.py`` on the official labelIds of 15 Cityscapes train cities and chosen
+by leave-one-city-out (its figures on four cities it never saw are in the README); regions larger
+than any it was trained on, and colors it has no rule for, use the hand-written rules
+(:data:`HAND_RULES`: :class:`PersonSignRule`, :class:`PoleGroupRule`, :class:`VoidRule`). A group
+no rule covers keeps its first label (the first row wins, as every lookup of
+:mod:`segprep.class_maps`). Pixels of unambiguous colors are exact lookups.
 
-The thresholds were chosen on real frames and are measured by ``scripts/measure_shape_resolution.py``
-(Cityscapes ``*_gtFine_color.png`` against the official ``*_labelIds.png``; Cityscapes labelIds
-rendered with the BDD100K id-level palette, Cityscapes ``traffic sign`` painted as ``parking sign``).
+End to end (Cityscapes ``*_gtFine_color.png`` against the official ``*_labelIds.png``; labelIds
+rendered with the BDD100K id-level palette, Cityscapes ``traffic sign`` painted as ``parking
+sign``; the BDD100K 2018 masks rendered the same way) the rules are measured by
+``scripts/measure_shape_resolution.py``.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -185,17 +192,16 @@ def _lookup_kernel(img, lut, values, out, seen):  # pragma: no cover - runs comp
 def _kernel(name: str):
     """A numba-compiled kernel of this module (compiled, or loaded from numba's on-disk cache, on
     first use, so that importing the module stays cheap)."""
-    import numba
+    from segprep.jit import kernel
 
-    fn = {"lookup": _lookup_kernel}[name]
-    return numba.njit(cache=True, nogil=True)(fn)
+    return kernel({"lookup": _lookup_kernel}[name])
 
 
 _IDENTITY = np.arange(256, dtype=np.uint8)
 
 
 def lookup_colors(image: np.ndarray, pal: Palette, values: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
     """Color index (or value) of every pixel of an RGB(A) image, in one pass.
 
     Args:
@@ -249,6 +255,11 @@ class RegionFeatures:
             body, and legs apart cross a row twice.
         slender: ``h**2 / area`` = height / mean row width.
         touches: ``(N, 4)`` bool: touches the top, bottom, left, right frame edge.
+        neighbours: ``(N, G)`` float64 or None: of the pixels just outside the region (its
+            8-connected outer ring), the fraction in each of the :data:`NEIGHBOUR_GROUPS` (what
+            the region touches: a sign hangs on a pole against the sky, a person stands on the
+            sidewalk); rows sum to 1 (0 for a region filling the frame). None unless
+            :func:`region_features` was given the surrounding values.
     """
 
     height: int
@@ -268,6 +279,7 @@ class RegionFeatures:
     foot: np.ndarray
     slender: np.ndarray
     touches: np.ndarray
+    neighbours: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.area.shape[0])
@@ -281,13 +293,47 @@ _MIN_CONTOUR_AREA = 6
 FOOT_ROWS = 0.15
 
 
-def region_features(mask: np.ndarray, contours: bool = True) -> tuple[np.ndarray, RegionFeatures]:
+NEIGHBOUR_GROUPS = ("flat", "construction", "pole", "object", "nature", "sky", "human", "vehicle",
+                    "void")
+"""Groups of the colors around a region (:attr:`RegionFeatures.neighbours`): the class map's
+``category`` of the color's first label (Cityscapes and BDD100K use these categories), except
+``pole`` (the pole / polegroup color), ``human`` (any color holding ``person``, e.g. BDD100K's
+person / parking sign) and ``void`` (black, unknown colors and any other category)."""
+
+
+@functools.lru_cache(maxsize=16)
+def neighbour_groups(class_map: str | ClassMap) -> np.ndarray:
+    """``(256,)`` uint8: label id → its color's index in :data:`NEIGHBOUR_GROUPS` (every label of
+    a shared color gets the group of that color, so the group of a pixel does not change when the
+    color is resolved; ids outside the table → ``void``)."""
+    cm = class_maps.load(class_map) if isinstance(class_map, str) else class_map
+    lut = np.full(256, NEIGHBOUR_GROUPS.index("void"), np.uint8)
+    by_color: dict[tuple[int, int, int], list[int]] = {}
+    for r, (i, c) in enumerate(zip(cm.ids, cm.colors)):
+        if 0 <= i < 256:
+            by_color.setdefault((int(c[0]), int(c[1]), int(c[2])), []).append(r)
+    for rows in by_color.values():
+        names = {cm.names[r] for r in rows}
+        cat = cm.categories[rows[0]]
+        group = ("pole" if "pole" in names else "human" if "person" in names
+                 else cat if cat in NEIGHBOUR_GROUPS else "void")
+        for r in rows:
+            lut[cm.ids[r]] = NEIGHBOUR_GROUPS.index(group)
+    lut.setflags(write=False)
+    return lut
+
+
+def region_features(mask: np.ndarray, contours: bool = True, values: np.ndarray | None = None,
+                    value_groups: np.ndarray | None = None) -> tuple[np.ndarray, RegionFeatures]:
     """Label the 8-connected regions of a mask and measure them.
 
     Args:
         mask: ``(H, W)`` bool or uint8 (non-zero = in).
         contours: also compute the contour and row features (solidity, fit, multirun, foot);
             without them they are 1, 1, 0, 1.
+        values: optional ``(H, W)`` uint8 label ids around the mask, with ``value_groups``
+            (``(256,)`` uint8 id → group, :func:`neighbour_groups`): then
+            :attr:`RegionFeatures.neighbours` is computed.
 
     Returns:
         ``(labels, features)``: ``(H, W)`` int32 region labels (0 = outside, ``k + 1`` = region
@@ -317,13 +363,45 @@ def region_features(mask: np.ndarray, contours: bool = True) -> tuple[np.ndarray
             solidity[k], fit[k] = _contour_shape(crop)
     hf = float(H)
     touches = np.stack([y == 0, y + h == H, x == 0, x + w == W], axis=1)
+    neighbours = None
+    if values is not None and value_groups is not None:
+        neighbours = _neighbours(m, labels, N, values, value_groups)
     feats = RegionFeatures(
         height=H, width=W, area=area, x=x, y=y, w=w, h=h, rel_area=area / float(H * W),
         bottom=(y + h) / hf, rel_height=h / hf, extent=area / (w * h).astype(float),
         solidity=solidity, fit=fit, multirun=multirun, foot=foot,
         slender=(h * h) / area.astype(float),
-        touches=touches)
+        touches=touches, neighbours=neighbours)
     return labels, feats
+
+
+_RING = np.ones((3, 3), np.uint8)
+_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def _neighbours(m: np.ndarray, labels: np.ndarray, n: int, values: np.ndarray,
+                value_groups: np.ndarray) -> np.ndarray:
+    """:attr:`RegionFeatures.neighbours`: group fractions of the outer ring of each region (a ring
+    pixel touching several regions counts for the highest-numbered one)."""
+    import cv2
+
+    g = len(NEIGHBOUR_GROUPS)
+    ring = cv2.dilate(m, _RING) > m
+    pts = cv2.findNonZero(ring.view(np.uint8))
+    if pts is None or n == 0:
+        return np.zeros((n, g))
+    pts = pts.reshape(-1, 2)
+    xs, ys = pts[:, 0], pts[:, 1]
+    H, W = m.shape
+    region = np.zeros(xs.shape, np.int64)
+    for dy, dx in _OFFSETS:
+        yy = np.clip(ys + dy, 0, H - 1)
+        xx = np.clip(xs + dx, 0, W - 1)
+        np.maximum(region, labels[yy, xx], out=region)
+    grp = value_groups[values[ys, xs]].astype(np.int64)
+    counts = np.bincount(region * g + grp, minlength=(n + 1) * g).reshape(n + 1, g)[1:]
+    tot = counts.sum(axis=1, keepdims=True)
+    return counts / np.maximum(tot, 1)
 
 
 def _foot(row_pixels: np.ndarray, row_runs: np.ndarray) -> float:
@@ -410,6 +488,30 @@ class PersonSignRule:
         return sign.astype(np.int64)
 
 
+MODEL_INPUTS = ("log_rel_area", "top", "bottom", "rel_height", "rel_width", "log_aspect", "center_x",
+                "extent", "solidity", "fit", "multirun", "foot", "log_slender", "touch_top",
+                "touch_bottom", "touch_left", "touch_right") + tuple(
+                    f"near_{g}" for g in NEIGHBOUR_GROUPS)
+"""The inputs of a learned shape rule (:func:`model_inputs`), all free of the frame's pixel size:
+``log10(rel_area)``, ``y / H``, ``bottom``, ``rel_height``, ``w / H``, ``log10(h / w)``, the box
+center ``(x + w / 2) / W``, ``extent``, ``solidity``, ``fit``, ``multirun``, ``foot``,
+``log10(slender)``, the four frame-edge contacts (0 / 1) and the neighbour group fractions."""
+
+
+def model_inputs(f: RegionFeatures) -> np.ndarray:
+    """``(N, len(MODEL_INPUTS))`` float64 inputs of a learned rule for regions ``f`` (which must
+    carry :attr:`RegionFeatures.neighbours`)."""
+    H, W = float(f.height), float(f.width)
+    nb = f.neighbours if f.neighbours is not None else np.zeros((len(f), len(NEIGHBOUR_GROUPS)))
+    cols = [np.log10(np.maximum(f.rel_area, 1e-9)), f.y / H, f.bottom, f.rel_height, f.w / H,
+            np.log10(f.h / f.w.astype(float)), (f.x + f.w / 2.0) / W, f.extent, f.solidity, f.fit,
+            f.multirun, f.foot, np.log10(f.slender), *(f.touches[:, j].astype(float)
+                                                       for j in range(4)),
+            *(nb[:, j] for j in range(nb.shape[1]))]
+    return np.stack([np.asarray(c, float) for c in cols], axis=1) if len(f) else \
+        np.zeros((0, len(MODEL_INPUTS)))
+
+
 @dataclass(frozen=True)
 class PoleGroupRule:
     """Pole vs polegroup for one color (Cityscapes and BDD100K: (153, 153, 153)).
@@ -467,14 +569,140 @@ class VoidRule:
         return np.where(ego, 1, np.where(border, 0, 2)).astype(np.int64)
 
 
-RULES: tuple = (PersonSignRule(), PoleGroupRule(), VoidRule())
-"""The shared-color rules, tried in order: a rule applies to a shared color when all its
-``labels`` are among the labels of that color."""
+@dataclass(frozen=True, eq=False)
+class ForestRule:
+    """A learned shape rule: a forest of decision trees over :func:`model_inputs`, evaluated
+    with numpy (no scikit-learn at run time). Every region gets the label of highest mean leaf
+    probability over the trees (scikit-learn's ``RandomForestClassifier.predict``; a split sends
+    a region left when its input, rounded to float32 as scikit-learn does, is ``<=`` the
+    threshold).
+
+    Attributes:
+        labels: the label names of the color, in class order.
+        feature, threshold, left, right: ``(T, M)`` per tree and node (padded to the largest
+            tree): the input index and threshold of each split and its children; a leaf is its
+            own child.
+        value: ``(T, M, K)`` class probabilities of each leaf.
+        depth: the depth of the deepest tree.
+        contours: the rule reads the contour features (see :func:`region_features`).
+        neighbours: the rule reads :attr:`RegionFeatures.neighbours`.
+        max_rel_area: the largest region of its training data (fraction of the frame); a larger
+            region (e.g. the all-black frames of the Cityscapes test split, one void region
+            covering everything) is outside what the forest has seen and gets the label of
+            ``fallback`` instead.
+        fallback: the hand-written rule of the same labels (:data:`HAND_RULES`), or None.
+    """
+
+    labels: tuple[str, ...]
+    feature: np.ndarray = field(repr=False)
+    threshold: np.ndarray = field(repr=False)
+    left: np.ndarray = field(repr=False)
+    right: np.ndarray = field(repr=False)
+    value: np.ndarray = field(repr=False)
+    depth: int = 0
+    contours: bool = True
+    neighbours: bool = True
+    max_rel_area: float = np.inf
+    fallback: Any = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ForestRule:
+        """From one entry of the shipped model file (``trees``: per tree the lists ``feature``,
+        ``threshold``, ``left``, ``right`` (-1 at leaves) and ``value`` (the class probabilities
+        of a leaf, ``[]`` at a split))."""
+        if list(d.get("inputs", MODEL_INPUTS)) != list(MODEL_INPUTS):
+            raise SegprepError("shape model", "its inputs differ from segprep's MODEL_INPUTS")
+        trees = d["trees"]
+        if not trees:
+            raise SegprepError("shape model", "a rule without trees")
+        t, m, k = len(trees), max(len(tr["left"]) for tr in trees), len(d["labels"])
+        feature = np.zeros((t, m), np.int64)
+        threshold = np.zeros((t, m))
+        left = np.tile(np.arange(m), (t, 1))
+        right = left.copy()
+        value = np.zeros((t, m, k))
+        for i, tr in enumerate(trees):
+            n = len(tr["left"])
+            lf, rg = np.asarray(tr["left"], np.int64), np.asarray(tr["right"], np.int64)
+            split = lf >= 0
+            feature[i, :n] = np.where(split, tr["feature"], 0)
+            threshold[i, :n] = np.where(split, tr["threshold"], 0.0)
+            left[i, :n] = np.where(split, lf, np.arange(n))
+            right[i, :n] = np.where(split, rg, np.arange(n))
+            for j, v in enumerate(tr["value"]):  # leaves only; splits have []
+                if v:
+                    value[i, j] = v
+        labels = tuple(d["labels"])
+        fallback = next((r for r in HAND_RULES if tuple(r.labels) == labels), None)
+        return cls(labels, feature, threshold, left, right, value, int(d["depth"]),
+                   bool(d.get("contours", True)), True, float(d.get("max_rel_area", np.inf)),
+                   fallback)
+
+    def proba(self, f: RegionFeatures) -> np.ndarray:
+        """``(N, K)`` mean leaf probabilities of the regions ``f``."""
+        x = model_inputs(f).astype(np.float32).astype(np.float64)
+        t, n = self.feature.shape[0], x.shape[0]
+        if n == 0:
+            return np.zeros((0, len(self.labels)))
+        tree = np.arange(t)[:, None]
+        row = np.arange(n)[None, :]
+        node = np.zeros((t, n), np.int64)
+        for _ in range(self.depth):
+            go_left = x[row, self.feature[tree, node]] <= self.threshold[tree, node]
+            node = np.where(go_left, self.left[tree, node], self.right[tree, node])
+        return self.value[tree, node].mean(axis=0)
+
+    def classify(self, f: RegionFeatures) -> np.ndarray:
+        """``(N,)`` int: index into :attr:`labels` of each region."""
+        choice = self.proba(f).argmax(axis=1).astype(np.int64)
+        big = f.rel_area > self.max_rel_area
+        if self.fallback is not None and big.any():
+            choice[big] = self.fallback.classify(f)[big]
+        return choice
 
 
-def rule_for(names: tuple[str, ...], rules: tuple = RULES):
-    """The first rule of ``rules`` whose labels all share this color, or None."""
-    for rule in rules:
+SHAPE_MODEL = "shape_model.json"
+"""The learned rules shipped beside this module (written by ``scripts/train_shape_rule.py
+fit``; the file names the cities it was trained on)."""
+
+
+@functools.lru_cache(maxsize=4)
+def load_shape_model(path: str | None = None) -> dict[str, ForestRule]:
+    """The learned rules of a model file (default: the shipped :data:`SHAPE_MODEL`), by pair name
+    (``person/sign``, ``pole/polegroup``, ``void``).
+
+    Raises:
+        SegprepError: the file is missing or not a shape model of segprep's inputs.
+    """
+    import json
+    from pathlib import Path
+
+    p = Path(path) if path else Path(__file__).with_name(SHAPE_MODEL)
+    try:
+        d = json.loads(p.read_text())
+        return {name: ForestRule.from_dict(r) for name, r in d["rules"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SegprepError(p, f"not a readable shape model ({exc})") from None
+
+
+HAND_RULES: tuple = (PersonSignRule(), PoleGroupRule(), VoidRule())
+"""The hand-written shared-color rules (the fallback for a color the shipped model has no rule
+for)."""
+
+
+@functools.lru_cache(maxsize=1)
+def default_rules() -> tuple:
+    """The shared-color rules :func:`decode_colors` uses by default: the learned rules of the
+    shipped model file (:data:`SHAPE_MODEL`), then :data:`HAND_RULES` for any color the model does
+    not cover. A rule applies to a shared color when all its ``labels`` are among the labels of
+    that color (the first such rule wins)."""
+    return tuple(load_shape_model().values()) + HAND_RULES
+
+
+def rule_for(names: tuple[str, ...], rules: tuple | None = None):
+    """The first rule of ``rules`` (default :func:`default_rules`) whose labels all share this
+    color, or None."""
+    for rule in default_rules() if rules is None else rules:
         if set(rule.labels) <= set(names):
             return rule
     return None
@@ -497,7 +725,7 @@ class DecodeStats:
 
     pixels: int = 0
     unknown_pixels: int = 0
-    unknown_colors: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    unknown_colors: dict[tuple[int, ...], int] = field(default_factory=dict)
     palette_indices: bool = False
     regions: dict[str, int] = field(default_factory=dict)
     unresolved: list[str] = field(default_factory=list)
@@ -516,7 +744,7 @@ def _as_mode(resolve_shared: bool | str) -> str:
 def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
                   level: str = "id", palette_colors: np.ndarray | None = None,
                   unknown: Literal["error", "ignore"] = "error",
-                  resolve_shared: bool | str = True, rules: tuple = RULES,
+                  resolve_shared: bool | str = True, rules: tuple | None = None,
                   where: str | None = None) -> tuple[np.ndarray, DecodeStats]:
     """Turn a color label image into an id (or trainId) mask.
 
@@ -532,7 +760,7 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
         resolve_shared: ``True``/``"all"``: resolve every shared color by shape; ``"train_ids"``:
             only colors whose labels differ in trainId (the others keep their first label, which
             has the same trainId); ``False``/``"none"``: the first label of each color.
-        rules: the shared-color rules (default :data:`RULES`).
+        rules: the shared-color rules (default :func:`default_rules`: the shipped learned rules).
         where: file name for error messages.
 
     Returns:
@@ -598,7 +826,12 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
         if index is None and pal.value_lut[ci] == IGNORE_INDEX and n_unknown:
             index, _, _ = lookup_colors(image, pal)
         color_mask = index == ci if index is not None else out == pal.value_lut[ci]
-        labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True))
+        if getattr(rule, "neighbours", False):
+            labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True),
+                                            values=out, value_groups=neighbour_groups(
+                                                pal.class_map))
+        else:
+            labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True))
         choice = rule.classify(feats)
         region_value = np.array([cands[names.index(rule.labels[c])] for c in choice] or [0],
                                 np.uint8)
@@ -643,14 +876,14 @@ def _index_via_palette(index: np.ndarray, pal_colors: np.ndarray, pal: Palette
 
 
 def _unknown_colors(image: np.ndarray, index: np.ndarray, pal_colors: np.ndarray | None
-                    ) -> dict[tuple[int, int, int], int]:
+                    ) -> dict[tuple[int, ...], int]:
     """Colors of the unknown pixels with their counts, most frequent first (error path only)."""
     bad = index == _UNKNOWN
-    if image.ndim == 2:  # palette indices
+    if image.ndim == 2 and pal_colors is not None:  # palette indices
         idx, counts = np.unique(image[bad], return_counts=True)
         cols = [tuple(int(v) for v in pal_colors[i]) if i < len(pal_colors) else (-1, -1, -1)
                 for i in idx]
-        merged: dict[tuple[int, int, int], int] = {}
+        merged: dict[tuple[int, ...], int] = {}
         for c, n in zip(cols, counts):
             merged[c] = merged.get(c, 0) + int(n)
     else:

@@ -22,7 +22,7 @@ RASTERS = ("official", "pillow")
 """Rasteriser names accepted by :func:`rasterize`."""
 
 
-def rasterize_pillow(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int],
+def rasterize_pillow(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int] | np.ndarray,
                      height: int, width: int, background: int = 0,
                      dtype: type = np.int32) -> np.ndarray:
     """Paint polygons in order with Pillow's polygon filler (no outline), as cityscapesScripts does.
@@ -52,7 +52,7 @@ def rasterize_pillow(polygons: Sequence[np.ndarray | Sequence], values: Sequence
     return np.asarray(img, dtype=np.uint8 if mode == "L" else np.int32)
 
 
-def _mode_of(dtype: type, values: Sequence[int], background: int) -> str:
+def _mode_of(dtype: type, values: Sequence[int] | np.ndarray, background: int) -> str:
     """Pillow mode for an output dtype, checking that the values fit."""
     dt = np.dtype(dtype)
     if dt == np.int32:
@@ -65,7 +65,8 @@ def _mode_of(dtype: type, values: Sequence[int], background: int) -> str:
     return "L"
 
 
-def rasterize(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int], height: int,
+def rasterize(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int] | np.ndarray,
+              height: int,
               width: int, background: int = 0, method: str = "official",
               dtype: type = np.int32) -> np.ndarray:
     """Paint polygons in order with the named rasteriser (see :data:`RASTERS`).
@@ -89,7 +90,7 @@ def rasterize(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int], 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
-def rasterize_official(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int],
+def rasterize_official(polygons: Sequence[np.ndarray | Sequence], values: Sequence[int] | np.ndarray,
                        height: int, width: int, background: int = 0,
                        dtype: type = np.int32) -> np.ndarray:
     """Paint polygons in order with the rule that reproduces the official Cityscapes PNGs.
@@ -295,15 +296,9 @@ def _paint_polygons(out, xy, starts, values):  # pragma: no cover - runs compile
                     out[r, c0:c1 + 1] = value
 
 
-_KERNEL = None
-
-
 def _get_kernel():
-    """The numba-compiled :func:`_paint_polygons` (numba imported and the kernel compiled, or
-    loaded from numba's on-disk cache, on first use, so that importing this module stays cheap)."""
-    global _KERNEL
-    if _KERNEL is None:
-        import numba
+    """The numba-compiled :func:`_paint_polygons` (:func:`segprep.jit.kernel`: compiled or loaded
+    from the disk cache on first use, so that importing this module stays cheap)."""
+    from segprep.jit import kernel
 
-        _KERNEL = numba.njit(cache=True, nogil=True)(_paint_polygons)
-    return _KERNEL
+    return kernel(_paint_polygons)

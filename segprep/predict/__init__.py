@@ -10,18 +10,33 @@
 * :mod:`~segprep.predict.video` — PyAV decode/encode, checked output: :func:`predict_video`.
 """
 
-from segprep.predict.backends import (BACKENDS, ModelInfo, OnnxBackend, TorchBackend,
-                                      load_backend)
+from segprep.predict.backends import BACKENDS, ModelInfo, OnnxBackend, TorchBackend, load_backend
 from segprep.predict.pipeline import StageTimes, run_pipeline
 from segprep.predict.predictor import TTA_MODES, Predictor, tile_positions
-from segprep.predict.render import (FORMATS, MASK_FORMATS, VIDEO_FORMATS, default_palette,
-                                    render)
-from segprep.predict.stills import (IMAGE_SUFFIXES, OVERLAY_EXTS, Item, PredictReport,
-                                    list_inputs, load_image, output_path, predict_images,
-                                    write_prediction)
-from segprep.predict.video import (VIDEO_SUFFIXES, VideoInfo, VideoReport, VideoWriter,
-                                   check_video, input_kind, predict_video, probe, read_frames,
-                                   sniff)
+from segprep.predict.render import FORMATS, MASK_FORMATS, VIDEO_FORMATS, default_palette, render
+from segprep.predict.stills import (
+                                      IMAGE_SUFFIXES,
+                                      OVERLAY_EXTS,
+                                      Item,
+                                      PredictReport,
+                                      list_inputs,
+                                      load_image,
+                                      output_path,
+                                      predict_images,
+                                      write_prediction,
+)
+from segprep.predict.video import (
+                                      VIDEO_SUFFIXES,
+                                      VideoInfo,
+                                      VideoReport,
+                                      VideoWriter,
+                                      check_video,
+                                      input_kind,
+                                      predict_video,
+                                      probe,
+                                      read_frames,
+                                      sniff,
+)
 
 __all__ = [
     "BACKENDS", "FORMATS", "IMAGE_SUFFIXES", "MASK_FORMATS", "OVERLAY_EXTS", "TTA_MODES",

@@ -55,7 +55,7 @@ class ModelInfo:
     ignore_index: int = 255
 
     @classmethod
-    def from_meta(cls, meta: dict) -> "ModelInfo":
+    def from_meta(cls, meta: dict) -> ModelInfo:
         """From a checkpoint's ``meta`` (see :mod:`segprep.train.checkpoint`)."""
         cm = meta.get("class_map")
         size = (meta.get("args") or {}).get("size")

@@ -24,8 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from segprep.errors import SegprepError
-from segprep.io import (BatchSummary, Outcome, find_files, read_image, refuse_overwriting_inputs,
-                        write_image, write_png)
+from segprep.io import (
+    BatchSummary,
+    Outcome,
+    find_files,
+    read_image,
+    refuse_overwriting_inputs,
+    write_image,
+    write_png,
+)
 from segprep.predict.pipeline import StageTimes, run_pipeline
 from segprep.predict.predictor import Predictor
 from segprep.predict.render import FORMATS, render

@@ -4,7 +4,7 @@ A checkpoint is one ``torch.save`` dict that ``torch.load(weights_only=True)`` c
 code, so a checkpoint from elsewhere cannot run anything when loaded)::
 
     {
-      "format": 1,
+      "format": 2,                          # FORMAT; load_checkpoint refuses other versions
       "model": state_dict,                  # the bare model (never DDP-wrapped)
       "meta": {                             # everything predict / export / evaluate need
         "num_classes": int, "ignore_index": int,   # ignore_index as the masks use it (e.g. 255)
@@ -14,9 +14,15 @@ code, so a checkpoint from elsewhere cannot run anything when loaded)::
         "epoch": int (epochs completed), "best_miou": float | None, "args": dict,
       },
       "optimizer": ..., "scheduler": ..., "scaler": ... | None,   # for --resume
+      "ema": {"module": state_dict, "updates": int, "decay": float} | None,  # --ema weights
       "rng": {"python", "numpy", "torch", "cuda"},                # RNG states
-      "epoch": int, "best_miou": float | None, "elapsed_s": float, "args": dict,
+      "epoch": int, "best_miou": float | None, "best_epoch": int | None,
+      "best_scores": dict | None,           # best_scores.json's content (rebuilt from it)
+      "elapsed_s": float, "epoch_times": [float], "args": dict,
     }
+
+Format history: 1 — the layout above without ``ema`` and ``best_scores``; 2 — adds them (with
+``ema`` the served weights are ``ema["module"]``, which :func:`load_model` picks). Both load.
 """
 
 from __future__ import annotations
@@ -32,13 +38,18 @@ from torch import nn
 
 from segprep.errors import SegprepError
 
-FORMAT = 1
+FORMAT = 2
+"""The checkpoint layout version written by this segprep (the ``"format"`` entry)."""
+
+READABLE_FORMATS = (1, 2)
+"""Layout versions :func:`load_checkpoint` reads."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside a DistributedDataParallel (or torch.compile) wrapper."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+        inner: nn.Module = getattr(model, "module", None) or getattr(model, "_orig_mod")  # noqa: B009
+        model = inner
     return model
 
 
@@ -46,8 +57,8 @@ def rng_state() -> dict:
     """RNG states of python, numpy (legacy global), torch CPU and every CUDA device, stored as
     tensors/ints so that ``weights_only`` loading accepts them."""
     py = random.getstate()
-    np_state = np.random.get_state()
-    state = {
+    np_state: Any = np.random.get_state()  # the legacy tuple
+    state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
                   int(np_state[3]), float(np_state[4])],
@@ -75,16 +86,17 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
     """Write ``ckpt`` with ``torch.save`` atomically (temp file + rename, usual permissions), so
     a run killed while saving never leaves a truncated ``last.pt``."""
-    from segprep.io import _atomic_write
+    from segprep.io import atomic_write
 
-    _atomic_write(path, lambda fh: torch.save(ckpt, fh))
+    atomic_write(path, lambda fh: torch.save(ckpt, fh))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint dict (``weights_only=True``).
 
     Raises:
-        SegprepError: missing file, not a segprep checkpoint, or unreadable.
+        SegprepError: missing file, not a segprep checkpoint, unreadable, or a format version
+            not in :data:`READABLE_FORMATS`.
     """
     path = Path(path)
     if path.is_dir():
@@ -97,7 +109,39 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise SegprepError(path, f"cannot read checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
         raise SegprepError(path, "not a segprep checkpoint (no 'model'/'meta' entries)")
+    version = ckpt.get("format")
+    if version not in READABLE_FORMATS:
+        raise SegprepError(path, f"checkpoint format {version!r} is not one this segprep reads "
+                                 f"({', '.join(map(str, READABLE_FORMATS))}); it comes from "
+                                 "another segprep version")
     return ckpt
+
+
+def link_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Make ``target`` the same checkpoint file as ``source`` in one atomic step: a hard link
+    (no second write of the weights) under a temp name in the target's folder, renamed onto
+    ``target`` (a copy where the file system has no hard links). ``source`` stays; a later
+    atomic rewrite of ``source`` gives it a new file and leaves ``target`` as it was."""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
@@ -130,7 +174,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     config.pop("pretrained", None)  # the trained weights replace any encoder initialisation
     try:
         model = build_model(**config)
-        model.load_state_dict(ckpt["model"])
+        ema = ckpt.get("ema")
+        model.load_state_dict(ema["module"] if ema else ckpt["model"])
     except (RuntimeError, ValueError, ImportError, TypeError) as exc:
         raise SegprepError(path, f"cannot rebuild the model: {exc}") from None
     model.to(device).eval()
@@ -148,7 +193,7 @@ def make_meta(model: nn.Module, *, num_classes: int, ignore_index: int, class_ma
         "class_names": list(class_names),
         "mean": [float(x) for x in mean],
         "std": [float(x) for x in std],
-        "model": dict(unwrap(model).config),
+        "model": dict(getattr(unwrap(model), "config")),  # noqa: B009 - set by build_model
         "epoch": int(epoch),
         "best_miou": None if best_miou is None else float(best_miou),
         "args": dict(args),

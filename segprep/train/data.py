@@ -29,11 +29,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
 from segprep.model import MEAN, STD
+from segprep.sizes import parse_pair
 
-IGNORE = 255
-"""The ignore value of the masks the trainer sees (the dataset's ignore_index is remapped to it)."""
+IGNORE = IGNORE_INDEX
+"""The ignore value of the masks the trainer sees (the dataset's ignore_index is remapped to it):
+:data:`segprep.class_maps.IGNORE_INDEX`."""
 
 PAD_RGB = tuple(int(round(m * 255)) for m in MEAN)
 """Image padding colour: the normalisation mean, so padded pixels are zero after normalisation."""
@@ -54,8 +57,9 @@ class DataError(SegprepError):
 
 
 @dataclass(frozen=True)
-class Record:
-    """One odgt line: absolute image and mask paths (and the line, for error messages)."""
+class Sample:
+    """One training sample of an odgt line: absolute image and mask paths (and the line, for
+    error messages); :class:`segprep.manifest.Record` is the line itself."""
 
     image: str
     mask: str
@@ -63,7 +67,7 @@ class Record:
 
 
 def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
-                 check_files: bool = True) -> list[Record]:
+                 check_files: bool = True) -> list[Sample]:
     """Read an ``.odgt`` manifest.
 
     Args:
@@ -73,12 +77,12 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
         check_files: fail if an image or mask file is missing.
 
     Returns:
-        One :class:`Record` per line, in file order.
+        One :class:`Sample` per line, in file order.
 
     Raises:
-        SegprepError: unreadable manifest, a line that is not JSON or lacks ``fpath_img`` /
-            ``fpath_segm``, a missing file (``<odgt>:<line>: fpath_img: no such file <path>``),
-            or an empty manifest.
+        SegprepError: unreadable manifest. DataError (a SegprepError): a line that is not JSON
+            or lacks ``fpath_img`` / ``fpath_segm``, a missing file
+            (``<odgt>:<line>: fpath_img: no such file <path>``), or an empty manifest.
     """
     from segprep.manifest import iter_lines, parse_line, resolve
 
@@ -90,35 +94,29 @@ def read_records(odgt: str | os.PathLike, root: str | os.PathLike | None = None,
         try:
             rec = parse_line(line)
         except ValueError as exc:
-            raise SegprepError(where, str(exc)) from None
+            raise DataError(where, str(exc)) from None
         paths = []
         for key, p in (("fpath_img", rec.fpath_img), ("fpath_segm", rec.fpath_segm)):
             full = resolve(p, base)
             if check_files and not full.is_file():
-                raise SegprepError(where, f"{key}: no such file {full}")
+                raise DataError(where, f"{key}: no such file {full}")
             paths.append(str(full))
-        records.append(Record(paths[0], paths[1], where))
+        records.append(Sample(paths[0], paths[1], where))
     if not records:
-        raise SegprepError(odgt, "empty manifest")
+        raise DataError(str(odgt), "empty manifest")
     return records
 
 
 def parse_hw(text: str | None, option: str, order: str = "HxW") -> tuple[int, int] | None:
-    """Parse ``"AxB"`` into two positive ints (returned in the order written).
+    """``--crop``/``--size`` text → two positive ints in the order written, or None when not
+    given (:func:`segprep.sizes.parse_pair`).
 
     Raises:
         SegprepError: not two positive integers separated by ``x``.
     """
     if text in (None, ""):
         return None
-    parts = str(text).lower().replace("×", "x").split("x")
-    try:
-        a, b = (int(p) for p in parts)
-    except ValueError:
-        raise SegprepError(option, f"expected {order} (e.g. 512x1024), got {text!r}") from None
-    if a <= 0 or b <= 0:
-        raise SegprepError(option, f"sizes must be positive, got {text!r}")
-    return a, b
+    return parse_pair(str(text), option, order)
 
 
 def parse_scale(text: str | None) -> tuple[float, float] | None:
@@ -155,7 +153,8 @@ class SegDataset(Dataset):
         num_classes: K; mask values must be in ``[0, K)``, ``ignore_index`` or 255.
         ignore_index: the dataset's ignore value (remapped to 255).
         size: ``(W, H)`` to resize every frame to first (None: native size).
-        crop: ``(H, W)`` random crop (padding with the mean colour / 255 where the frame is smaller).
+        crop: ``(H, W)`` random crop (padding with the mean colour / 255 where the frame is
+            smaller).
         scale: ``(min, max)`` random scale factor range, or None.
         flip: random horizontal flip (p = 0.5).
         jitter: colour jitter strength j: brightness, contrast and saturation factors drawn from
@@ -165,15 +164,15 @@ class SegDataset(Dataset):
         cache: keep decoded (resized) frames in memory (per worker process; use with
             ``persistent_workers``), for small datasets on slow disks or CPUs.
 
-    Items: ``dataset[index]`` or ``dataset[(index, epoch)]`` → ``(image, mask)``: ``(H, W, 3)`` uint8
-    and ``(H, W)`` uint8 tensors, mask values in ``[0, K)`` or 255.
+    Items: ``dataset[index]`` or ``dataset[(index, epoch)]`` → ``(image, mask)``:
+    ``(H, W, 3)`` uint8 and ``(H, W)`` uint8 tensors, mask values in ``[0, K)`` or 255.
 
     Raises (on access):
         DataError: unreadable file, image/mask size mismatch, a mask that is not single-channel,
             a mask value outside the class map.
     """
 
-    def __init__(self, records: Sequence[Record], num_classes: int, ignore_index: int = IGNORE,
+    def __init__(self, records: Sequence[Sample], num_classes: int, ignore_index: int = IGNORE,
                  size: tuple[int, int] | None = None, crop: tuple[int, int] | None = None,
                  scale: tuple[float, float] | None = None, flip: bool = True,
                  jitter: float = 0.0, augment: bool = True, seed: int = 0, cache: bool = False):
@@ -243,8 +242,10 @@ class SegDataset(Dataset):
         if self.augment:
             rng = np.random.default_rng([self.seed, int(epoch), int(index)])
             img, mask = self.transform(img, mask, rng)
-        return torch.from_numpy(np.ascontiguousarray(img)), \
-            torch.from_numpy(np.ascontiguousarray(mask))
+        # writable + contiguous: Pillow-decoded images (JPEG, …) are read-only numpy arrays,
+        # which torch.from_numpy warns about; np.require copies only such arrays
+        return torch.from_numpy(np.require(img, requirements=("C", "W"))), \
+            torch.from_numpy(np.require(mask, requirements=("C", "W")))
 
     def transform(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -349,8 +350,9 @@ class EpochSampler(Sampler):
                  num_replicas: int = 1, rank: int = 0):
         from torch.utils.data import DistributedSampler
 
-        self.inner = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank,
-                                        shuffle=shuffle, seed=seed, drop_last=False)
+        self.inner: DistributedSampler = DistributedSampler(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+            drop_last=False)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

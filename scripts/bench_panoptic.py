@@ -1,0 +1,226 @@
+#!/usr/bin/env python
+"""Benchmark: Cityscapes panoptic ground truth and evaluation, segprep vs cityscapesScripts 2.3.0.
+
+In one run, on the same frames (every frame of ROOT's gtFine: 205 in ../shared/data), interleaved,
+best of ``--repeat`` (3):
+
+1. ground truth: cityscapesScripts ``createPanopticImgs.convert2panoptic`` (one process, as its
+   ``main``) vs ``segprep cityscapes gen-gt --targets panoptic --overwrite -j JOBS`` run
+   in-process (click's test runner: the CLI code without the interpreter start) and as a
+   subprocess (everything included);
+2. evaluation: cityscapesScripts ``evalPanopticSemanticLabeling.evaluatePanoptic`` (a
+   multiprocessing pool of all cores, as its ``main``) vs ``evaluate_panoptic`` with ``-j JOBS``
+   threads, and ``segprep evaluate cityscapes-panoptic`` as a subprocess. Ground truth: the
+   panoptic ground truth of step 1; predictions: each frame's panoptic map shifted by a few pixels
+   with a third of its segments relabelled, written by Pillow (what most tools write).
+
+Checks that segprep's PNGs are pixel-identical and its JSONs byte-identical to cityscapesScripts',
+and that every PQ/SQ/RQ equals its numbers within 1e-9; prints seconds, ms/frame and ratios.
+
+Usage: python scripts/bench_panoptic.py [ROOT] [-j JOBS] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SPLITS = ("train", "val", "test")
+
+
+def link_root(root: Path, dest: Path) -> int:
+    """A Cityscapes root of symbolic links to ROOT's gtFine frames; returns the frame count."""
+    n = 0
+    for split in SPLITS:
+        for f in sorted((root / "gtFine" / split).glob("*/*")):
+            t = dest / "gtFine" / split / f.parent.name / f.name
+            t.parent.mkdir(parents=True, exist_ok=True)
+            t.symlink_to(f.resolve())
+            n += f.name.endswith("_polygons.json")
+    return n
+
+
+def make_predictions(gt_json: Path, gt_folder: Path, out: Path) -> tuple[Path, Path]:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    doc = json.loads(gt_json.read_text())
+    cats = [c["id"] for c in doc["categories"]]
+    folder = out / "pred"
+    folder.mkdir(parents=True)
+    anns = []
+    for i, ann in enumerate(doc["annotations"]):
+        rgb = np.asarray(Image.open(gt_folder / ann["file_name"]))
+        rgb = np.roll(rgb, (3 + i % 3, -5 - i % 7), axis=(0, 1))
+        present = set(np.unique(rgb[..., 0] + 256 * rgb[..., 1].astype(np.int64)).tolist())
+        segs = [{"id": s["id"], "category_id": s["category_id"] if rng.random() > 1 / 3
+                 else int(rng.choice(cats))} for s in ann["segments_info"] if s["id"] in present]
+        name = ann["file_name"].replace("_gtFine_panoptic", "_pred")
+        Image.fromarray(rgb).save(folder / name)
+        anns.append({"image_id": ann["image_id"], "file_name": name, "segments_info": segs})
+    pred_json = out / "pred.json"
+    pred_json.write_text(json.dumps({"annotations": anns}))
+    return pred_json, folder
+
+
+def same_gt(ours: Path, ref: Path) -> bool:
+    from segprep.io import read_png
+
+    for split in SPLITS:
+        base = f"cityscapes_panoptic_{split}"
+        if (ours / f"{base}.json").read_bytes() != (ref / f"{base}.json").read_bytes():
+            return False
+        for f in sorted((ref / base).iterdir()):
+            if not np.array_equal(read_png(f), read_png(ours / base / f.name)):
+                return False
+    return True
+
+
+def max_diff(a: dict, b: dict) -> float:
+    worst = 0.0
+    for name in ("All", "Things", "Stuff"):
+        if a[name]["n"] != b[name]["n"]:
+            return float("inf")
+        worst = max(worst, *(abs(a[name][k] - b[name][k]) for k in ("pq", "sq", "rq")))
+    for cid, v in b["per_class"].items():
+        worst = max(worst, *(abs(a["per_class"][cid][k] - v[k]) for k in ("pq", "sq", "rq")))
+    return worst
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", nargs="?", default=str(HERE.parent.parent / "shared/data/cityscapes"))
+    ap.add_argument("-j", "--jobs", type=int, default=0, help="segprep threads (0 = all cores)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each, best kept")
+    args = ap.parse_args()
+
+    from click.testing import CliRunner
+    from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
+    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+
+    from segprep.cli.main import cli
+    from segprep.evaluation.panoptic import evaluate_panoptic
+    from segprep.io import default_jobs
+
+    jobs = args.jobs or default_jobs()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_panoptic_"))
+    try:
+        root = tmp / "root"
+        n = link_root(Path(args.root), root)
+        print(f"{n} frames; segprep -j {jobs} (threads); {os.cpu_count()} CPUs; best of "
+              f"{args.repeat}, interleaved", flush=True)
+        ref_out, our_out, cli_out = tmp / "ref", tmp / "ours", tmp / "cli"
+        ref_out.mkdir()
+        gen_cmd = ["cityscapes", "gen-gt", str(root), "--targets", "panoptic", "--overwrite",
+                   "-j", str(jobs), "-q"]
+        # one untimed segprep run first: numba kernels loaded from its disk cache (or compiled)
+        CliRunner().invoke(cli, gen_cmd + ["-o", str(our_out)], catch_exceptions=False)
+        t_gen: dict[str, list[float]] = {}
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                convert2panoptic(str(root / "gtFine"), str(ref_out), False, list(SPLITS))
+            t_gen.setdefault("cityscapesScripts convert2panoptic", []).append(
+                time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            res = CliRunner().invoke(cli, gen_cmd + ["-o", str(our_out)], catch_exceptions=False)
+            t_gen.setdefault("segprep gen-gt (in-process)", []).append(time.perf_counter() - t0)
+            if res.exit_code != 0:
+                print(res.output, file=sys.stderr)
+                return 1
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "segprep", *gen_cmd, "-o", str(cli_out)],
+                                  capture_output=True, text=True)
+            t_gen.setdefault("segprep gen-gt (CLI process)", []).append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                print(proc.stderr, file=sys.stderr)
+                return 1
+        identical = same_gt(our_out / "gtFine", ref_out) and same_gt(cli_out / "gtFine", ref_out)
+        print_table(t_gen, n, header=True)
+        print(f"ground truth identical (PNG pixels, JSON bytes): {identical}", flush=True)
+
+        # evaluate every frame: one ground-truth JSON of all splits' frames
+        docs = [json.loads((our_out / "gtFine" / f"cityscapes_panoptic_{s}.json").read_text())
+                for s in SPLITS]
+        all_gt = tmp / "gt_all"
+        all_gt.mkdir()
+        for s in SPLITS:
+            for f in (our_out / "gtFine" / f"cityscapes_panoptic_{s}").iterdir():
+                (all_gt / f.name).symlink_to(f)
+        gt_json = tmp / "gt_all.json"
+        gt_json.write_text(json.dumps({"images": [i for d in docs for i in d["images"]],
+                                       "annotations": [a for d in docs for a in d["annotations"]],
+                                       "categories": docs[0]["categories"]}))
+        gt_folder = all_gt
+        pred_json, pred_folder = make_predictions(gt_json, gt_folder, tmp)
+        evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs, quiet=True)
+        t_ev: dict[str, list[float]] = {}
+        diffs = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                ref = evaluatePanoptic(str(gt_json), str(gt_folder), str(pred_json),
+                                       str(pred_folder), str(tmp / "ref_result.json"))
+            t_ev.setdefault("cityscapesScripts evaluatePanoptic", []).append(
+                time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            rep = evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs,
+                                    quiet=True)
+            t_ev.setdefault("segprep evaluate (in-process)", []).append(time.perf_counter() - t0)
+            if rep.errors:
+                print("\n".join(rep.errors[:5]), file=sys.stderr)
+                return 1
+            diffs.append(max_diff(rep.results, ref))
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, "-m", "segprep", "evaluate", "cityscapes-panoptic", "--gt-json",
+                 str(gt_json), "--gt-folder", str(gt_folder), "--pred-json", str(pred_json),
+                 "--pred-folder", str(pred_folder), "-j", str(jobs), "-q", "--json",
+                 str(tmp / "cli.json")], capture_output=True, text=True)
+            t_ev.setdefault("segprep evaluate (CLI process)", []).append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                print(proc.stderr, file=sys.stderr)
+                return 1
+            diffs.append(max_diff(json.loads((tmp / "cli.json").read_text(),
+                                             object_hook=_int_keys), ref))
+
+        print_table(t_ev, n)
+        worst = max(diffs)
+        print(f"evaluation max |diff| vs cityscapesScripts: {worst:.1e}; PQ "
+              f"{100 * rep.results['All']['pq']:.4f}"
+              f" SQ {100 * rep.results['All']['sq']:.4f} RQ {100 * rep.results['All']['rq']:.4f}")
+        return 0 if identical and worst <= 1e-9 else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_table(times: dict[str, list[float]], n: int, header: bool = False) -> None:
+    """Best time of each run, ms/frame and speed-up over the first (the reference)."""
+    if header:
+        print(f"{'run':<40}{'seconds':>9}{'ms/frame':>10}{'speed-up':>10}")
+    base = None
+    for label, ts in times.items():
+        best = min(ts)
+        base = base or best
+        print(f"{label:<40}{best:>9.2f}{best / n * 1000:>10.1f}{base / best:>9.1f}x", flush=True)
+
+
+def _int_keys(d: dict) -> dict:
+    """JSON object hook: per_class keys back to ints, as the reference's dict has them."""
+    return {int(k) if k.isdigit() else k: v for k, v in d.items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,481 @@
+"""Cross-validate (and train) the shared-color shape rules city by city on real Cityscapes shapes.
+
+Every Cityscapes frame of the sample data with official labelIds (the 2,801 frames of
+``cityscapes-train-labelids/<city>/``, train/aachen and val/lindau) is painted with the BDD100K
+id-level palette exactly as ``scripts/measure_shape_resolution.py`` does (traffic sign → parking
+sign, so real sign shapes share (220, 20, 60) with real people; rectification border / out of roi
+→ unlabeled). For the three shared colors (person / parking sign, pole / polegroup, and the black
+unlabeled / ego vehicle / static) every 8-connected region is measured once with
+:func:`segprep.convert.colors.region_features` (shape, position and the groups of colors around
+it) together with its true pixel count of each label. The table is cached per city
+(``--cache``, default ``runs/shape_features/``, git-ignored); later runs only replay rules on it.
+
+Scores, per city (all its frames pooled): balanced pixel accuracy = mean over the labels of the
+color of their pixel recall (always answering one label scores 50 % for a pair, 33 % for the
+trio), next to the city's *region ceiling* (every region labelled with the label that truly
+covers most of it: the best any rule giving one label per region can do).
+
+Protocol (``--test-cities``): lindau and three train cities drawn once with
+``random.Random(13).sample(sorted(cities), 3)`` (jena, krefeld, monchengladbach) are kept out of
+all tuning and training. Model selection uses leave-one-city-out over the 15 other cities
+(aachen included): each city scored by a model trained on the 14 others. The shipped model is
+trained on all 15 and scored once on the test cities (the figures of the README and the floors
+of ``tests/test_colors.py``).
+
+Training and ``loco`` need scikit-learn (``pip install scikit-learn``; 1.9.1 trained the shipped
+model); segprep itself evaluates the shipped forests with numpy only.
+
+Commands::
+
+    python scripts/train_shape_rule.py extract [-j 1]     # features → cache (slow, once)
+    python scripts/train_shape_rule.py report             # rules in segprep today, per city
+    python scripts/train_shape_rule.py loco               # candidate models, leave-one-city-out
+    python scripts/train_shape_rule.py fit [--out segprep/convert/shape_model.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from segprep import class_maps  # noqa: E402
+from segprep.convert import colors  # noqa: E402
+from segprep.convert.colors import (NEIGHBOUR_GROUPS, PersonSignRule, PoleGroupRule,  # noqa: E402
+                                    RegionFeatures, VoidRule, neighbour_groups, region_features)
+from segprep.io import find_files, parallel_map, read_png  # noqa: E402
+
+PAIRS = {  # name -> BDD100K labels sharing one color, in rule order
+    "person/sign": ("person", "parking sign"),
+    "pole/polegroup": ("pole", "polegroup"),
+    "void": ("unlabeled", "ego vehicle", "static"),
+}
+SCALARS = ("area", "x", "y", "w", "h", "rel_area", "bottom", "rel_height", "extent", "solidity",
+           "fit", "multirun", "foot", "slender")
+COLUMNS = SCALARS + ("touch_top", "touch_bottom", "touch_left", "touch_right") + tuple(
+    f"near_{g}" for g in NEIGHBOUR_GROUPS)
+SEED = 13
+
+
+def cs_to_bdd_lut() -> np.ndarray:
+    """Cityscapes label id → BDD100K label id, by name (traffic sign → parking sign)."""
+    cs, bdd = class_maps.load("cityscapes"), class_maps.load("bdd100k")
+    rename = {"traffic sign": "parking sign", "rectification border": "unlabeled",
+              "out of roi": "unlabeled"}
+    lut = np.zeros(256, np.uint8)
+    for n, i in zip(cs.names, cs.ids):
+        if i >= 0:
+            lut[i] = bdd.ids[bdd.index_of(rename.get(n, n))]
+    return lut
+
+
+def city_frames(data: Path) -> dict[str, list[Path]]:
+    """City → its official ``*_gtFine_labelIds.png`` files."""
+    out: dict[str, list[Path]] = {}
+    roots = [data / "cityscapes-train-labelids", data / "cityscapes" / "gtFine" / "train",
+             data / "cityscapes" / "gtFine" / "val"]
+    for root in roots:
+        for f in find_files(root, "_gtFine_labelIds.png"):
+            out.setdefault(f.parent.name, []).append(f)
+    return {c: sorted(v) for c, v in sorted(out.items())}
+
+
+def test_cities(cities) -> list[str]:
+    """The cities kept out of all tuning: lindau (val) and three train cities drawn once."""
+    train = sorted(c for c in cities if c not in ("aachen", "lindau"))
+    return sorted(random.Random(SEED).sample(train, 3)) + ["lindau"]
+
+
+def frame_regions(item: tuple[int, str]) -> tuple[int, dict]:
+    """Per shared color of frame ``item = (index, path)``: ``(X (n, F) float64, Y (n, k) int64
+    true pixels per label, (H, W))``."""
+    index, path = item
+    bdd = class_maps.load("bdd100k")
+    truth = cs_to_bdd_lut()[read_png(path)]
+    groups = neighbour_groups(bdd)
+    out = {}
+    for pair, names in PAIRS.items():
+        ids = [int(bdd.ids[bdd.index_of(n)]) for n in names]
+        mask = np.isin(truth, ids)
+        labels, f = region_features(mask, contours=True, values=truth, value_groups=groups)
+        n = len(f)
+        lut = np.full(256, len(ids), np.int64)
+        lut[ids] = np.arange(len(ids))
+        y = np.zeros((n + 1, len(ids) + 1), np.int64)
+        np.add.at(y, (labels[mask], lut[truth[mask]]), 1)
+        out[pair] = (features_matrix(f), y[1:, :len(ids)], (f.height, f.width))
+    return index, out
+
+
+def features_matrix(f: RegionFeatures) -> np.ndarray:
+    """``(N, len(COLUMNS))`` float64 table of a :class:`RegionFeatures`."""
+    cols = [np.asarray(getattr(f, k), float) for k in SCALARS]
+    cols += [f.touches[:, j].astype(float) for j in range(4)]
+    nb = f.neighbours if f.neighbours is not None else np.zeros((len(f), len(NEIGHBOUR_GROUPS)))
+    cols += [nb[:, j] for j in range(nb.shape[1])]
+    return np.stack(cols, axis=1) if len(f) else np.zeros((0, len(COLUMNS)))
+
+
+CONTOUR_DEFAULTS = {"solidity": 1.0, "fit": 1.0, "multirun": 0.0, "foot": 1.0}
+"""What region_features(contours=False) gives instead of the contour features."""
+
+CONTOURS = {"person/sign": True, "pole/polegroup": True, "void": False}
+"""Which learned rules read the contour features (the void regions are few but large: their
+contours would cost time for little)."""
+
+
+def as_features(x: np.ndarray, height: int, width: int, contours: bool = True) -> RegionFeatures:
+    """Inverse of :func:`features_matrix` (to replay a rule on cached regions); without
+    ``contours`` the contour features are what ``region_features(contours=False)`` gives."""
+    kw = {k: x[:, j] for j, k in enumerate(SCALARS)}
+    if not contours:
+        kw.update({k: np.full(len(x), v) for k, v in CONTOUR_DEFAULTS.items()})
+    for k in ("area", "x", "y", "w", "h"):
+        kw[k] = kw[k].astype(np.int64)
+    j = len(SCALARS)
+    return RegionFeatures(height=height, width=width, touches=x[:, j:j + 4] > 0.5,
+                          neighbours=x[:, j + 4:], **kw)
+
+
+def extract(args) -> int:
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    for city, files in city_frames(Path(args.data)).items():
+        dest = cache / f"{city}.npz"
+        if dest.exists() and not args.force:
+            continue
+        t0 = time.perf_counter()
+        arrays: dict = {}
+        per = {p: ([], [], []) for p in PAIRS}
+        size = None
+        for out in parallel_map(frame_regions, [(i, str(f)) for i, f in enumerate(files)],
+                                jobs=args.jobs, desc=city, unit="frame"):
+            if not out.ok:
+                print(out.error, file=sys.stderr)
+                return 1
+            i, value = out.value
+            for pair, (x, y, hw) in value.items():
+                per[pair][0].append(x)
+                per[pair][1].append(y)
+                per[pair][2].append(np.full(len(x), i, np.int32))
+                size = hw
+        for pair, (xs, ys, fs) in per.items():
+            key = pair.replace("/", "_")
+            arrays[f"{key}_X"] = np.concatenate(xs)
+            arrays[f"{key}_Y"] = np.concatenate(ys)
+            arrays[f"{key}_frame"] = np.concatenate(fs)
+        arrays["size"] = np.array(size)
+        arrays["frames"] = np.array([f.name for f in files])
+        tmp = dest.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(dest)
+        print(f"{city}: {len(files)} frames, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+def load_cache(cache: Path) -> dict[str, dict]:
+    """City → {pair: (X, Y, frame)} (+ "size", "frames")."""
+    out = {}
+    for f in sorted(cache.glob("*.npz")):
+        if f.name.endswith(".tmp.npz"):
+            continue
+        z = np.load(f)
+        d = {p: (z[f"{p.replace('/', '_')}_X"], z[f"{p.replace('/', '_')}_Y"],
+                 z[f"{p.replace('/', '_')}_frame"]) for p in PAIRS}
+        d["size"] = tuple(int(v) for v in z["size"])
+        d["frames"] = list(z["frames"])
+        out[f.stem] = d
+    return out
+
+
+def balanced(y: np.ndarray, choice: np.ndarray) -> float:
+    """Balanced pixel accuracy of one label per region (``choice``) against true pixel counts
+    ``y`` (n, k): mean over the present labels of their recall."""
+    k = y.shape[1]
+    tot = y.sum(axis=0)
+    hit = np.array([y[choice == j, j].sum() for j in range(k)])
+    present = tot > 0
+    return float(np.mean(hit[present] / tot[present])) if present.any() else float("nan")
+
+
+def ceiling(y: np.ndarray) -> float:
+    return balanced(y, y.argmax(axis=1))
+
+
+RULES = {"person/sign": PersonSignRule(), "pole/polegroup": PoleGroupRule(), "void": VoidRule()}
+
+
+def rule_choice(pair: str, x: np.ndarray, size, rule=None) -> np.ndarray:
+    rule = rule or RULES[pair]
+    return rule.classify(as_features(x, *size))
+
+
+def print_table(title: str, rows: dict[str, dict[str, tuple[float, float]]], goals=None) -> None:
+    """rows: city → pair → (score, ceiling)."""
+    pairs = list(PAIRS)
+    print(f"\n{title}")
+    print("| city | " + " | ".join(f"{p} | ceiling" for p in pairs) + " |")
+    print("|---|" + "---|---|" * len(pairs))
+    for city, r in rows.items():
+        cells = []
+        for p in pairs:
+            s, c = r.get(p, (float("nan"), float("nan")))
+            cells.append(f"{100 * s:.1f} | {100 * c:.1f}")
+        print(f"| {city} | " + " | ".join(cells) + " |")
+    for name, fn in (("mean", np.nanmean), ("worst", np.nanmin)):
+        cells = []
+        for p in pairs:
+            s = [r[p][0] for r in rows.values() if p in r]
+            if not s:
+                cells.append("- | -")
+                continue
+            gap = [r[p][1] - r[p][0] for r in rows.values() if p in r]
+            if name == "mean":
+                cells.append(f"{100 * fn(s):.1f} | gap {100 * np.mean(gap):.1f}")
+            else:
+                cells.append(f"{100 * fn(s):.1f} | gap {100 * np.max(gap):.1f}")
+        print(f"| **{name}** | " + " | ".join(cells) + " |")
+
+
+def report(args) -> int:
+    data = load_cache(Path(args.cache))
+    rows = {}
+    for city, d in data.items():
+        rows[city] = {p: (balanced(d[p][1], rule_choice(p, d[p][0], d["size"])), ceiling(d[p][1]))
+                      for p in PAIRS if d[p][1].sum()}
+    print_table("segprep's rules, every city (aachen was the old tuning city)", rows)
+    return 0
+
+
+def samples(parts: list[tuple[np.ndarray, np.ndarray, tuple]], contours: bool = True):
+    """Training samples of several cities' regions of one color: every (region, label) with true
+    pixels becomes a sample of that label weighted by its pixels over the city's pixels of that
+    label, so that each city and each label weighs the same (the classifier then maximises the
+    mean over cities of the balanced accuracy)."""
+    xs, ls, ws = [], [], []
+    for x, y, size in parts:
+        inp = colors.model_inputs(as_features(x, *size, contours=contours))
+        tot = y.sum(axis=0)
+        for j in range(y.shape[1]):
+            sel = y[:, j] > 0
+            if not tot[j]:
+                continue
+            xs.append(inp[sel])
+            ls.append(np.full(sel.sum(), j))
+            ws.append(y[sel, j] / tot[j])
+    w = np.concatenate(ws)
+    return np.concatenate(xs), np.concatenate(ls), w * (len(w) / w.sum())
+
+
+def make_model(name: str):
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    kind, _, arg = name.partition("-")
+    if kind == "tree":
+        return DecisionTreeClassifier(max_depth=int(arg), min_weight_fraction_leaf=0.002,
+                                      random_state=SEED)
+    if kind == "forest":  # forest-TREESxDEPTH[-MIN_LEAF_WEIGHT_FRACTION]
+        shape, _, leaf = arg.partition("-")
+        trees, depth = (int(v) for v in shape.split("x"))
+        return RandomForestClassifier(n_estimators=trees, max_depth=depth,
+                                      min_weight_fraction_leaf=float(leaf or 0.0005),
+                                      max_features=0.5,
+                                      random_state=SEED, n_jobs=1)
+    if kind == "hgb":
+        return HistGradientBoostingClassifier(max_iter=int(arg), random_state=SEED)
+    raise ValueError(name)
+
+
+def fit_predict(name: str, pair: str, train, test) -> np.ndarray:
+    """Labels of the test regions by a model trained on ``train`` (lists of (X, Y, size))."""
+    x, lab, w = samples(train, CONTOURS[pair])
+    m = make_model(name)
+    m.fit(x, lab, sample_weight=w)
+    x_test, _, size = test
+    pred = m.predict(colors.model_inputs(as_features(x_test, *size, contours=CONTOURS[pair])))
+    return pred.astype(np.int64)
+
+
+def loco(args) -> int:
+    data = load_cache(Path(args.cache))
+    held = test_cities(data)
+    pool = [c for c in data if c not in held]
+    models = args.models.split(",")
+    pairs = args.pairs.split(",") if args.pairs else list(PAIRS)
+    tables = {m: {} for m in ["rules"] + models}
+    for city in pool:
+        d = data[city]
+        for p in pairs:
+            x, y, _ = d[p]
+            if not y.sum():
+                continue
+            c = ceiling(y)
+            tables["rules"].setdefault(city, {})[p] = (balanced(y, rule_choice(p, x, d["size"])),
+                                                       c)
+            train = [(data[o][p][0], data[o][p][1], data[o]["size"]) for o in pool if o != city]
+            for m in models:
+                t0 = time.perf_counter()
+                pred = fit_predict(m, p, train, (x, y, d["size"]))
+                tables[m].setdefault(city, {})[p] = (balanced(y, pred), c)
+                print(f"{city} {p} {m}: {100 * tables[m][city][p][0]:.1f} (ceiling {100 * c:.1f},"
+                      f" rules {100 * tables['rules'][city][p][0]:.1f}) "
+                      f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    for m, rows in tables.items():
+        print_table(f"{m}: leave-one-city-out over {len(pool)} cities (test cities "
+                    f"{', '.join(held)} left out)", rows)
+    return 0
+
+
+POLE_GRID = {"band_bottom": (0.36, 0.38, 0.40, 0.42), "band_top": (0.50, 0.52, 0.55, 0.60),
+             "max_rel_height": (0.2, 0.3, 0.4), "min_rel_area": (50 / 2**21, 150 / 2**21,
+                                                                 400 / 2**21),
+             "max_slender": (4.0, 6.0, 8.0, 12.0), "max_solidity": (0.2, 0.3, 0.4, 0.5)}
+
+
+def rulegrid(args) -> int:
+    """The hand-written pole/polegroup rule with its thresholds chosen by leave-one-city-out
+    over a grid (each city scored with the thresholds best on average over the 14 others)."""
+    import itertools
+
+    data = load_cache(Path(args.cache))
+    held = test_cities(data)
+    pool = [c for c in data if c not in held]
+    p = "pole/polegroup"
+    keys = list(POLE_GRID)
+    combos = list(itertools.product(*POLE_GRID.values()))
+    feats = {c: as_features(data[c][p][0], *data[c]["size"]) for c in pool + held}
+    score = np.zeros((len(combos), len(pool)))
+    for i, combo in enumerate(combos):
+        rule = PoleGroupRule(**dict(zip(keys, combo)))
+        for j, c in enumerate(pool):
+            score[i, j] = balanced(data[c][p][1], rule.classify(feats[c]))
+    rows = {}
+    for j, c in enumerate(pool):
+        others = np.delete(score, j, axis=1).mean(axis=1)
+        best = int(np.argmax(others))
+        rows[c] = {p: (score[best, j], ceiling(data[c][p][1]))}
+        print(c, dict(zip(keys, combos[best])), file=sys.stderr)
+    print_table("pole/polegroup hand rule, thresholds by leave-one-city-out grid search", rows)
+    best = int(np.argmax(score.mean(axis=1)))
+    chosen = PoleGroupRule(**dict(zip(keys, combos[best])))
+    print(f"\nbest on all {len(pool)} pool cities: {chosen}")
+    rows = {c: {p: (balanced(data[c][p][1], chosen.classify(feats[c])), ceiling(data[c][p][1]))}
+            for c in held}
+    print_table("that rule on the test cities", rows)
+    return 0
+
+
+def export_forest(model, labels, contours: bool) -> dict:
+    """A fitted RandomForestClassifier / DecisionTreeClassifier → the model-file entry read by
+    :meth:`segprep.convert.colors.ForestRule.from_dict`."""
+    trees = getattr(model, "estimators_", [model])
+    out = []
+    depth = 0
+    for est in trees:
+        t = est.tree_
+        v = t.value[:, 0, :]
+        v = v / np.maximum(v.sum(axis=1, keepdims=True), 1e-300)
+        # classes_ of a forest member are 0..K-1 in order; map to the forest's classes
+        full = np.zeros((t.node_count, len(labels)))
+        full[:, model.classes_.astype(int)] = v
+        leaf = t.children_left < 0
+        out.append({"feature": np.where(leaf, -1, t.feature).tolist(),
+                    "threshold": [float(th) if not lf else 0.0 for th, lf in zip(t.threshold, leaf)],
+                    "left": t.children_left.tolist(), "right": t.children_right.tolist(),
+                    "value": [[round(float(p), 6) for p in row] if lf else []
+                              for row, lf in zip(full, leaf)]})
+        depth = max(depth, int(t.max_depth))
+    return {"labels": list(labels), "contours": contours, "depth": depth,
+            "inputs": list(colors.MODEL_INPUTS), "trees": out}
+
+
+def fit(args) -> int:
+    """Train the shipped model on the pool cities, check the numpy evaluation against
+    scikit-learn, write it, and score it once on the test cities."""
+    data = load_cache(Path(args.cache))
+    held = test_cities(data)
+    pool = [c for c in data if c not in held]
+    rules = {}
+    for p in PAIRS:
+        parts = [(data[c][p][0], data[c][p][1], data[c]["size"]) for c in pool]
+        x, lab, w = samples(parts, CONTOURS[p])
+        m = make_model(args.model)
+        m.fit(x, lab, sample_weight=w)
+        entry = export_forest(m, PAIRS[p], CONTOURS[p])
+        entry["max_rel_area"] = float(max(q[0][:, SCALARS.index("rel_area")].max() for q in parts))
+        rule = colors.ForestRule.from_dict(entry)
+        ours = rule.classify(as_features(np.concatenate([q[0] for q in parts]), *parts[0][2],
+                                         contours=CONTOURS[p]))
+        theirs = m.predict(colors.model_inputs(as_features(
+            np.concatenate([q[0] for q in parts]), *parts[0][2], contours=CONTOURS[p])))
+        print(f"{p}: {len(entry['trees'])} trees, "
+              f"{sum(len(t['left']) for t in entry['trees'])} nodes, numpy vs scikit-learn "
+              f"{int(np.count_nonzero(ours != theirs))} of {len(ours)} regions differ",
+              file=sys.stderr)
+        rules[p] = entry
+    model = {"trained_by": f"scripts/train_shape_rule.py fit --model {args.model}",
+             "trained_on": "Cityscapes gtFine official *_gtFine_labelIds.png of the cities "
+                           + ", ".join(pool) + " (the sample data's cityscapes-train-labelids/ "
+                           "and gtFine/train/aachen), painted with the BDD100K id-level palette "
+                           "(traffic sign as parking sign); held out: " + ", ".join(held),
+             "train_cities": pool, "test_cities": held,
+             "sklearn": __import__("sklearn").__version__,
+             "rules": rules}
+    dest = Path(args.out)
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_text(json.dumps(model, separators=(",", ":")) + "\n")
+    tmp.replace(dest)
+    print(f"wrote {dest} ({dest.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
+    colors.load_shape_model.cache_clear()
+    shipped = colors.load_shape_model(str(dest))
+    rows = {}
+    for city in held + pool:
+        d = data[city]
+        rows[city] = {p: (balanced(d[p][1], shipped[p].classify(
+            as_features(d[p][0], *d["size"], contours=CONTOURS[p]))), ceiling(d[p][1]))
+            for p in PAIRS if d[p][1].sum()}
+    for c in held:
+        for p in PAIRS:
+            big = data[c][p][0][:, SCALARS.index("rel_area")] > shipped[p].max_rel_area
+            if big.any():
+                print(f"{c} {p}: {int(big.sum())} regions larger than any training region "
+                      "(hand rule)", file=sys.stderr)
+    print_table("shipped model on the test cities (never seen in training or selection)",
+                {c: rows[c] for c in held})
+    print_table("shipped model on its training cities (fit, not a generalisation figure)",
+                {c: rows[c] for c in pool})
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--cache", default=str(ROOT / "runs" / "shape_features"))
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("extract")
+    e.add_argument("-j", "--jobs", type=int, default=1)
+    e.add_argument("--force", action="store_true")
+    sub.add_parser("report")
+    lo = sub.add_parser("loco")
+    lo.add_argument("--models", default="tree-4,tree-6,forest-30x8")
+    lo.add_argument("--pairs", default="")
+    sub.add_parser("rulegrid")
+    ft = sub.add_parser("fit")
+    ft.add_argument("--model", default="forest-15x6")
+    ft.add_argument("--out", default=str(ROOT / "segprep" / "convert" / colors.SHAPE_MODEL))
+    args = ap.parse_args()
+    return {"extract": extract, "report": report, "loco": loco, "fit": fit,
+            "rulegrid": rulegrid}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

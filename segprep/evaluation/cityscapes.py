@@ -1,0 +1,273 @@
+"""Cityscapes pixel-level evaluation, exactly as cityscapesScripts 2.3.0
+``evaluation/evalPixelLevelSemanticLabeling.py``: IoU and iIoU per class and category.
+
+Ground truth ``<root>/gtFine/<split>/<city>/*_gtFine_labelIds.png`` and ``*_gtFine_instanceIds.png``;
+each frame takes the one prediction named by :func:`segprep.datasets.cityscapes.match_predictions`.
+Predictions hold labelIds (0..33) or trainIds (0..18, 255; mapped to labelIds, 255 → 0
+``unlabeled``, before scoring). Scores, JSON keys and numbers as cityscapesScripts (see
+:class:`segprep.metrics.CityscapesProtocol`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from segprep import class_maps
+from segprep.class_maps import IGNORE_INDEX, ClassMap
+from segprep.datasets import cityscapes as cs_data
+from segprep.errors import SegprepError
+from segprep.evaluation.gt_cache import GtCache, GtCodes, build_codes, cache_for, cache_info
+from segprep.evaluation.label_maps import (describe_values, large_values, prediction_histogram,
+                                           read_label_map, value_ranges)
+from segprep.evaluation.pred_ids import decide
+from segprep.evaluation.report import EvalReport, FrameCounts
+from segprep.io import find_files, run_batch
+from segprep.metrics import CityscapesProtocol, InstanceStats
+
+PathLike = str | os.PathLike
+
+PRED_IDS = ("auto", "labelIds", "trainIds")
+"""What predictions hold; ``auto`` decides from their values (:mod:`segprep.evaluation.pred_ids`)."""
+INSTANCE_MIN = cs_data.INSTANCE_MIN
+
+
+@dataclass
+class FrameHistogram:
+    """A measured frame before scoring: its ground-truth codes and the ``(M, 256)`` joint
+    histogram of codes and prediction values (kept when ``--pred-ids auto`` must first see every
+    prediction)."""
+
+    item: tuple[str, str, str]
+    gt: GtCodes
+    hist: np.ndarray
+    large: dict[int, int]
+
+    @property
+    def values(self) -> np.ndarray:
+        """``(256,)`` histogram of the prediction's values (16-bit values > 255 in bin 255)."""
+        return self.hist.sum(0)
+
+
+def _reading(cmap: ClassMap, protocol: CityscapesProtocol, pred_ids: str
+             ) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(allowed values, value → labelId column map, text of the valid values)``."""
+    allowed = np.zeros(256, bool)
+    col_map = np.arange(256)
+    if pred_ids == "trainIds":
+        allowed[np.unique(cmap.train_ids[cmap.train_ids >= 0])] = True  # 255 where the table has it
+        allowed[IGNORE_INDEX] = True
+        col_map = cmap.train_id_to_id.astype(np.int64)
+        return allowed, col_map, f"trainIds {value_ranges(np.flatnonzero(allowed))}"
+    allowed[np.array(protocol.eval_ids)] = True
+    return allowed, col_map, f"labelIds {value_ranges(np.array(protocol.eval_ids))}"
+
+
+@dataclass
+class CityscapesJob:
+    """Evaluate one Cityscapes frame (a callable of the frame's paths, run by
+    :func:`segprep.io.run_batch`): :meth:`measure` decodes, :meth:`score` counts."""
+
+    protocol: CityscapesProtocol
+    pred_ids: str
+    cache: GtCache
+
+    def __post_init__(self) -> None:
+        self.cat_cols = {cat: np.array(ids, np.int64)
+                         for cat, ids in self.protocol.inst_categories.items()}
+        self.set_pred_ids(self.pred_ids)
+
+    def set_pred_ids(self, pred_ids: str) -> None:
+        """What predictions hold (``auto``: :meth:`__call__` only measures)."""
+        self.pred_ids = pred_ids
+        if pred_ids != "auto":
+            self.allowed, self.col_map, self.valid_text = _reading(
+                self.protocol.class_map, self.protocol, pred_ids)
+
+    def gt_codes(self, label_path: PathLike, inst_path: PathLike) -> GtCodes:
+        def build() -> GtCodes:
+            lab = read_label_map(label_path)
+            inst = read_label_map(inst_path)
+            if inst.shape != lab.shape:
+                raise SegprepError(inst_path, f"size {inst.shape[1]}x{inst.shape[0]} differs from "
+                                              f"{label_path}")
+            return build_codes(lab, inst)
+
+        return self.cache.get("cityscapes", [label_path, inst_path], build)
+
+    def measure(self, item: tuple[str, str, str]) -> FrameHistogram:
+        """Decode a frame's ground truth (or take it from the cache) and prediction."""
+        label_path, inst_path, pred_path = item
+        gt = self.gt_codes(label_path, inst_path)
+        pred = read_label_map(pred_path)
+        hist = prediction_histogram(gt, pred, pred_path, label_path)
+        return FrameHistogram(item, gt, hist, large_values(pred))
+
+    def values(self, item: tuple[str, str, str]) -> np.ndarray:
+        """Only the ``(256,)`` value histogram of a frame's prediction (:meth:`measure`'s checks
+        included): what ``--pred-ids auto`` needs from a Dask worker, without the code maps."""
+        return self.measure(item).values
+
+    def __call__(self, item: tuple[str, str, str]) -> FrameCounts | FrameHistogram:
+        frame = self.measure(item)
+        return frame if self.pred_ids == "auto" else self.score(frame)
+
+    def score(self, frame: FrameHistogram) -> FrameCounts:
+        """The frame's confusion matrix and instance counts, predictions read as
+        :attr:`pred_ids`.
+
+        Raises:
+            SegprepError: a value that is not a valid ``pred_ids`` value, an unknown label id
+                in the ground truth.
+        """
+        label_path, inst_path, pred_path = frame.item
+        p = self.protocol
+        gt, hist, big = frame.gt, frame.hist, frame.large
+        cols = hist.sum(0)
+        own = cols.copy()
+        own[255] -= sum(big.values())  # 16-bit values > 255, counted in column 255
+        bad = {int(v): int(own[v]) for v in np.flatnonzero((own > 0) & ~self.allowed)}
+        bad.update(big)
+        if bad:
+            raise SegprepError(pred_path, f"invalid {self.pred_ids} value(s) "
+                                          f"{describe_values(bad)}; valid: {self.valid_text}")
+        if self.pred_ids == "trainIds":
+            mapped = np.zeros_like(hist)
+            for v in np.flatnonzero(cols):
+                mapped[:, self.col_map[v]] += hist[:, v]
+            hist = mapped
+        unknown = [int(v) for v in gt.values if v >= p.size or v not in p.names]
+        if unknown:
+            raise SegprepError(label_path, f"unknown label id(s) {', '.join(map(str, unknown))} in "
+                                           "the ground truth")
+        cm = np.zeros((p.size, p.size), np.int64)
+        np.add.at(cm, gt.values, hist[:, :p.size])
+        rows = []
+        inst_codes = np.flatnonzero(gt.instances)
+        if inst_codes.size:
+            ids = gt.instances[inst_codes]
+            order = np.argsort(ids, kind="stable")
+            inst_codes, ids = inst_codes[order], ids[order]
+            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+            ends = np.r_[starts[1:], ids.size]
+            for s, e in zip(starts, ends):
+                inst_id = int(ids[s])
+                label = inst_id // INSTANCE_MIN
+                if label >= p.size or label not in p.names:
+                    raise SegprepError(inst_path,
+                                       f"instance id {inst_id}: unknown label id {label}")
+                if p.ignored[label]:
+                    continue
+                if not p.has_instances[label]:
+                    raise SegprepError(inst_path, f"instance id {inst_id}: label "
+                                                  f"{p.names[label]!r} has no instances")
+                h = hist[inst_codes[s:e]]
+                size = int(h.sum())
+                tp = int(h[:, label].sum())
+                cat = p.label_category[label]
+                cat_tp = int(h[:, self.cat_cols[cat]].sum()) if cat in self.cat_cols else 0
+                rows.append((label, size, tp, cat_tp))
+        return FrameCounts(cm, np.array(rows, np.int64).reshape(-1, 4))
+
+
+def evaluate_cityscapes(pred_dir: PathLike, gt_root: PathLike, split: str = "val", *,
+                        pred_ids: str = "labelIds", jobs: int | None = None,
+                        cache: PathLike | bool | None = True, quiet: bool = False,
+                        class_map: str | ClassMap = "cityscapes",
+                        scheduler: str | None = None) -> EvalReport:
+    """Evaluate Cityscapes predictions exactly as cityscapesScripts' evalPixelLevelSemanticLabeling.
+
+    Args:
+        pred_dir: folder searched recursively for ``<city>_<seq>_<frame>*.png`` predictions.
+        gt_root: Cityscapes root holding
+            ``gtFine/<split>/<city>/*_gtFine_{labelIds,instanceIds}.png``.
+        split: ``val`` (or ``train``, ``test`` …).
+        pred_ids: ``labelIds`` (the official format), ``trainIds``, or ``auto``: decided from
+            the values of all predictions (:func:`segprep.evaluation.pred_ids.decide`; the
+            decision is in ``report.notes``).
+        jobs: threads (default: all cores).
+        cache: cache folder, True for :func:`~segprep.evaluation.gt_cache.default_cache_dir`,
+            False/None for no cache.
+        quiet: no progress bar.
+        class_map: the label table (a name or a :class:`ClassMap`).
+        scheduler: a Dask scheduler (``tcp://HOST:PORT`` or ``local:N``, see
+            :mod:`segprep.io.cluster`) whose workers evaluate the frames and send back only their
+            confusion matrices and instance counts, summed here; with ``auto`` they first send
+            each prediction's value histogram, then score once decided. The cache folder is
+            then each worker's (its counts stay there).
+
+    Returns:
+        an :class:`EvalReport`; ``result`` has cityscapesScripts' JSON keys (``classScores``,
+        ``classInstScores``, ``categoryScores``, ``categoryInstScores``, ``averageScore*``,
+        ``confMatrix``, ``priors``, ``labels``), fractions in [0, 1].
+
+    Raises:
+        SegprepError: bad ``pred_ids``, missing folders, predictions that do not pair one to one
+            with the ground truth (every problem in one line), or ``auto`` that cannot decide.
+    """
+    t0 = time.perf_counter()
+    if pred_ids not in PRED_IDS:
+        raise SegprepError("--pred-ids", f"must be one of {', '.join(PRED_IDS)}, not {pred_ids!r}")
+    cmap = class_maps.load(class_map) if isinstance(class_map, str) else class_map
+    protocol = CityscapesProtocol(cmap)
+    gt_files = cs_data.gt_label_files(gt_root, split)
+    pred_files = find_files(pred_dir, ".png")
+    match = cs_data.match_predictions([cs_data.frame_key(f) for f in gt_files], pred_files)
+    problems = match.problems("prediction", len(gt_files), cs_data.MATCH_RULE)
+    if problems:
+        raise SegprepError(pred_dir, problems)
+    items = [(str(g), cs_data.instance_file(g), str(p)) for g, p in zip(gt_files, match.files)]
+    gcache = cache_for(cache)
+    job = CityscapesJob(protocol, pred_ids, gcache)
+    report = EvalReport("cityscapes", class_names=[protocol.names[i] for i in protocol.not_ignored],
+                        eval_ids=list(protocol.not_ignored))
+    if match.extra:
+        report.warnings.append(f"{len(match.extra)} .png file(s) under {pred_dir} match no "
+                               f"ground-truth frame of {split} (ignored)")
+    cm = np.zeros((protocol.size, protocol.size), np.int64)
+    stats = InstanceStats(protocol)
+    results: list = []
+    # with a scheduler, ``auto`` brings back only value histograms: the measured frames (their
+    # code maps) are too big to travel, so the workers score in a second pass
+    first = job.values if scheduler and pred_ids == "auto" else job
+    for out in run_batch(first, items, jobs=jobs, desc="evaluate", quiet=quiet, unit="frame",
+                         ordered=True, scheduler=scheduler):
+        if out.ok:
+            results.append(out.value)
+        else:
+            report.errors.append(out.error or "")
+    if pred_ids == "auto" and not report.errors:
+        histograms = results if scheduler else [f.values for f in results]
+        decision = decide(histograms, [item[2] for item in items], cmap)
+        report.notes.append(decision.reason)
+        job.set_pred_ids(decision.kind)
+        measured, results = results, []
+        if scheduler:  # the workers measure each frame again (cached ground truth) and score it
+            for out in run_batch(job, items, desc="evaluate", quiet=quiet, unit="frame",
+                                 ordered=True, scheduler=scheduler):
+                if out.ok:
+                    results.append(out.value)
+                else:
+                    report.errors.append(out.error or "")
+        else:
+            for frame in measured:
+                try:
+                    results.append(job.score(frame))
+                except SegprepError as exc:
+                    report.errors.append(str(exc))
+    if not report.errors:
+        for r in results:  # frame order, instances in ascending id: cityscapesScripts' order
+            cm += r.confusion
+            for label, size, tp, cat_tp in r.instances.tolist():
+                stats.add(label, size, tp, cat_tp)
+        report.result = protocol.result(cm, stats)
+        report.confusion = cm
+    report.frames = len(items)
+    report.cache = cache_info(gcache)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
