@@ -3,6 +3,8 @@ ONNX Runtime."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from segprep.cli.common import finish, handle_errors, info, overwrite_option, quiet_option
@@ -124,15 +126,16 @@ def command(checkpoint: str, images: str, out: str, fmt: str | None, size: str |
     from segprep.predict import input_kind, predict_images, predict_video
 
     kind = input_kind(images)
-    common = dict(device=device, amp=not no_amp, tile=_parse_tile(tile), overlap=overlap,
+    common: dict[str, Any] = dict(device=device, amp=not no_amp, tile=_parse_tile(tile), overlap=overlap,
                   batch_size=batch_size, size=_parse_size(size), backend=backend, tta=tta,
                   threads=threads, overwrite=overwrite, quiet=quiet, alpha=alpha)
     if kind == "video":
         for name, given in (("--overlay-ext", overlay_ext != "png"),):
             if given:
                 raise SegprepError(name, "applies to still images, not to a video")
+        fsize = _parse_size(frame_size, "--frame-size", native=False)
         report = predict_video(checkpoint, images, out, fmt=fmt or "overlay",
-                               frame_size=_parse_size(frame_size, "--frame-size", native=False),
+                               frame_size=fsize if isinstance(fsize, tuple) else None,
                                fps=fps, save_masks=save_masks, mask_format=mask_format,
                                stride=stride, start=start, duration=duration, **common)
         _print_speed(report.backend, report.size, report.peak_memory)
@@ -152,16 +155,16 @@ def command(checkpoint: str, images: str, out: str, fmt: str | None, size: str |
         if given:
             raise SegprepError(name, f"applies to a video INPUT; {images} is read as still "
                                      f"images")
-    report = predict_images(checkpoint, images, out, fmt=fmt or "trainIds",
+    stills = predict_images(checkpoint, images, out, fmt=fmt or "trainIds",
                             overlay_ext=overlay_ext, **common)
-    kind_, mib = report.peak_memory
+    kind_, mib = stills.peak_memory
     what = "CUDA max allocated" if kind_ == "cuda" else "peak RSS"
-    at = f"{report.size[0]}x{report.size[1]}" if report.size else "native size"
-    info(f"{report.backend}, model at {at}: {report.images_per_s:.2f} images/s, {what} "
+    at = f"{stills.size[0]}x{stills.size[1]}" if stills.size else "native size"
+    info(f"{stills.backend}, model at {at}: {stills.images_per_s:.2f} images/s, {what} "
          f"{mib:.0f} MiB")
-    if report.times.frames:
-        info(report.times.line("images"))
-    finish(report.summary, "images")
+    if stills.times.frames:
+        info(stills.times.line("images"))
+    finish(stills.summary, "images")
 
 
 def _print_speed(backend: str, size: tuple[int, int] | None, peak: tuple[str, float]) -> None:

@@ -107,7 +107,8 @@ class TorchBackend:
             torch.set_num_threads(int(threads))
         self.model, meta = load_model(checkpoint, device=self.device)
         if self.device.type == "cpu":  # NHWC convolutions: ~1.3x faster on CPU (measured)
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(  # type: ignore[call-overload]
+                memory_format=torch.channels_last)
         self.info = ModelInfo.from_meta(meta)
         self.amp = bool(amp) and self.device.type == "cuda"
 
@@ -160,10 +161,11 @@ def onnx_info(props: dict[str, str], path: PathLike) -> ModelInfo:
         else:
             class_map = None
         size = json.loads(props.get("segprep.train_size") or "null")
+        mean = [float(v) for v in json.loads(props["segprep.mean"])]
+        std = [float(v) for v in json.loads(props["segprep.std"])]
         return ModelInfo(int(props["segprep.num_classes"]), class_map,
                          tuple(json.loads(props.get("segprep.class_names") or "[]")),
-                         tuple(float(v) for v in json.loads(props["segprep.mean"])),
-                         tuple(float(v) for v in json.loads(props["segprep.std"])),
+                         (mean[0], mean[1], mean[2]), (std[0], std[1], std[2]),
                          (int(size[0]), int(size[1])) if size else None,
                          int(props.get("segprep.ignore_index", 255)))
     except (ValueError, KeyError, TypeError, IndexError) as exc:

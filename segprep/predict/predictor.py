@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segprep.errors import SegprepError
-from segprep.predict.backends import load_backend
+from segprep.predict.backends import TorchBackend, load_backend
 
 PathLike = str | os.PathLike
 
@@ -109,10 +109,14 @@ class Predictor:
     # the torch backend's network (tests swap it for a pointwise one)
     @property
     def model(self):
+        if not isinstance(self.backend, TorchBackend):
+            raise AttributeError("only the torch backend has a torch model")
         return self.backend.model
 
     @model.setter
     def model(self, value) -> None:
+        if not isinstance(self.backend, TorchBackend):
+            raise AttributeError("only the torch backend has a torch model")
         self.backend.model = value
 
     def describe(self) -> str:

@@ -65,6 +65,8 @@ def render(pred: np.ndarray, image: np.ndarray | None, fmt: str, class_map: Clas
     color = palette[pred]
     if fmt == "color":
         return color
+    if image is None:
+        raise SegprepError("--format", f"{fmt} needs the image")
     if fmt == "overlay":
         blend = image.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
         return np.clip(blend + 0.5, 0, 255).astype(np.uint8)

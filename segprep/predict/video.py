@@ -444,7 +444,8 @@ def check_video(path: PathLike, frames: int, width: int, height: int, fps: Fract
                         t += float((packet.duration or 0) * tb)
                         end = t if end is None else max(end, t)
             # first presentation to the end of the last frame (AVI's guessed pts start at 1)
-            duration = end - first if end is not None else count / float(got_fps)
+            duration = end - first if end is not None and first is not None \
+                else count / float(got_fps)
     except SegprepError as exc:
         raise SegprepError(path, f"the written video is not valid: {exc.message}") from None
     except _ffmpeg_errors() as exc:
@@ -589,12 +590,13 @@ def predict_video(checkpoint: PathLike | Predictor, src: PathLike, out: PathLike
         end = stop if stop is not None else (info.frames or first)
         total = max(0, -(-(end - first) // stride)) or None
         cmap = predictor.class_map
+        out_writer = writer
 
         def sink(idx: int, img: np.ndarray, pred: np.ndarray) -> int:
             if mask_dir is not None:
                 write_png(mask_dir / f"{src.stem}_{idx:06d}.png",
                           render(pred, None, mask_format, cmap))
-            writer.write(render(pred, img, fmt, cmap, alpha))
+            out_writer.write(render(pred, img, fmt, cmap, alpha))
             return idx
 
         bar = tqdm(total=total, desc="predict", unit="frame",
