@@ -126,9 +126,10 @@ def command(checkpoint: str, images: str, out: str, fmt: str | None, size: str |
     from segprep.predict import input_kind, predict_images, predict_video
 
     kind = input_kind(images)
-    common: dict[str, Any] = dict(device=device, amp=not no_amp, tile=_parse_tile(tile), overlap=overlap,
-                  batch_size=batch_size, size=_parse_size(size), backend=backend, tta=tta,
-                  threads=threads, overwrite=overwrite, quiet=quiet, alpha=alpha)
+    common: dict[str, Any] = dict(
+        device=device, amp=not no_amp, tile=_parse_tile(tile), overlap=overlap,
+        batch_size=batch_size, size=_parse_size(size), backend=backend, tta=tta, threads=threads,
+        overwrite=overwrite, quiet=quiet, alpha=alpha)
     if kind == "video":
         for name, given in (("--overlay-ext", overlay_ext != "png"),):
             if given:
