@@ -106,9 +106,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each, best kept")
     args = ap.parse_args()
 
-    from click.testing import CliRunner
     from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
     from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+    from click.testing import CliRunner
 
     from segprep.cli.main import cli
     from segprep.evaluation.panoptic import evaluate_panoptic

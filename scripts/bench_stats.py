@@ -68,8 +68,8 @@ def main() -> None:
     t_ref, ref = best(lambda: reference(masks, k, ignore))
     rows = [("PIL + np.bincount, serial", t_ref)]
     for jobs in (1, 2):
-        t, (st, errors) = best(lambda: compute_stats(records, "/", k, ignore, jobs=jobs,
-                                                     quiet=True))
+        t, (st, errors) = best(lambda j=jobs: compute_stats(records, "/", k, ignore, jobs=j,
+                                                            quiet=True))
         assert not errors, errors[:3]
         assert np.array_equal(st.pixel_count, ref), "pixel counts differ from the reference"
         rows.append((f"segprep compute_stats -j {jobs}", t))

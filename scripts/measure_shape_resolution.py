@@ -45,8 +45,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from segprep import class_maps  # noqa: E402
-from segprep.convert.colors import (HAND_RULES, decode_colors, encode_colors,  # noqa: E402
-                                    neighbour_groups, region_features, rule_for)
+from segprep.convert.colors import (  # noqa: E402
+    HAND_RULES,
+    decode_colors,
+    encode_colors,
+    neighbour_groups,
+    region_features,
+    rule_for,
+)
 from segprep.io import find_files, parallel_map, read_png  # noqa: E402
 
 PAIRS = {  # name -> (palette label names compared, in rule order)

@@ -49,8 +49,15 @@ sys.path.insert(0, str(ROOT))
 
 from segprep import class_maps  # noqa: E402
 from segprep.convert import colors  # noqa: E402
-from segprep.convert.colors import (NEIGHBOUR_GROUPS, PersonSignRule, PoleGroupRule,  # noqa: E402
-                                    RegionFeatures, VoidRule, neighbour_groups, region_features)
+from segprep.convert.colors import (  # noqa: E402
+    NEIGHBOUR_GROUPS,
+    PersonSignRule,
+    PoleGroupRule,
+    RegionFeatures,
+    VoidRule,
+    neighbour_groups,
+    region_features,
+)
 from segprep.io import find_files, parallel_map, read_png  # noqa: E402
 
 PAIRS = {  # name -> BDD100K labels sharing one color, in rule order

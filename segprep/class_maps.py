@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib
 import io
 from dataclasses import dataclass
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -281,7 +281,7 @@ class ClassMap:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClassMap":
+    def from_dict(cls, d: dict) -> ClassMap:
         """Inverse of :meth:`to_dict`."""
         rows = d["rows"]
         return cls(
@@ -352,7 +352,7 @@ def parse_csv(text: str, name: str, where: str | None = None) -> ClassMap:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str) -> ClassMap:
     """Load a class map by name (``class_maps/<name>.csv``) or by path to a CSV file.
 

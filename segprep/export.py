@@ -131,7 +131,8 @@ def export_onnx(checkpoint: PathLike, out: PathLike, *, opset: int = DEFAULT_OPS
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic
             torch.onnx.export(
-                wrapped, (example,), buf, input_names=["image"], output_names=["logits"],
+                wrapped, (example,), buf,  # type: ignore[arg-type]
+                input_names=["image"], output_names=["logits"],
                 opset_version=int(opset), dynamo=False, do_constant_folding=True,
                 dynamic_axes={"image": {0: "N", 2: "H", 3: "W"},
                               "logits": {0: "N", 2: "H", 3: "W"}})

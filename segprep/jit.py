@@ -48,7 +48,8 @@ def _setup_cache() -> bool:
         folder = cache_dir()
         _CACHE_OK = _writable(folder)
         if _CACHE_OK:
-            setattr(numba.config, "CACHE_DIR", str(folder))  # read when a kernel's cache is located
+            # read when each kernel's cache is located
+            numba.config.CACHE_DIR = str(folder)  # type: ignore[attr-defined]
         else:
             warnings.warn(f"{folder}: numba cache folder cannot be written; compiling kernels in "
                           "memory (each run starts ~1 s slower; set NUMBA_CACHE_DIR to a "

@@ -3,7 +3,9 @@
 The ``.odgt`` format is the one of CSAILVision/semantic-segmentation-pytorch (``data/*.odgt``,
 read by ``mit_semseg/dataset.py``): one JSON object per line, newline-terminated::
 
-    {"fpath_img": "leftImg8bit/train/aachen/aachen_000001_000019_leftImg8bit.png", "fpath_segm": "gtFine/train/aachen/aachen_000001_000019_gtFine_labelTrainIds.png", "width": 2048, "height": 1024}
+    {"fpath_img": "leftImg8bit/train/aachen/aachen_000001_000019_leftImg8bit.png",  # one line
+     "fpath_segm": "gtFine/train/aachen/aachen_000001_000019_gtFine_labelTrainIds.png",
+     "width": 2048, "height": 1024}
 
 Keys in that order, written with :func:`json.dumps`' default separators, as CSAIL's own files.
 ``width``/``height`` are the image size in pixels. Paths are relative to a *root* (CSAIL's
@@ -29,7 +31,7 @@ import numpy as np
 
 from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
-from segprep.io import chunked, find_files, image_size, read_bytes, resolve_jobs, run_batch
+from segprep.io import chunked, image_size, read_bytes, resolve_jobs, run_batch
 
 KEYS = ("fpath_img", "fpath_segm", "width", "height")
 """Required keys of an odgt line, in CSAIL's order."""

@@ -22,7 +22,6 @@ import numpy as np
 from segprep.class_maps import IGNORE_INDEX
 
 
-
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int,
                      ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Confusion matrix of one prediction by ``np.bincount``.
@@ -202,7 +201,7 @@ class ConfusionMatrix:
         else:
             self.matrix += confusion_matrix(gt, pred, self.num_classes, self.ignore_index)
 
-    def merge(self, other: "ConfusionMatrix | np.ndarray") -> None:
+    def merge(self, other: ConfusionMatrix | np.ndarray) -> None:
         """Add another accumulator's (or a raw ``(K, K+1)``) matrix."""
         self.matrix += _as_full(other.matrix if isinstance(other, ConfusionMatrix) else other)
 
@@ -383,7 +382,7 @@ class CityscapesProtocol:
         denom = tp + fp + fn
         return float("nan") if denom == 0 else float(tp) / denom
 
-    def class_iiou(self, cm: np.ndarray, inst: "InstanceStats") -> dict[str, float]:
+    def class_iiou(self, cm: np.ndarray, inst: InstanceStats) -> dict[str, float]:
         """Instance-weighted IoU of every label id (``getInstanceIouScoreForLabel``): TP and FN
         weighted per instance by ``avg_size / instance size``, FP as for IoU; NaN for ids
         without iIoU."""
@@ -415,7 +414,7 @@ class CityscapesProtocol:
             out[cat] = float("nan") if denom == 0 else float(tp) / denom
         return out
 
-    def category_iiou(self, cm: np.ndarray, inst: "InstanceStats") -> dict[str, float]:
+    def category_iiou(self, cm: np.ndarray, inst: InstanceStats) -> dict[str, float]:
         """Instance-weighted IoU of every category (``getInstanceIouScoreForCategory``)."""
         out = {}
         for cat in self.categories:
@@ -428,7 +427,7 @@ class CityscapesProtocol:
             out[cat] = float("nan") if denom == 0 else float(s["tpWeighted"]) / denom
         return out
 
-    def result(self, cm: np.ndarray, inst: "InstanceStats") -> dict:
+    def result(self, cm: np.ndarray, inst: InstanceStats) -> dict:
         """Everything cityscapesScripts' ``createResultDict`` writes to its JSON, same keys and
         numbers: ``confMatrix``, ``priors``, ``labels``, ``classScores``, ``classInstScores``,
         ``categoryScores``, ``categoryInstScores`` and the four ``averageScore*`` (means over the

@@ -42,10 +42,10 @@ from typing import Any
 
 import numpy as np
 
+from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
 from segprep.io import chunked, run_batch
 from segprep.manifest import Record, check_mask_mode, decode_jobs, mask_histogram, resolve
-from segprep.class_maps import IGNORE_INDEX
 
 WEIGHT_KINDS = ("median_frequency", "inverse_log")
 ENET_C = 1.02

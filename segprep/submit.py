@@ -2,10 +2,11 @@
 
 Cityscapes (pixel-level semantic labeling, https://www.cityscapes-dataset.com/submit/): one
 prediction per image of the split, matched to its frame by
-:func:`segprep.datasets.cityscapes.match_predictions` (the rule ``evaluate`` uses), 2048×1024, single-channel 8-bit (PNG mode ``L``), pixel
-values labelIds (0..33; ``license plate`` -1 is not a value). trainIds predictions are converted
-with :attr:`segprep.class_maps.ClassMap.train_id_to_id` (255 → 0 ``unlabeled``) into the zip,
-never into the prediction folder. ``pred_ids="auto"`` (the CLI default) decides from the values of
+:func:`segprep.datasets.cityscapes.match_predictions` (the rule ``evaluate`` uses), 2048×1024,
+single-channel 8-bit (PNG mode ``L``), pixel values labelIds (0..33; ``license plate`` -1 is not
+a value). trainIds predictions are converted with
+:attr:`segprep.class_maps.ClassMap.train_id_to_id` (255 → 0 ``unlabeled``) into the zip, never
+into the prediction folder. ``pred_ids="auto"`` (the CLI default) decides from the values of
 all predictions which of the two they hold (:mod:`segprep.evaluation.pred_ids`), says so in the
 report's notes, and refuses when the files disagree or the evidence is unclear.
 

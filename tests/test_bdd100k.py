@@ -22,12 +22,12 @@ import segprep.io
 from segprep import class_maps
 from segprep.cli.main import cli
 from segprep.convert import bdd100k as bdd
-from segprep.datasets import bdd100k as bdd_data
 from segprep.convert.colors import encode_colors
+from segprep.datasets import bdd100k as bdd_data
 from segprep.io import read_label, read_png, write_png
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -24,7 +24,7 @@ from segprep.errors import SegprepError
 from segprep.io import read_png, write_png
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

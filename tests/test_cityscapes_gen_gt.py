@@ -26,7 +26,7 @@ from segprep.io import read_png
 ALL_TARGETS = "labelIds,trainIds,color,instanceIds,instanceTrainIds"
 
 
-def run(*args: str) -> "CliRunner.Result":
+def run(*args: str) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -380,3 +380,24 @@ def test_worker_that_cannot_see_the_root_stops_before_work(dask_cluster, cs_subs
     assert "not visible on 2 of 2 Dask worker(s)" in lines[0]
     assert "every worker mounts at the same path" in lines[0]
     assert not list((tmp_path / "out").rglob("*.png"))  # (its folders may be prepared here)
+
+
+def test_predict_folder_on_the_cluster_equals_local(dask_cluster, camvid_root, tmp_path):
+    """``predict`` over a folder with --scheduler: each worker loads the model once and writes
+    its images' outputs; the files equal a local run's, byte for byte."""
+    from test_predict import make_checkpoint
+
+    address, client = dask_cluster
+    both_workers(client)
+    ck = make_checkpoint(tmp_path / "best.pt", class_map=None, k=12)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for f in sorted((camvid_root / "segnet" / "val").glob("*.png"))[:6]:
+        (frames / f.name).symlink_to(f)
+    local = run("predict", ck, frames, tmp_path / "local", "--threads", "1", "-q")
+    assert local.exit_code == 0, local.output
+    res = run("predict", ck, frames, tmp_path / "dask", "--threads", "1", "--scheduler", address,
+              "-q")
+    assert res.exit_code == 0, res.output
+    assert "6 done" in res.output and "Dask workers 2" in res.output
+    assert tree(tmp_path / "dask") == tree(tmp_path / "local") != {}

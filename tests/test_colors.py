@@ -14,9 +14,20 @@ from hypothesis import strategies as st
 
 from segprep import class_maps
 from segprep.convert import colors
-from segprep.convert.colors import (HAND_RULES, ForestRule, PersonSignRule, PoleGroupRule,
-                                    VoidRule, decode_colors, encode_colors, load_shape_model,
-                                    model_inputs, neighbour_groups, palette, region_features)
+from segprep.convert.colors import (
+    HAND_RULES,
+    ForestRule,
+    PersonSignRule,
+    PoleGroupRule,
+    VoidRule,
+    decode_colors,
+    encode_colors,
+    load_shape_model,
+    model_inputs,
+    neighbour_groups,
+    palette,
+    region_features,
+)
 from segprep.errors import SegprepError
 from segprep.io import read_label, read_png
 

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from segprep import class_maps
-from segprep.cli.main import cli
 from segprep.cli.demo_pipeline import MARKER, DemoError, Runner, _prepare_out
+from segprep.cli.main import cli
 from segprep.io import read_image, read_png
 
 W, H = 128, 64

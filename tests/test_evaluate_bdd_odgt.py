@@ -38,7 +38,7 @@ PER_CLASS = {"gt": {"road": 94.89795918, "sidewalk": 28.57142857, "wall": 0.0},
              "gt+": {"road": 48.4375, "sidewalk": 15.3846153846, "wall": 0.0}}
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

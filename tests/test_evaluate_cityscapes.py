@@ -24,8 +24,8 @@ from click.testing import CliRunner
 
 from segprep import class_maps
 from segprep.cli.main import cli
-from segprep.errors import SegprepError
 from segprep.datasets.cityscapes import frame_key as frame_prefix
+from segprep.errors import SegprepError
 from segprep.evaluation import evaluate_cityscapes
 from segprep.evaluation.gt_cache import GtCache, build_codes
 from segprep.io import read_png, write_png
@@ -35,7 +35,7 @@ AVG_KEYS = ("averageScoreClasses", "averageScoreInstClasses", "averageScoreCateg
             "averageScoreInstCategories")
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -20,12 +20,12 @@ from PIL import Image
 
 from segprep import class_maps
 from segprep import manifest as mf
-from segprep.datasets import generic
 from segprep.cli.main import cli
+from segprep.datasets import generic
 from segprep.errors import SegprepError
 
 
-def run(*args: object) -> "CliRunner.Result":
+def run(*args: object) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -23,11 +23,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from segprep.io import png_fast
 from segprep.cli.main import cli
 from segprep.errors import SegprepError
 from segprep.evaluation import panoptic as pe
-from segprep.io import read_png
+from segprep.io import png_fast, read_png
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -36,7 +35,7 @@ FEW = {"val": ["lindau_000000_000019", "lindau_000005_000019", "lindau_000057_00
 """A handful of frames (crowd regions in lindau 0, 5 and 57; test: void only)."""
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

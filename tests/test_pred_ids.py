@@ -26,7 +26,7 @@ from segprep.evaluation.pred_ids import classify, decide
 from segprep.io import decode_label, read_png
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

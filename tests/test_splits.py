@@ -23,7 +23,7 @@ BDD_VIDEO = r"([0-9a-f]{8})-[0-9a-f]{8}"
 CAMVID_SEQ = r"([0-9A-Za-z]+)_f?[0-9]+\.png$"  # 0001TP_006690, 0006R0_f00930
 
 
-def run(*args: object) -> "CliRunner.Result":
+def run(*args: object) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

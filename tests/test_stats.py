@@ -20,7 +20,7 @@ STATS_KEYS = ["odgt", "num_classes", "ignore_index", "num_images", "num_pixels",
               "frequency", "median_frequency_freq", "class_weights", "absent_classes"]
 
 
-def run(*args: object) -> "CliRunner.Result":
+def run(*args: object) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 

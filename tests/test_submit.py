@@ -27,7 +27,7 @@ from segprep.submit import submit_bdd100k, submit_cityscapes
 N_TEST = 46
 
 
-def run(*args) -> "CliRunner.Result":
+def run(*args) -> CliRunner.Result:
     """``segprep ARGS``; Cityscapes submissions of the labelIds fixtures name ``--pred-ids
     labelIds`` (the official test annotations hold only void labelIds, which ``auto`` rightly
     refuses to classify: see test_pred_ids.py)."""

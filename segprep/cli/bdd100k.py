@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import (batch_options, finish, handle_errors, parallel_option,
-                                prepare_output_folders, scheduler_option, split_csv)
+from segprep.cli.common import (
+    batch_options,
+    finish,
+    handle_errors,
+    parallel_option,
+    prepare_output_folders,
+    scheduler_option,
+    split_csv,
+)
 from segprep.convert import bdd100k as bdd
 from segprep.convert.colors import UNKNOWN_POLICIES
 from segprep.io import BatchSummary, run_batch

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import (SizeType, batch_options, finish, handle_errors, info,
-                                parallel_option, prepare_output_folders, scheduler_option)
 from segprep.class_maps import IGNORE_INDEX
+from segprep.cli.common import (
+    SizeType,
+    batch_options,
+    finish,
+    handle_errors,
+    info,
+    parallel_option,
+    prepare_output_folders,
+    scheduler_option,
+)
 from segprep.convert import camvid as cv
 from segprep.convert.colors import UNKNOWN_POLICIES
 from segprep.io import BatchSummary, run_batch

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from segprep.cli.common import (batch_options, finish, handle_errors, info, parallel_option,
-                                prepare_output_folders, scheduler_option, split_csv)
+from segprep.cli.common import (
+    batch_options,
+    finish,
+    handle_errors,
+    info,
+    parallel_option,
+    prepare_output_folders,
+    scheduler_option,
+    split_csv,
+)
 from segprep.convert import cityscapes as cs
-from segprep.datasets import cityscapes as cs_data
 from segprep.convert.raster import RASTERS
+from segprep.datasets import cityscapes as cs_data
 from segprep.errors import SegprepError
 from segprep.io import BatchSummary, run_batch
 from segprep.io.batch import Prefer
@@ -39,8 +49,8 @@ def _choices(kind: str, allowed: tuple[str, ...] | list[str], value: str | tuple
                    "Default: in place, next to each JSON, as cityscapesScripts does.")
 @click.option("--split", "splits", multiple=True, metavar="SPLITS",
               help="Splits to convert, comma-separated or repeated: any of "
-                   f"{', '.join(cs.SPLITS)}. Default: every split folder present.")
-@click.option("--gt", type=click.Choice(cs.GT_TYPES), default="gtFine", show_default=True,
+                   f"{', '.join(cs_data.SPLITS)}. Default: every split folder present.")
+@click.option("--gt", type=click.Choice(cs_data.GT_TYPES), default="gtFine", show_default=True,
               help="Annotation set: fine or coarse polygons.")
 @click.option("--targets", multiple=True, metavar="TARGETS",
               help="Images to write, comma-separated or repeated: any of "
@@ -79,7 +89,7 @@ def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
     """
     if not root:
         raise click.UsageError("missing ROOT (or set CITYSCAPES_DATASET)")
-    split_list = _choices("--split", cs.SPLITS, splits)
+    split_list = _choices("--split", cs_data.SPLITS, splits)
     target_list = _choices("--targets", [*cs.TARGETS, "panoptic"], targets) or ["trainIds"]
     panoptic = "panoptic" in target_list
     if panoptic_train_ids and not panoptic:
@@ -90,19 +100,20 @@ def gen_gt(root: str | None, out: str | None, splits: tuple[str, ...], gt: str,
     job_list = cs.make_jobs(root, files, [t for t in target_list if t != "panoptic"], out,
                             source=source, raster=raster, overwrite=overwrite)
     outputs = [j.output(t) for j in job_list for t in j.targets]
-    convert = cs.convert_frame
+    convert: Callable[[Any], Any] = cs.convert_frame
+    jobs_run: list[Any] = list(job_list)
     if panoptic:
         from segprep.convert import panoptic as pan
 
-        job_list, convert = pan.make_jobs(root, gt, job_list, out, panoptic_train_ids), \
-            pan.convert_frame
-        outputs += [j.png for j in job_list]
+        pan_jobs = pan.make_jobs(root, gt, job_list, out, panoptic_train_ids)
+        jobs_run, convert = list(pan_jobs), pan.convert_frame
+        outputs += [j.png for j in pan_jobs]
     prepare_output_folders(outputs, overwrite)
     summary = BatchSummary()
     sources = {"official": 0, "polygons": 0}
     outcomes = []  # panoptic: every frame's JSON entries, for the split JSONs
     # threads: decode, LUT, rasterise and encode all release the GIL (measured: no worker start-up)
-    for outcome in run_batch(convert, job_list, jobs=jobs, desc="gen-gt",
+    for outcome in run_batch(convert, jobs_run, jobs=jobs, desc="gen-gt",
                              quiet=quiet, unit="frame", prefer=parallel_backend,
                              scheduler=scheduler):
         skipped = outcome.ok and outcome.value.skipped

@@ -8,11 +8,9 @@ exit status 0 all good, 1 some files failed, 2 bad usage or nothing to do.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import click

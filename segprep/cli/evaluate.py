@@ -6,8 +6,15 @@ import sys
 
 import click
 
-from segprep.cli.common import (EXIT_FAILED, error, handle_errors, info, jobs_option, quiet_option,
-                                scheduler_option)
+from segprep.cli.common import (
+    EXIT_FAILED,
+    error,
+    handle_errors,
+    info,
+    jobs_option,
+    quiet_option,
+    scheduler_option,
+)
 from segprep.errors import SegprepError
 
 
@@ -247,7 +254,7 @@ def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folde
     click.echo(format_table(panoptic_class_table(report)))
     click.echo()
     click.echo(format_table(panoptic_summary_table(report)))
-    r = report.results
+    r = report.results or {}
     click.echo(f"cityscapes-panoptic: PQ {100 * r['All']['pq']:.2f}, SQ {100 * r['All']['sq']:.2f}"
                f", RQ {100 * r['All']['rq']:.2f} (%) — {report.frames} frames in "
                f"{report.seconds:.2f} s")

@@ -9,9 +9,18 @@ from pathlib import Path
 
 import click
 
-from segprep.cli.common import (EXIT_FAILED, error, finish, handle_errors, info, jobs_option,
-                                overwrite_option, quiet_option, scheduler_option)
 from segprep import datasets
+from segprep.cli.common import (
+    EXIT_FAILED,
+    error,
+    finish,
+    handle_errors,
+    info,
+    jobs_option,
+    overwrite_option,
+    quiet_option,
+    scheduler_option,
+)
 from segprep.datasets import generic
 from segprep.errors import SegprepError
 from segprep.io import check_output_file, write_json

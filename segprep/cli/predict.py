@@ -7,39 +7,16 @@ from typing import Any
 
 import click
 
-from segprep.cli.common import finish, handle_errors, info, overwrite_option, quiet_option
+from segprep.cli.common import (
+    SizeType,
+    finish,
+    handle_errors,
+    info,
+    overwrite_option,
+    quiet_option,
+    scheduler_option,
+)
 from segprep.errors import SegprepError
-
-
-def _parse_tile(value: str | None) -> tuple[int, int] | None:
-    if not value:
-        return None
-    try:
-        parts = [int(v) for v in value.lower().split("x")]
-    except ValueError:
-        raise SegprepError("--tile", f"expected HxW or N (e.g. 512x1024), got {value!r}") \
-            from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise SegprepError("--tile", f"expected HxW with positive sizes, got {value!r}")
-    return parts[0], parts[1]
-
-
-def _parse_size(value: str | None, option: str = "--size", native: bool = True
-                ) -> tuple[int, int] | str | None:
-    if value is None:
-        return None
-    if native and value.strip().lower() == "native":
-        return "native"
-    try:
-        parts = [int(v) for v in value.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) != 2 or min(parts) < 1:
-        raise SegprepError(option, f"expected WxH (e.g. 240x180){' or native' if native else ''}, "
-                                   f"got {value!r}")
-    return parts[0], parts[1]
 
 
 @click.command("predict")
@@ -54,7 +31,11 @@ def _parse_size(value: str | None, option: str = "--size", native: bool = True
                    "overlay: the image blended with the colors (--alpha); side-by-side: image | "
                    "colors. Stills: PNG (--overlay-ext jpg for JPEG overlays). A video is "
                    "written as overlay, side-by-side or color.")
-@click.option("--size", default=None, metavar="WxH|native",
+@click.option("--size", type=SizeType(words=("native",)), default=None, metavar="WxH|native",
+              help="Stills: the model's input size, as --model-size. Video: the size of the "
+                   "output frames, as --frame-size (the model then runs at --model-size).")
+@click.option("--model-size", type=SizeType(words=("native",)), default=None,
+              metavar="WxH|native",
               help="Resize each image (or frame) to width x height for the model (bilinear, as "
                    "the trainer) and the predicted scores back to its own size, so outputs "
                    "align with the inputs. Default: the --size the model was trained with "
@@ -70,7 +51,7 @@ def _parse_size(value: str | None, option: str = "--size", native: bool = True
               show_default=True,
               help="File type of still overlay / side-by-side images (JPEG is smaller but blurs "
                    "class borders).")
-@click.option("--tile", default=None, metavar="HxW",
+@click.option("--tile", type=SizeType("HxW", square_ok=True), default=None, metavar="HxW",
               help="Predict by sliding windows of this size (logits averaged where windows "
                    "overlap) instead of whole images; for frames too large for memory.")
 @click.option("--overlap", type=float, default=0.25, show_default=True,
@@ -86,7 +67,7 @@ def _parse_size(value: str | None, option: str = "--size", native: bool = True
                    "CPU always float32).")
 @click.option("--alpha", type=float, default=0.5, show_default=True,
               help="Weight of the colors in --format overlay.")
-@click.option("--frame-size", default=None, metavar="WxH",
+@click.option("--frame-size", type=SizeType(), default=None, metavar="WxH",
               help="Video: resize the decoded frames to this size (the output video and the "
                    "masks have it). Default: the input's frame size.")
 @click.option("--fps", type=float, default=None,
@@ -105,13 +86,15 @@ def _parse_size(value: str | None, option: str = "--size", native: bool = True
               help="Video: this many seconds from --start (default: to the end).")
 @overwrite_option
 @quiet_option
+@scheduler_option
 @handle_errors
-def command(checkpoint: str, images: str, out: str, fmt: str | None, size: str | None,
-            backend: str | None, tta: str, overlay_ext: str, tile: str | None, overlap: float,
-            batch_size: int, device: str, threads: int | None, no_amp: bool, alpha: float,
-            frame_size: str | None, fps: float | None, save_masks: str | None,
+def command(checkpoint: str, images: str, out: str, fmt: str | None,
+            size: tuple[int, int] | str | None, model_size: tuple[int, int] | str | None,
+            backend: str | None, tta: str, overlay_ext: str, tile: tuple[int, int] | None,
+            overlap: float, batch_size: int, device: str, threads: int | None, no_amp: bool,
+            alpha: float, frame_size: tuple[int, int] | None, fps: float | None, save_masks: str | None,
             mask_format: str, stride: int, start: float, duration: float | None,
-            overwrite: bool, quiet: bool) -> None:
+            overwrite: bool, quiet: bool, scheduler: str | None) -> None:
     """Predict INPUT with MODEL into OUT.
 
     MODEL is a best.pt/last.pt of `segprep train` (or its run folder), or the .onnx of `segprep
@@ -126,17 +109,31 @@ def command(checkpoint: str, images: str, out: str, fmt: str | None, size: str |
     from segprep.predict import input_kind, predict_images, predict_video
 
     kind = input_kind(images)
+    if kind == "video":
+        if size is not None and frame_size is not None:
+            raise SegprepError("--size", "give --size or --frame-size for a video, not both")
+        if size == "native":
+            raise SegprepError("--size", "for a video it is the output frame size WxH; the "
+                                         "model's size is --model-size")
+        frame_size = frame_size or size  # type: ignore[assignment]
+    elif size is not None:
+        if model_size is not None:
+            raise SegprepError("--size", "give --size or --model-size, not both")
+        model_size = size
     common: dict[str, Any] = dict(
-        device=device, amp=not no_amp, tile=_parse_tile(tile), overlap=overlap,
-        batch_size=batch_size, size=_parse_size(size), backend=backend, tta=tta, threads=threads,
+        device=device, amp=not no_amp, tile=tile, overlap=overlap,
+        batch_size=batch_size, size=model_size, backend=backend, tta=tta, threads=threads,
         overwrite=overwrite, quiet=quiet, alpha=alpha)
     if kind == "video":
+        if scheduler:
+            raise SegprepError("--scheduler", "a video is predicted on this machine (one "
+                                              "pipeline, one output file); --scheduler takes "
+                                              "folders of still images")
         for name, given in (("--overlay-ext", overlay_ext != "png"),):
             if given:
                 raise SegprepError(name, "applies to still images, not to a video")
-        fsize = _parse_size(frame_size, "--frame-size", native=False)
         report = predict_video(checkpoint, images, out, fmt=fmt or "overlay",
-                               frame_size=fsize if isinstance(fsize, tuple) else None,
+                               frame_size=frame_size,
                                fps=fps, save_masks=save_masks, mask_format=mask_format,
                                stride=stride, start=start, duration=duration, **common)
         _print_speed(report.backend, report.size, report.peak_memory)
@@ -157,7 +154,7 @@ def command(checkpoint: str, images: str, out: str, fmt: str | None, size: str |
             raise SegprepError(name, f"applies to a video INPUT; {images} is read as still "
                                      f"images")
     stills = predict_images(checkpoint, images, out, fmt=fmt or "trainIds",
-                            overlay_ext=overlay_ext, **common)
+                            overlay_ext=overlay_ext, scheduler=scheduler, **common)
     kind_, mib = stills.peak_memory
     what = "CUDA max allocated" if kind_ == "cuda" else "peak RSS"
     at = f"{stills.size[0]}x{stills.size[1]}" if stills.size else "native size"

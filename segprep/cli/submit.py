@@ -6,8 +6,15 @@ import sys
 
 import click
 
-from segprep.cli.common import (EXIT_FAILED, SizeType, error, handle_errors, info, jobs_option,
-                                quiet_option)
+from segprep.cli.common import (
+    EXIT_FAILED,
+    SizeType,
+    error,
+    handle_errors,
+    info,
+    jobs_option,
+    quiet_option,
+)
 from segprep.io import check_output_file
 
 

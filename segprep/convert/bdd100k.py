@@ -28,8 +28,8 @@ import numpy as np
 
 from segprep import class_maps
 from segprep.convert.colors import decode_colors
-from segprep.errors import SegprepError
 from segprep.datasets.bdd100k import ID_SUFFIX, TRAIN_ID_SUFFIX, color_maps, frame_id
+from segprep.errors import SegprepError
 from segprep.io import read_label, refuse_overwriting_inputs, write_png
 
 PALETTES = ("train", "id")

@@ -37,8 +37,8 @@ import numpy as np
 from segprep import class_maps
 from segprep.class_maps import IGNORE_INDEX, ClassMap
 from segprep.convert.colors import decode_colors
-from segprep.errors import SegprepError
 from segprep.datasets.camvid import SEGNET_VOID, label_files, output_name
+from segprep.errors import SegprepError
 from segprep.io import read_label, refuse_overwriting_inputs, write_png
 
 INPUTS = ("color", "index")

@@ -30,9 +30,9 @@ import numpy as np
 
 from segprep import class_maps
 from segprep.class_maps import IGNORE_INDEX, ClassMap
+from segprep.datasets.cityscapes import POLYGON_SUFFIX
 from segprep.errors import SegprepError
-from segprep.datasets.cityscapes import GT_TYPES, POLYGON_SUFFIX, SPLITS
-from segprep.io import check_size, read_png, scratch, write_png
+from segprep.io import check_size, read_bytes, read_png, scratch, write_png
 
 TARGETS: dict[str, str] = {
     "labelIds": "labelIds",
@@ -93,13 +93,7 @@ def load_annotation(path: str | os.PathLike, class_map: ClassMap | None = None) 
     import orjson
 
     cm = class_map or class_maps.load("cityscapes")
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise SegprepError(path, "no such file") from None
-    except OSError as exc:
-        raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
+    raw = read_bytes(path)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

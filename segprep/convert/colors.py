@@ -188,7 +188,7 @@ def _lookup_kernel(img, lut, values, out, seen):  # pragma: no cover - runs comp
     return unknown
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernel(name: str):
     """A numba-compiled kernel of this module (compiled, or loaded from numba's on-disk cache, on
     first use, so that importing the module stays cheap)."""

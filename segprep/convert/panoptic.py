@@ -41,11 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from segprep import class_maps
-from segprep.io import png_fast
 from segprep.class_maps import ClassMap
 from segprep.convert import cityscapes as cs
 from segprep.errors import SegprepError
-from segprep.io import atomic_write_text, scratch, write_png
+from segprep.io import atomic_write_text, png_fast, scratch, write_png
 
 PANOPTIC_SUFFIX = "panoptic"
 """Per-frame PNG name: ``<frame>_<gt>_panoptic.png``."""

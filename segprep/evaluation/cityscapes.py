@@ -21,8 +21,13 @@ from segprep.class_maps import IGNORE_INDEX, ClassMap
 from segprep.datasets import cityscapes as cs_data
 from segprep.errors import SegprepError
 from segprep.evaluation.gt_cache import GtCache, GtCodes, build_codes, cache_for, cache_info
-from segprep.evaluation.label_maps import (describe_values, large_values, prediction_histogram,
-                                           read_label_map, value_ranges)
+from segprep.evaluation.label_maps import (
+    describe_values,
+    large_values,
+    prediction_histogram,
+    read_label_map,
+    value_ranges,
+)
 from segprep.evaluation.pred_ids import decide
 from segprep.evaluation.report import EvalReport, FrameCounts
 from segprep.io import find_files, run_batch

@@ -14,12 +14,10 @@ disk by numba; numba is imported on first use only.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from segprep.errors import SegprepError
 from segprep.io import decode_label, png_header
-
 
 
 def _joint_hist(code, pred, out):  # pragma: no cover - runs compiled by numba

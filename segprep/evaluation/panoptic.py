@@ -65,15 +65,10 @@ def load_json(path: str | os.PathLike, what: str) -> dict:
     """
     import orjson
 
+    from segprep.io import read_bytes
+
     try:
-        with open(path, "rb") as fh:
-            doc = orjson.loads(fh.read())
-    except FileNotFoundError:
-        raise SegprepError(path, "no such file") from None
-    except IsADirectoryError:
-        raise SegprepError(path, "is a directory, expected a JSON file") from None
-    except OSError as exc:
-        raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
+        doc = orjson.loads(read_bytes(path))
     except orjson.JSONDecodeError as exc:
         raise SegprepError(path, f"malformed JSON ({exc})") from None
     gt = what == "ground truth"

@@ -20,6 +20,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from segprep.io import (
     find_files,
     read_image,
     refuse_overwriting_inputs,
+    run_batch,
     write_image,
     write_png,
 )
@@ -163,13 +165,43 @@ def check_options(fmt: str, alpha: float, overlay_ext: str = "png",
         raise SegprepError("--alpha", f"must be in [0, 1], not {alpha}")
 
 
+@dataclass(frozen=True)
+class ClusterJob:
+    """Predict one image on a Dask worker (``--scheduler``): the job carries the model's path and
+    options, never the model; each worker loads it once (:func:`segprep.io.cluster.worker_cached`)
+    and writes its outputs itself, so only the output path travels back."""
+
+    model: str
+    options: tuple[tuple[str, object], ...]  # Predictor keyword arguments
+    fmt: str
+    overlay_ext: str
+    alpha: float
+
+    def predictor(self) -> Predictor:
+        from segprep.io.cluster import worker_cached
+
+        key = ("segprep-predictor", os.path.abspath(self.model), os.path.getmtime(self.model),
+               self.options)
+        options: dict[str, Any] = dict(self.options)
+        return worker_cached(key, lambda: Predictor(self.model, **options))
+
+    def __call__(self, item: Item) -> str:
+        predictor = self.predictor()
+        image = load_image(item.image)
+        pred = predictor.predict([image])[0]
+        path = output_path(item, self.fmt, self.overlay_ext)
+        write_prediction(path, render(pred, image, self.fmt, predictor.class_map, self.alpha))
+        return str(path)
+
+
 def predict_images(checkpoint: PathLike | Predictor, src: PathLike, out: PathLike, *,
                    fmt: str = "trainIds", device: str = "auto", amp: bool = True,
                    tile: tuple[int, int] | None = None, overlap: float = 0.25,
                    batch_size: int = 1, overwrite: bool = False, alpha: float = 0.5,
                    quiet: bool = False, size: tuple[int, int] | str | None = None,
                    overlay_ext: str = "png", backend: str | None = None,
-                   tta: str | None = None, threads: int | None = None) -> PredictReport:
+                   tta: str | None = None, threads: int | None = None,
+                   scheduler: str | None = None) -> PredictReport:
     """Predict every image of ``src`` into ``out`` (see the module docstring).
 
     Args:
@@ -182,6 +214,9 @@ def predict_images(checkpoint: PathLike | Predictor, src: PathLike, out: PathLik
             :class:`Predictor`.
         overlay_ext: ``png`` or ``jpg`` for overlay / side-by-side.
         overwrite: replace existing outputs (default: skip them, so a rerun resumes).
+        scheduler: run on a Dask cluster (:mod:`segprep.io.cluster`; ``tcp://HOST:PORT`` or
+            ``local:N``): each worker loads the model once and writes its images' outputs on
+            storage every worker sees; the model is also loaded here once, to check it.
 
     Existing outputs are skipped unless ``overwrite``; a bad image is reported on one line and the
     others are still predicted.
@@ -228,6 +263,22 @@ def predict_images(checkpoint: PathLike | Predictor, src: PathLike, out: PathLik
             raise SegprepError(it.image, f"cannot write prediction {path}: "
                                          f"{exc.strerror or exc}") from None
         return path
+
+    if scheduler:
+        if isinstance(checkpoint, Predictor):
+            raise SegprepError("--scheduler", "needs the model's path, not a loaded predictor")
+        options = (("device", device), ("amp", amp), ("tile", tile), ("overlap", overlap),
+                   ("batch_size", 1), ("size", size), ("backend", backend), ("tta", tta),
+                   ("threads", threads))
+        job = ClusterJob(str(checkpoint), options, fmt, overlay_ext, alpha)
+        for outcome in run_batch(job, todo, desc="predict", quiet=quiet, unit="image",
+                                 ordered=True, scheduler=scheduler, probe=str(todo[0].image)
+                                 if todo else None):
+            summary.add(outcome)
+            if outcome.ok:
+                report.outputs.append(Path(outcome.value))
+        report.peak_memory = predictor.peak_memory()
+        return report
 
     bar = tqdm(total=len(todo), desc="predict", unit="image",
                disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
