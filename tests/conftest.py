@@ -56,3 +56,17 @@ def bdd_root() -> Path:
 @pytest.fixture(scope="session")
 def camvid_root() -> Path:
     return require_data("camvid")
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """``predict --threads 1`` (and the trainer) set torch's process-wide thread count: give the
+    next test the count it had (only where a test imported torch)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    n = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and n is not None:
+        torch.set_num_threads(n)

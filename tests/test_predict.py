@@ -26,16 +26,6 @@ from segprep.predict import Predictor, default_palette, tile_positions
 from segprep.train.checkpoint import make_meta, save_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """--threads 1 sets torch's process-wide thread count; give other tests theirs back."""
-    import torch
-
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def run(*args) -> CliRunner.Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 

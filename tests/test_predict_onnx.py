@@ -28,16 +28,6 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """--threads 1 sets torch's process-wide thread count; give other tests theirs back."""
-    import torch
-
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def run(*args) -> CliRunner.Result:
     args = list(args) + (["--threads", "1"] if args[0] == "predict" else [])
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)

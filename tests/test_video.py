@@ -29,16 +29,6 @@ av = pytest.importorskip("av")
 FIRST, LAST = "0016E5_07959", "0016E5_08159"
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """--threads 1 sets torch's process-wide thread count; give other tests theirs back."""
-    import torch
-
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def run(*args) -> CliRunner.Result:
     # one model thread: on a shared 2-core machine two OpenMP threads can be 20x slower
     args = list(args) + (["--threads", "1"] if args[0] == "predict" else [])
