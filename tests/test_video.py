@@ -180,6 +180,14 @@ def test_stride_start_duration_and_formats(ckpt, clip, val_frames, tmp_path):
     assert res.exit_code == 0, res.output
     got, rate = decode(out2)
     assert len(got) == 6 and rate == 30 and got[0].shape == (180, 240, 3)
+    # --size is the output frame size of a video (the spelling; --frame-size its alias)
+    out3 = tmp_path / "s.mp4"
+    res = run("predict", ckpt, clip, out3, "--duration", "0.2", "--size", "320x240", "-q")
+    assert res.exit_code == 0, res.output
+    assert decode(out3)[0][0].shape == (240, 320, 3)
+    res = run("predict", ckpt, clip, tmp_path / "x.mp4", "--size", "320x240", "--frame-size",
+              "240x180", "-q")
+    assert res.exit_code == 2 and "not both" in res.output
 
 
 def test_detected_by_content_not_suffix(ckpt, short_clip, tmp_path):
