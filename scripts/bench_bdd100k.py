@@ -5,7 +5,7 @@ including PNG decode, color lookup, PNG encode and the atomic write, and checks 
 against the official ``*_train_id.png``. Three measurements:
 
 * ``stages``: one process, per-frame time of each step (read+decode, lookup, encode, write);
-* ``batch``: the library's batch path (``parallel_map(convert_file)``), pool already warm;
+* ``batch``: the library's batch path (``run_batch(convert_file)``), pool already warm;
 * ``cli``: the ``segprep bdd100k convert`` command in a fresh process (interpreter, imports and
   worker start-up included).
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from segprep import class_maps  # noqa: E402
 from segprep.convert import bdd100k as bdd  # noqa: E402
 from segprep.convert.colors import decode_colors, encode_colors  # noqa: E402
-from segprep.io import encode_png, parallel_map, read_label, read_png, write_png  # noqa: E402
+from segprep.io import encode_png, read_label, read_png, run_batch, write_png  # noqa: E402
 
 
 def stages(files: list[Path], palette: str, tmp: Path) -> dict[str, float]:
@@ -91,12 +91,12 @@ def main() -> int:
                 f"{1000 / cpu:.0f} frames/s/core on an idle core")
 
         jobs = bdd.make_jobs(src, tmp / "out", palette=args.palette, overwrite=True)
-        list(parallel_map(bdd.convert_file, jobs[: 4 * args.jobs], jobs=args.jobs, quiet=True,
+        list(run_batch(bdd.convert_file, jobs[: 4 * args.jobs], jobs=args.jobs, quiet=True,
                           prefer=args.parallel))
         rates = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            outcomes = list(parallel_map(bdd.convert_file, jobs, jobs=args.jobs, quiet=True,
+            outcomes = list(run_batch(bdd.convert_file, jobs, jobs=args.jobs, quiet=True,
                                          prefer=args.parallel))
             dt = time.perf_counter() - t0
             assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]

@@ -53,7 +53,7 @@ from segprep.convert.colors import (  # noqa: E402
     region_features,
     rule_for,
 )
-from segprep.io import find_files, parallel_map, read_png  # noqa: E402
+from segprep.io import find_files, read_png, run_batch  # noqa: E402
 
 PAIRS = {  # name -> (palette label names compared, in rule order)
     "person/sign": ("person", "parking sign"),
@@ -206,7 +206,7 @@ def main() -> int:
     agg: dict = defaultdict(lambda: None)
     frames: dict = defaultdict(int)
     rows: list = []
-    for out in parallel_map(measure_frame, items, jobs=args.jobs, desc="measure", unit="frame"):
+    for out in run_batch(measure_frame, items, jobs=args.jobs, desc="measure", unit="frame"):
         if not out.ok:
             print(out.error, file=sys.stderr)
             return 1

@@ -58,7 +58,7 @@ from segprep.convert.colors import (  # noqa: E402
     neighbour_groups,
     region_features,
 )
-from segprep.io import find_files, parallel_map, read_png  # noqa: E402
+from segprep.io import find_files, read_png, run_batch  # noqa: E402
 
 PAIRS = {  # name -> BDD100K labels sharing one color, in rule order
     "person/sign": ("person", "parking sign"),
@@ -163,7 +163,7 @@ def extract(args) -> int:
         arrays: dict = {}
         per = {p: ([], [], []) for p in PAIRS}
         size = None
-        for out in parallel_map(frame_regions, [(i, str(f)) for i, f in enumerate(files)],
+        for out in run_batch(frame_regions, [(i, str(f)) for i, f in enumerate(files)],
                                 jobs=args.jobs, desc=city, unit="frame"):
             if not out.ok:
                 print(out.error, file=sys.stderr)

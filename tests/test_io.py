@@ -124,9 +124,9 @@ def _square_or_fail(x: int) -> int:
 
 @pytest.mark.parametrize("jobs, prefer", [(1, "threads"), (2, "threads"), (3, "threads"),
                                           (2, "processes")])
-def test_parallel_map_yields_every_item_once_with_its_value_or_error(jobs, prefer):
+def test_run_batch_yields_every_item_once_with_its_value_or_error(jobs, prefer):
     items = list(range(40))
-    outcomes = list(sio.parallel_map(_square_or_fail, items, jobs=jobs, quiet=True,
+    outcomes = list(sio.run_batch(_square_or_fail, items, jobs=jobs, quiet=True,
                                      prefer=prefer))
     assert sorted(o.item for o in outcomes) == items
     for o in outcomes:
@@ -138,11 +138,11 @@ def test_parallel_map_yields_every_item_once_with_its_value_or_error(jobs, prefe
             assert o.ok and o.value == o.item ** 2
 
 
-def test_parallel_map_threads_can_stop_early_and_restore_opencv_threads():
+def test_run_batch_threads_can_stop_early_and_restore_opencv_threads():
     import cv2
 
     before = cv2.getNumThreads()
-    gen = sio.parallel_map(_square_or_fail, list(range(1000)), jobs=2, quiet=True,
+    gen = sio.run_batch(_square_or_fail, list(range(1000)), jobs=2, quiet=True,
                            prefer="threads")
     first = [next(gen) for _ in range(5)]
     assert cv2.getNumThreads() == 1  # the workers run with OpenCV single-threaded

@@ -47,15 +47,12 @@ from segprep.io.write import (
                               write_zip,
 )
 
-parallel_map = run_batch
-"""Former name of :func:`run_batch`, kept for callers written before the batch core moved."""
-
 __all__ = [
     "BatchSummary", "MAX_PIXELS", "Outcome", "PNG_LEVEL", "PNG_SIGNATURE", "PngHeader",
     "atomic_write", "atomic_write_bytes", "atomic_write_text", "check_output_file", "check_size",
     "chunked", "decode_label", "default_jobs", "describe", "encode_png", "ensure_output_dir",
     "ensure_output_dirs", "find_files", "image_mode",
-    "image_size", "parallel_map", "png_header", "read_bytes", "read_image", "read_label",
+    "image_size", "png_header", "read_bytes", "read_image", "read_label",
     "read_png", "refuse_overwriting_inputs", "remove_stale_temps", "resolve_jobs", "run_batch",
     "scratch", "write_image", "write_json", "write_png", "write_zip",
 ]

@@ -104,9 +104,6 @@ def read_bytes(path: PathLike) -> bytes:
         raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
-_read_bytes = read_bytes
-
-
 def read_png(path: PathLike, out: np.ndarray | None = None) -> np.ndarray:
     """Decode a PNG file to its stored samples (palette PNGs: see :func:`read_label`).
 
