@@ -46,6 +46,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from measure_shape_resolution import cs_to_bdd_lut  # noqa: E402  (the one measurement LUT)
 
 from segprep import class_maps  # noqa: E402
 from segprep.convert import colors  # noqa: E402
@@ -70,18 +73,6 @@ SCALARS = ("area", "x", "y", "w", "h", "rel_area", "bottom", "rel_height", "exte
 COLUMNS = SCALARS + ("touch_top", "touch_bottom", "touch_left", "touch_right") + tuple(
     f"near_{g}" for g in NEIGHBOUR_GROUPS)
 SEED = 13
-
-
-def cs_to_bdd_lut() -> np.ndarray:
-    """Cityscapes label id → BDD100K label id, by name (traffic sign → parking sign)."""
-    cs, bdd = class_maps.load("cityscapes"), class_maps.load("bdd100k")
-    rename = {"traffic sign": "parking sign", "rectification border": "unlabeled",
-              "out of roi": "unlabeled"}
-    lut = np.zeros(256, np.uint8)
-    for n, i in zip(cs.names, cs.ids):
-        if i >= 0:
-            lut[i] = bdd.ids[bdd.index_of(rename.get(n, n))]
-    return lut
 
 
 def city_frames(data: Path) -> dict[str, list[Path]]:

@@ -278,14 +278,16 @@ def _balanced(truth: np.ndarray, pred: np.ndarray, a: int, b: int) -> tuple[floa
 
 
 def _cs_to_bdd() -> np.ndarray:
-    cs, bdd = class_maps.load("cityscapes"), class_maps.load(BDD)
-    rename = {"traffic sign": "parking sign", "rectification border": "unlabeled",
-              "out of roi": "unlabeled"}
-    lut = np.zeros(256, np.uint8)
-    for n, i in zip(cs.names, cs.ids):
-        if i >= 0:
-            lut[i] = bdd.ids[bdd.index_of(rename.get(n, n))]
-    return lut
+    """The README measurement's Cityscapes label id → BDD100K id LUT
+    (``scripts/measure_shape_resolution.py``: one protocol for the script and these floors)."""
+    import sys
+
+    scripts = str(Path(__file__).resolve().parent.parent / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    from measure_shape_resolution import cs_to_bdd_lut
+
+    return cs_to_bdd_lut()
 
 
 def test_cityscapes_color_pngs_exact_and_pole_groups_resolved(cityscapes_root):
