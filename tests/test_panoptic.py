@@ -321,6 +321,11 @@ def test_ground_truth_against_itself(val_gt, tmp_path):
     doc = json.loads(out.read_text())
     assert {"All", "Things", "Stuff", "per_class"} <= set(doc)
     assert set(doc["All"]) == {"pq", "sq", "rq", "n"}
+    # an unwritable --json is refused before the evaluation, as for the other evaluate commands
+    res = run("evaluate", "cityscapes-panoptic", "--gt-json", gt_json, "--gt-folder", gt_folder,
+              "--pred-json", gt_json, "--pred-folder", gt_folder, "--json", out / "x.json", "-q")
+    assert res.exit_code == 2 and "--json" in res.output and "PQ" not in res.output
+    assert "Traceback" not in res.output
 
 
 @pytest.mark.parametrize("kind", ["merged", "split", "dropped", "relabelled", "shifted",

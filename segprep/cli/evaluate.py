@@ -241,6 +241,7 @@ def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folde
     from segprep.evaluation import panoptic
     from segprep.io import atomic_write_text
 
+    _check_outputs(json_out, None)
     report = panoptic.evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs,
                                         quiet=quiet)
     for w in report.warnings:
