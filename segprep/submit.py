@@ -39,7 +39,7 @@ from segprep.datasets.generic import IMAGE_EXTENSIONS, Match, match_by_stem, ste
 from segprep.errors import SegprepError
 from segprep.evaluation.kernels import decode_label_png
 from segprep.evaluation.label_maps import read_label_map, value_ranges
-from segprep.evaluation.pred_ids import decide
+from segprep.evaluation.pred_ids import decide, valid_values
 from segprep.io import encode_png, find_files, png_header, read_bytes, run_batch, write_zip
 
 PathLike = str | os.PathLike
@@ -172,12 +172,9 @@ def _record(match: Match, what: str, report: SubmitReport) -> list[Path]:
 
 def _reading(pred_ids: str, cmap: ClassMap) -> tuple[np.ndarray, np.ndarray | None]:
     """``(allowed values, trainIds -> labelIds LUT or None)`` of Cityscapes predictions."""
-    allowed = np.zeros(256, bool)
+    allowed = valid_values(cmap, pred_ids)
     if pred_ids == "trainIds":
-        allowed[np.unique(cmap.train_ids[cmap.train_ids >= 0])] = True
-        allowed[IGNORE_INDEX] = True
         return allowed, np.ascontiguousarray(cmap.train_id_to_id)
-    allowed[cmap.valid_ids] = True
     return allowed, None
 
 

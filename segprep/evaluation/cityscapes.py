@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segprep import class_maps
-from segprep.class_maps import IGNORE_INDEX, ClassMap
+from segprep.class_maps import ClassMap
 from segprep.datasets import cityscapes as cs_data
 from segprep.errors import SegprepError
 from segprep.evaluation.gt_cache import GtCache, GtCodes, build_codes, cache_for, cache_info
@@ -28,7 +28,7 @@ from segprep.evaluation.label_maps import (
     read_label_map,
     value_ranges,
 )
-from segprep.evaluation.pred_ids import decide
+from segprep.evaluation.pred_ids import decide, valid_values
 from segprep.evaluation.report import EvalReport, FrameCounts
 from segprep.io import find_files, run_batch
 from segprep.metrics import CityscapesProtocol, InstanceStats
@@ -60,13 +60,12 @@ class FrameHistogram:
 def _reading(cmap: ClassMap, protocol: CityscapesProtocol, pred_ids: str
              ) -> tuple[np.ndarray, np.ndarray, str]:
     """``(allowed values, value → labelId column map, text of the valid values)``."""
-    allowed = np.zeros(256, bool)
-    col_map = np.arange(256)
     if pred_ids == "trainIds":
-        allowed[np.unique(cmap.train_ids[cmap.train_ids >= 0])] = True  # 255 where the table has it
-        allowed[IGNORE_INDEX] = True
+        allowed = valid_values(cmap, "trainIds")
         col_map = cmap.train_id_to_id.astype(np.int64)
         return allowed, col_map, f"trainIds {value_ranges(np.flatnonzero(allowed))}"
+    allowed = np.zeros(256, bool)  # labelIds: the evaluated ones (cityscapesScripts' check)
+    col_map = np.arange(256)
     allowed[np.array(protocol.eval_ids)] = True
     return allowed, col_map, f"labelIds {value_ranges(np.array(protocol.eval_ids))}"
 

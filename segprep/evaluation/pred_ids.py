@@ -56,12 +56,21 @@ class Decision:
     reason: str
 
 
+def valid_values(cmap: ClassMap, kind: str) -> np.ndarray:
+    """``(256,)`` bool: the values a prediction holding ``kind`` may use — ``trainIds``: the
+    table's trainIds and :data:`~segprep.class_maps.IGNORE_INDEX`; ``labelIds``: its label ids
+    (the one definition for evaluate, submit and ``auto``)."""
+    ok = np.zeros(256, bool)
+    if kind == "trainIds":
+        ok[np.unique(cmap.train_ids[cmap.train_ids >= 0])] = True
+        ok[IGNORE_INDEX] = True
+    else:
+        ok[cmap.valid_ids] = True
+    return ok
+
+
 def _tables(cmap: ClassMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    train_ok = np.zeros(256, bool)
-    train_ok[np.unique(cmap.train_ids[cmap.train_ids >= 0])] = True
-    train_ok[IGNORE_INDEX] = True
-    label_ok = np.zeros(256, bool)
-    label_ok[cmap.valid_ids] = True
+    train_ok, label_ok = valid_values(cmap, "trainIds"), valid_values(cmap, "labelIds")
     void = np.zeros(256, bool)
     ids = np.asarray(cmap.ids)
     void[ids[(ids >= 0) & (ids < 256) & cmap.ignore_in_eval]] = True
