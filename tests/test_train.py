@@ -20,6 +20,7 @@ from segprep.train.data import (
     DataError,
     EpochSampler,
     SegDataset,
+    hue_jitter,
     pad_collate,
     read_records,
     to_model_input,
@@ -163,6 +164,37 @@ def test_dataset_shapes_remap_and_determinism(tmp_path):
     vi, vm = val[0]
     assert vi.shape == (17, 23, 3) and vm.shape == (17, 23)
     assert set(np.unique(vm.numpy())) <= {0, 1, 2, 255}
+
+
+def test_hue_jitter_rotates_hue_and_keeps_grey_and_value(tmp_path):
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[0, 0] = (255, 0, 0)      # red
+    img[0, 1] = (0, 0, 255)      # blue
+    img[1, :] = (90, 90, 90)     # grey: no hue to rotate
+    rng = np.random.default_rng(0)
+    out = hue_jitter(img, rng, 0.5)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.array_equal(out[1], img[1])
+    assert out[0, 0].max() == 255 and not np.array_equal(out[0, 0], img[0, 0])  # value kept
+
+    class Third:  # a generator that always draws a rotation of +1/3 of the circle
+        def uniform(self, lo, hi):
+            return 1 / 3
+    third = hue_jitter(img, Third(), 0.5)  # type: ignore[arg-type]
+    assert tuple(third[0, 0]) == pytest.approx((0, 255, 0), abs=8)   # red → green
+    assert tuple(third[0, 1]) == pytest.approx((255, 0, 0), abs=8)   # blue → red
+    # in a dataset, hue changes colours only, never the mask, and is seeded
+    recs = read_records(make_dataset(tmp_path, n=2, k=3))
+    plain = SegDataset(recs, 3, flip=False, seed=2)
+    hued = SegDataset(recs, 3, flip=False, seed=2, hue=0.2)
+    (i0, m0), (i1, m1), (i2, _) = plain[(1, 3)], hued[(1, 3)], hued[(1, 3)]
+    assert torch.equal(m0, m1) and torch.equal(i1, i2) and not torch.equal(i0, i1)
+
+
+def test_hue_option_is_checked():
+    cfg = TrainConfig(train="t.odgt", out="o", num_classes=3, hue=0.6)
+    with pytest.raises(SegprepError, match="--hue"):
+        cfg.validate()
 
 
 def test_dataset_rejects_mask_values_outside_the_class_map(tmp_path):
@@ -363,7 +395,8 @@ def test_cli_help_lists_every_option():
     for opt in ("--train", "--val", "--class-map", "--num-classes", "--ignore-index", "--out",
                 "--epochs", "--batch-size", "--lr", "--crop", "--scale", "--size", "--workers",
                 "--seed", "--device", "--loss", "--class-weights", "--resume", "--time-budget",
-                "--base-channels", "--encoder", "--pretrained", "--val-every", "--threads"):
+                "--base-channels", "--encoder", "--pretrained", "--val-every", "--threads",
+                "--color-jitter", "--hue", "--ema"):
         assert opt in res.output, opt
 
 

@@ -79,6 +79,9 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
               help="Random horizontal flips.")
 @click.option("--color-jitter", type=float, default=0.0, show_default=True,
               help="Brightness/contrast/saturation jitter strength (0.2 = factors in 0.8..1.2).")
+@click.option("--hue", type=float, default=0.0, show_default=True,
+              help="Hue jitter: rotate the hue by up to this fraction of the circle (0.05 = "
+                   "±18°; below 0.5).")
 @click.option("--ema", type=float, default=0.0, show_default=True, metavar="DECAY",
               help="Validate and serve an exponential moving average of the weights, updated "
                    "every iteration with this decay (e.g. 0.998; 0 = off).")

@@ -159,6 +159,8 @@ class SegDataset(Dataset):
         flip: random horizontal flip (p = 0.5).
         jitter: colour jitter strength j: brightness, contrast and saturation factors drawn from
             ``U(1 - j, 1 + j)`` (0 = off).
+        hue: hue jitter: the hue is rotated by ``U(-hue, hue)`` of the full circle (0.05 = ±18°;
+            0 = off, below 0.5), as torchvision's ``ColorJitter(hue=)``.
         augment: False for validation (resize only, no randomness).
         seed: base seed of the augmentation RNG.
         cache: keep decoded (resized) frames in memory (per worker process; use with
@@ -175,7 +177,8 @@ class SegDataset(Dataset):
     def __init__(self, records: Sequence[Sample], num_classes: int, ignore_index: int = IGNORE,
                  size: tuple[int, int] | None = None, crop: tuple[int, int] | None = None,
                  scale: tuple[float, float] | None = None, flip: bool = True,
-                 jitter: float = 0.0, augment: bool = True, seed: int = 0, cache: bool = False):
+                 jitter: float = 0.0, augment: bool = True, seed: int = 0, cache: bool = False,
+                 hue: float = 0.0):
         self.records = list(records)
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
@@ -184,6 +187,7 @@ class SegDataset(Dataset):
         self.scale = scale
         self.flip = flip
         self.jitter = float(jitter)
+        self.hue = float(hue)
         self.augment = augment
         self.seed = int(seed)
         self.cache = cache
@@ -276,6 +280,8 @@ class SegDataset(Dataset):
             mask = mask[:, ::-1]
         if self.jitter > 0:
             img = color_jitter(np.ascontiguousarray(img), rng, self.jitter)
+        if self.hue > 0:
+            img = hue_jitter(np.ascontiguousarray(img), rng, self.hue)
         return img, mask
 
 
@@ -293,6 +299,21 @@ def color_jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> 
     mean = float(gray.mean()) * b
     lut = np.clip((np.arange(256, dtype=np.float32) * b - mean) * c + mean, 0, 255)
     return cv2.LUT(img, lut.astype(np.uint8))
+
+
+def hue_jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Rotate the hue of a ``(H, W, 3)`` uint8 RGB image by ``U(-strength, strength)`` of the hue
+    circle (torchvision's ``ColorJitter(hue=strength)``), through OpenCV's full-range uint8 HSV
+    (hue 0..255 for 0..360°); saturation and value are kept."""
+    import cv2
+
+    shift = int(round(rng.uniform(-strength, strength) * 256)) % 256
+    if shift == 0:
+        return img
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL)
+    lut = ((np.arange(256) + shift) % 256).astype(np.uint8)
+    hsv[..., 0] = cv2.LUT(hsv[..., 0], lut)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
 
 
 def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]

@@ -64,7 +64,8 @@ LIMITS: dict[str, tuple[type, float, bool, float | None]] = {
     "val_batch_size": (int, 1, False, None), "lr": (float, 0, True, None),
     "momentum": (float, 0, False, 1), "weight_decay": (float, 0, False, None),
     "warmup_epochs": (float, 0, False, None), "poly_power": (float, 0, False, None),
-    "color_jitter": (float, 0, False, None), "ema": (float, 0, False, 1),
+    "color_jitter": (float, 0, False, None), "hue": (float, 0, False, 0.5),
+    "ema": (float, 0, False, 1),
     "base_channels": (int, 1, False, None), "depth": (int, 1, False, None),
     "workers": (int, 0, False, None), "seed": (int, 0, False, 2 ** 32),
     "threads": (int, 1, False, None), "val_every": (int, 1, False, None),
@@ -105,6 +106,7 @@ class TrainConfig:
     scale: tuple[float, float] | None = None
     flip: bool = True
     color_jitter: float = 0.0
+    hue: float = 0.0
     ema: float = 0.0
     base_channels: int = 32
     depth: int = 4
@@ -878,7 +880,7 @@ def build_data(s: Setup) -> Data:
     val_recs = read_records(cfg.val, cfg.root) if cfg.val else None
     train_ds = SegDataset(train_recs, num_classes, cfg.ignore_index, size=cfg.size,
                           crop=cfg.crop, scale=cfg.scale, flip=cfg.flip, jitter=cfg.color_jitter,
-                          augment=True, seed=cfg.seed, cache=cfg.cache)
+                          hue=cfg.hue, augment=True, seed=cfg.seed, cache=cfg.cache)
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     sampler = EpochSampler(train_ds, shuffle=True, seed=cfg.seed, num_replicas=d.world,
                            rank=d.rank)
