@@ -127,7 +127,9 @@ def _compare(pred: np.ndarray, truth: np.ndarray, ids: tuple[int, ...], color_ma
                          "fit": round(float(feats.fit[r]), 4),
                          "multirun": round(float(feats.multirun[r]), 4),
                          "foot": round(float(feats.foot[r]), 3),
-                         "slender": round(float(feats.slender[r]), 3)})
+                         "slender": round(float(feats.slender[r]), 3),
+                         **{k: round(float(getattr(feats, k)[r]), 3) for k in
+                            ("head", "spread", "strokes", "tall_cols", "base", "corners")}})
     return out
 
 

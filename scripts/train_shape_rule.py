@@ -29,8 +29,15 @@ Commands::
 
     python scripts/train_shape_rule.py extract [-j 1]     # features → cache (slow, once)
     python scripts/train_shape_rule.py report             # rules in segprep today, per city
-    python scripts/train_shape_rule.py loco               # candidate models, leave-one-city-out
-    python scripts/train_shape_rule.py fit [--out segprep/convert/shape_model.json]
+    python scripts/train_shape_rule.py [--seed N] loco [--models forest-15x6,shipped]
+                                                          # candidate models, leave-one-city-out
+    python scripts/train_shape_rule.py fit [--model shipped] [--out segprep/convert/shape_model.json]
+
+Model names: ``tree-DEPTH``, ``forest-TREESxDEPTH[-MIN_LEAF_WEIGHT_FRACTION[-MAX_FEATURES]]``,
+``hgb-ITERATIONS``, each with an optional ``+sqrt`` (sample weights, see :func:`samples`), and
+``shipped`` (per color, :data:`SHIPPED`). A forest's result moves with its
+seed by up to about a point on a city (one polegroup region can weigh as much as all of a city's
+poles), so compare candidates over a few ``--seed`` values.
 """
 
 from __future__ import annotations
@@ -69,10 +76,12 @@ PAIRS = {  # name -> BDD100K labels sharing one color, in rule order
     "void": ("unlabeled", "ego vehicle", "static"),
 }
 SCALARS = ("area", "x", "y", "w", "h", "rel_area", "bottom", "rel_height", "extent", "solidity",
-           "fit", "multirun", "foot", "slender")
+           "fit", "multirun", "foot", "slender", "head", "spread", "strokes", "tall_cols", "base",
+           "corners")
 COLUMNS = SCALARS + ("touch_top", "touch_bottom", "touch_left", "touch_right") + tuple(
     f"near_{g}" for g in NEIGHBOUR_GROUPS)
-SEED = 13
+SEED = 13  # draws the test cities; also the default seed of the models (--seed)
+MODEL_SEED = [SEED]
 
 
 def city_frames(data: Path) -> dict[str, list[Path]]:
@@ -122,7 +131,7 @@ def features_matrix(f: RegionFeatures) -> np.ndarray:
     return np.stack(cols, axis=1) if len(f) else np.zeros((0, len(COLUMNS)))
 
 
-CONTOUR_DEFAULTS = {"solidity": 1.0, "fit": 1.0, "multirun": 0.0, "foot": 1.0}
+CONTOUR_DEFAULTS = colors.CONTOUR_DEFAULTS
 """What region_features(contours=False) gives instead of the contour features."""
 
 CONTOURS = {"person/sign": True, "pole/polegroup": True, "void": False}
@@ -216,6 +225,10 @@ def rule_choice(pair: str, x: np.ndarray, size, rule=None) -> np.ndarray:
     return rule.classify(as_features(x, *size))
 
 
+GOALS = {"person/sign": 0.02, "pole/polegroup": 0.03}
+"""Issue 13's goal: at most this far below the city's region ceiling (the void trio has none)."""
+
+
 def print_table(title: str, rows: dict[str, dict[str, tuple[float, float]]], goals=None) -> None:
     """rows: city → pair → (score, ceiling)."""
     pairs = list(PAIRS)
@@ -236,11 +249,19 @@ def print_table(title: str, rows: dict[str, dict[str, tuple[float, float]]], goa
                 cells.append("- | -")
                 continue
             gap = [r[p][1] - r[p][0] for r in rows.values() if p in r]
+            cities = [c for c, r in rows.items() if p in r]
             if name == "mean":
                 cells.append(f"{100 * fn(s):.1f} | gap {100 * np.mean(gap):.1f}")
-            else:
-                cells.append(f"{100 * fn(s):.1f} | gap {100 * np.max(gap):.1f}")
+            else:  # the worst city's score, and the largest gap to a ceiling (with their cities)
+                cells.append(f"{100 * fn(s):.1f} ({cities[int(np.nanargmin(s))]}) | gap "
+                             f"{100 * np.max(gap):.1f} ({cities[int(np.argmax(gap))]})")
         print(f"| **{name}** | " + " | ".join(cells) + " |")
+    cells = []
+    for p in pairs:
+        gap = [r[p][1] - r[p][0] for r in rows.values() if p in r]
+        cells.append(f"{sum(g <= GOALS[p] + 1e-9 for g in gap)} of {len(gap)} | -" if p in GOALS
+                     and gap else "- | -")
+    print("| **within goal** | " + " | ".join(cells) + " |")
 
 
 def report(args) -> int:
@@ -253,50 +274,81 @@ def report(args) -> int:
     return 0
 
 
-def samples(parts: list[tuple[np.ndarray, np.ndarray, tuple]], contours: bool = True):
+def samples(parts: list[tuple[np.ndarray, np.ndarray, tuple]], contours: bool = True,
+            weight: str = "pixels"):
     """Training samples of several cities' regions of one color: every (region, label) with true
-    pixels becomes a sample of that label weighted by its pixels over the city's pixels of that
-    label, so that each city and each label weighs the same (the classifier then maximises the
-    mean over cities of the balanced accuracy)."""
+    pixels becomes a sample of that label weighted by its pixels (``weight="pixels"``) or their
+    square root (``"sqrt"``: a large region counts more than a small one, but less than its
+    pixels), over the sum of those weights of that label in the city, so that each city and each
+    label weighs the same (with ``pixels`` the classifier then maximises the mean over cities of
+    the balanced accuracy)."""
     xs, ls, ws = [], [], []
     for x, y, size in parts:
         inp = colors.model_inputs(as_features(x, *size, contours=contours))
-        tot = y.sum(axis=0)
         for j in range(y.shape[1]):
             sel = y[:, j] > 0
-            if not tot[j]:
+            if not sel.any():
                 continue
+            v = y[sel, j].astype(float)
+            if weight == "sqrt":
+                v = np.sqrt(v)
+            elif weight != "pixels":
+                raise ValueError(f"unknown sample weight {weight!r}")
             xs.append(inp[sel])
             ls.append(np.full(sel.sum(), j))
-            ws.append(y[sel, j] / tot[j])
+            ws.append(v / v.sum())
     w = np.concatenate(ws)
     return np.concatenate(xs), np.concatenate(ls), w * (len(w) / w.sum())
 
 
-def make_model(name: str):
+def model_spec(name: str, pair: str) -> tuple[str, str]:
+    """``(model name, sample weight)`` of a model name ``NAME[+WEIGHT]`` (``shipped``: the one
+    :data:`SHIPPED` names for ``pair``)."""
+    if name == "shipped":
+        name = SHIPPED[pair]
+    model, _, weight = name.partition("+")
+    return model, weight or "pixels"
+
+
+SHIPPED = {"person/sign": "forest-20x8-0.002-0.3", "pole/polegroup": "forest-20x8-0.002-0.3",
+           "void": "forest-15x6"}
+"""The model of each color that ``fit`` ships (model name ``shipped``), chosen by
+leave-one-city-out over 3 seeds (``loco``): person/sign and pole/polegroup gain from the row
+profile and ``corners`` inputs with 20 deeper trees of larger leaves; the void trio is at its
+ceiling with 15 small trees. ``+sqrt`` weights for pole/polegroup scored better leave-one-city-out
+(mean 88.5 / 88.3 / 89.1 vs 87.0 / 88.0 / 87.9 % over seeds 13 / 1 / 2, worst 49.1 vs 48.9 %) but
+worse on the unseen cities (mean 66.5 vs 72.0 %, worst 58.4 vs 59.9 %) and made a larger file
+(211 vs 193 KiB): not shipped."""
+
+
+def make_model(name: str, pair: str = ""):
+    """A scikit-learn classifier by name (``shipped``: the one :data:`SHIPPED` names for
+    ``pair``)."""
+    name = model_spec(name, pair)[0]
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.tree import DecisionTreeClassifier
 
     kind, _, arg = name.partition("-")
     if kind == "tree":
         return DecisionTreeClassifier(max_depth=int(arg), min_weight_fraction_leaf=0.002,
-                                      random_state=SEED)
-    if kind == "forest":  # forest-TREESxDEPTH[-MIN_LEAF_WEIGHT_FRACTION]
-        shape, _, leaf = arg.partition("-")
+                                      random_state=MODEL_SEED[0])
+    if kind == "forest":  # forest-TREESxDEPTH[-MIN_LEAF_WEIGHT_FRACTION[-MAX_FEATURES]]
+        shape, _, rest = arg.partition("-")
+        leaf, _, max_features = rest.partition("-")
         trees, depth = (int(v) for v in shape.split("x"))
         return RandomForestClassifier(n_estimators=trees, max_depth=depth,
                                       min_weight_fraction_leaf=float(leaf or 0.0005),
-                                      max_features=0.5,
-                                      random_state=SEED, n_jobs=1)
+                                      max_features=float(max_features or 0.5),
+                                      random_state=MODEL_SEED[0], n_jobs=1)
     if kind == "hgb":
-        return HistGradientBoostingClassifier(max_iter=int(arg), random_state=SEED)
+        return HistGradientBoostingClassifier(max_iter=int(arg), random_state=MODEL_SEED[0])
     raise ValueError(name)
 
 
 def fit_predict(name: str, pair: str, train, test) -> np.ndarray:
     """Labels of the test regions by a model trained on ``train`` (lists of (X, Y, size))."""
-    x, lab, w = samples(train, CONTOURS[pair])
-    m = make_model(name)
+    x, lab, w = samples(train, CONTOURS[pair], model_spec(name, pair)[1])
+    m = make_model(name, pair)
     m.fit(x, lab, sample_weight=w)
     x_test, _, size = test
     pred = m.predict(colors.model_inputs(as_features(x_test, *size, contours=CONTOURS[pair])))
@@ -405,8 +457,8 @@ def fit(args) -> int:
     rules = {}
     for p in PAIRS:
         parts = [(data[c][p][0], data[c][p][1], data[c]["size"]) for c in pool]
-        x, lab, w = samples(parts, CONTOURS[p])
-        m = make_model(args.model)
+        x, lab, w = samples(parts, CONTOURS[p], model_spec(args.model, p)[1])
+        m = make_model(args.model, p)
         m.fit(x, lab, sample_weight=w)
         entry = export_forest(m, PAIRS[p], CONTOURS[p])
         entry["max_rel_area"] = float(max(q[0][:, SCALARS.index("rel_area")].max() for q in parts))
@@ -420,7 +472,8 @@ def fit(args) -> int:
               f"{int(np.count_nonzero(ours != theirs))} of {len(ours)} regions differ",
               file=sys.stderr)
         rules[p] = entry
-    model = {"trained_by": f"scripts/train_shape_rule.py fit --model {args.model}",
+    model = {"trained_by": f"scripts/train_shape_rule.py fit --model {args.model}", "seed": args.seed,
+             "models": {p: SHIPPED[p] if args.model == "shipped" else args.model for p in PAIRS},
              "trained_on": "Cityscapes gtFine official *_gtFine_labelIds.png of the cities "
                            + ", ".join(pool) + " (the sample data's cityscapes-train-labelids/ "
                            "and gtFine/train/aachen), painted with the BDD100K id-level palette "
@@ -458,19 +511,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--cache", default=str(ROOT / "runs" / "shape_features"))
+    ap.add_argument("--seed", type=int, default=SEED, help="random seed of the models")
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("extract")
     e.add_argument("-j", "--jobs", type=int, default=1)
     e.add_argument("--force", action="store_true")
     sub.add_parser("report")
     lo = sub.add_parser("loco")
-    lo.add_argument("--models", default="tree-4,tree-6,forest-30x8")
+    lo.add_argument("--models", default="forest-15x6,shipped")
     lo.add_argument("--pairs", default="")
     sub.add_parser("rulegrid")
     ft = sub.add_parser("fit")
-    ft.add_argument("--model", default="forest-15x6")
+    ft.add_argument("--model", default="shipped")
     ft.add_argument("--out", default=str(ROOT / "segprep" / "convert" / colors.SHAPE_MODEL))
     args = ap.parse_args()
+    MODEL_SEED[0] = args.seed
     return {"extract": extract, "report": report, "loco": loco, "fit": fit,
             "rulegrid": rulegrid}[args.cmd](args)
 

@@ -254,6 +254,24 @@ class RegionFeatures:
             solid row about twice as wide as its post; a person's feet are no wider than their
             body, and legs apart cross a row twice.
         slender: ``h**2 / area`` = height / mean row width.
+        head: width of the region's top relative to its body: the median pixel count of the top
+            :data:`FOOT_ROWS` of its rows over the median of all rows (a person's head is
+            narrower than the shoulders, about 0.4–0.6; a beacon's rounded top or a board's
+            edge about 1; 1 for regions too small or too short to tell).
+        spread: how much the row widths vary over the middle 70 % of the rows (their standard
+            deviation over their mean: arms, a bag, legs apart make a person's width vary; a
+            beacon's or a pole's stays constant; 0 when not measured).
+        strokes: the number of separate runs that the rows cross, its 90th percentile over the
+            rows (several poles side by side, legs apart: 2 or more; one pole: 1).
+        tall_cols: fraction of the region's columns that hold pixels over more than half its
+            height (a pole with an arm or a sign on top: few; a group of poles, a person: many).
+        base: the widest span (first to last pixel, gaps included) among the bottom
+            :data:`FOOT_ROWS` of its rows over the median row width (like ``foot`` but also for a
+            base crossed twice, e.g. a plate seen through the post's gap).
+        corners: vertices of the outer contour simplified to within one pixel
+            (``cv2.approxPolyDP``) per 100 pixels of its length: label maps are drawn from
+            polygons, and rigid objects (signs, beacons, poles) are outlined with few long edges,
+            people with many short ones (0 when not measured).
         touches: ``(N, 4)`` bool: touches the top, bottom, left, right frame edge.
         neighbours: ``(N, G)`` float64 or None: of the pixels just outside the region (its
             8-connected outer ring), the fraction in each of the :data:`NEIGHBOUR_GROUPS` (what
@@ -278,6 +296,12 @@ class RegionFeatures:
     multirun: np.ndarray
     foot: np.ndarray
     slender: np.ndarray
+    head: np.ndarray
+    spread: np.ndarray
+    strokes: np.ndarray
+    tall_cols: np.ndarray
+    base: np.ndarray
+    corners: np.ndarray
     touches: np.ndarray
     neighbours: np.ndarray | None = None
 
@@ -285,12 +309,18 @@ class RegionFeatures:
         return int(self.area.shape[0])
 
 
-#: regions smaller than this (pixels) get no contour analysis (solidity = fit = foot = 1,
-#: multirun = 0).
+#: regions smaller than this (pixels) get no contour analysis (the values of
+#: :data:`CONTOUR_DEFAULTS`).
 _MIN_CONTOUR_AREA = 6
 
 #: the base of a region, for :attr:`RegionFeatures.foot`: this fraction of its rows, at the bottom.
 FOOT_ROWS = 0.15
+
+CONTOUR_DEFAULTS = {"solidity": 1.0, "fit": 1.0, "multirun": 0.0, "foot": 1.0, "head": 1.0,
+                    "spread": 0.0, "strokes": 1.0, "tall_cols": 1.0, "base": 1.0,
+                    "corners": 0.0}
+"""The contour and row features of a region that is not analysed (``contours=False``, or fewer
+than 6 pixels)."""
 
 
 NEIGHBOUR_GROUPS = ("flat", "construction", "pole", "object", "nature", "sky", "human", "vehicle",
@@ -329,8 +359,9 @@ def region_features(mask: np.ndarray, contours: bool = True, values: np.ndarray 
 
     Args:
         mask: ``(H, W)`` bool or uint8 (non-zero = in).
-        contours: also compute the contour and row features (solidity, fit, multirun, foot);
-            without them they are 1, 1, 0, 1.
+        contours: also compute the contour and row features (solidity, fit, multirun, foot,
+            head, spread, strokes, tall_cols, base, corners); without them they are
+            :data:`CONTOUR_DEFAULTS`.
         values: optional ``(H, W)`` uint8 label ids around the mask, with ``value_groups``
             (``(256,)`` uint8 id → group, :func:`neighbour_groups`): then
             :attr:`RegionFeatures.neighbours` is computed.
@@ -347,10 +378,8 @@ def region_features(mask: np.ndarray, contours: bool = True, values: np.ndarray 
     st = stats[1:].astype(np.int64)
     x, y, w, h, area = st[:, 0], st[:, 1], st[:, 2], st[:, 3], st[:, 4]
     N = n - 1
-    solidity = np.ones(N)
-    fit = np.ones(N)
-    multirun = np.zeros(N)
-    foot = np.ones(N)
+    row = {k: np.full(N, v) for k, v in CONTOUR_DEFAULTS.items()}
+    solidity, fit, multirun, foot = row["solidity"], row["fit"], row["multirun"], row["foot"]
     if contours and N:
         for k in np.flatnonzero(area >= _MIN_CONTOUR_AREA):
             x0, y0, x1, y1 = x[k], y[k], x[k] + w[k], y[k] + h[k]
@@ -359,8 +388,13 @@ def region_features(mask: np.ndarray, contours: bool = True, values: np.ndarray 
             starts[:, 1:] &= ~crop[:, :-1]  # a run starts where the pixel to the left is out
             runs = np.count_nonzero(starts, axis=1)
             multirun[k] = np.count_nonzero(runs > 1) / crop.shape[0]
-            foot[k] = _foot(np.count_nonzero(crop, axis=1), runs)
-            solidity[k], fit[k] = _contour_shape(crop)
+            pixels = np.count_nonzero(crop, axis=1)
+            foot[k] = _foot(pixels, runs)
+            row["head"][k], row["spread"][k], row["base"][k] = _profile(crop, pixels)
+            row["strokes"][k] = np.percentile(runs, 90)
+            row["tall_cols"][k] = np.count_nonzero(
+                np.count_nonzero(crop, axis=0) > 0.5 * crop.shape[0]) / crop.shape[1]
+            solidity[k], fit[k], row["corners"][k] = _contour_shape(crop)
     hf = float(H)
     touches = np.stack([y == 0, y + h == H, x == 0, x + w == W], axis=1)
     neighbours = None
@@ -370,7 +404,9 @@ def region_features(mask: np.ndarray, contours: bool = True, values: np.ndarray 
         height=H, width=W, area=area, x=x, y=y, w=w, h=h, rel_area=area / float(H * W),
         bottom=(y + h) / hf, rel_height=h / hf, extent=area / (w * h).astype(float),
         solidity=solidity, fit=fit, multirun=multirun, foot=foot,
-        slender=(h * h) / area.astype(float),
+        slender=(h * h) / area.astype(float), head=row["head"], spread=row["spread"],
+        strokes=row["strokes"], tall_cols=row["tall_cols"], base=row["base"],
+        corners=row["corners"],
         touches=touches, neighbours=neighbours)
     return labels, feats
 
@@ -415,8 +451,27 @@ def _foot(row_pixels: np.ndarray, row_runs: np.ndarray) -> float:
     return float(solid.max() / max(float(np.median(row_pixels[:n - base])), 1.0))
 
 
-def _contour_shape(crop: np.ndarray) -> tuple[float, float]:
-    """Solidity and best simple-shape fit of one region crop (see :class:`RegionFeatures`)."""
+def _profile(crop: np.ndarray, row_pixels: np.ndarray) -> tuple[float, float, float]:
+    """:attr:`RegionFeatures.head`, ``spread`` and ``base`` of one region crop (rows top to
+    bottom) and the pixel count of each of its rows."""
+    n = row_pixels.shape[0]
+    band = max(1, int(round(FOOT_ROWS * n)))
+    if 2 * band >= n:
+        return 1.0, 0.0, 1.0
+    body = max(float(np.median(row_pixels)), 1.0)
+    head = float(np.median(row_pixels[:band])) / body
+    mid = row_pixels[int(0.15 * n):max(int(0.85 * n), int(0.15 * n) + 1)].astype(float)
+    spread = float(mid.std() / max(mid.mean(), 1.0))
+    bottom = crop[n - band:]
+    first = np.argmax(bottom, axis=1)
+    last = bottom.shape[1] - 1 - np.argmax(bottom[:, ::-1], axis=1)
+    span = np.where(bottom.any(axis=1), last - first + 1, 0)
+    return head, spread, float(span.max()) / body
+
+
+def _contour_shape(crop: np.ndarray) -> tuple[float, float, float]:
+    """Solidity, best simple-shape fit and corners of one region crop (see
+    :class:`RegionFeatures`)."""
     import cv2
 
     padded = np.pad(crop.astype(np.uint8), 1)
@@ -424,7 +479,8 @@ def _contour_shape(crop: np.ndarray) -> tuple[float, float]:
     cnt = max(cnts, key=cv2.contourArea)
     area = cv2.contourArea(cnt)
     if area <= 0:
-        return 1.0, 1.0
+        return 1.0, 1.0, CONTOUR_DEFAULTS["corners"]
+    corners = 100.0 * len(cv2.approxPolyDP(cnt, 1.0, True)) / max(cv2.arcLength(cnt, True), 1.0)
     hull_area = cv2.contourArea(cv2.convexHull(cnt))
     solidity = area / hull_area if hull_area > 0 else 1.0
     pts = cnt.astype(np.float32)
@@ -435,7 +491,7 @@ def _contour_shape(crop: np.ndarray) -> tuple[float, float]:
         tri_area, _ = cv2.minEnclosingTriangle(pts)
         if tri_area > 0:
             fits.append(area / tri_area)
-    return float(solidity), float(min(max(fits), 1.0))
+    return float(solidity), float(min(max(fits), 1.0)), corners
 
 
 # ----------------------------------------------------------------------------------- rules
@@ -489,13 +545,15 @@ class PersonSignRule:
 
 
 MODEL_INPUTS = ("log_rel_area", "top", "bottom", "rel_height", "rel_width", "log_aspect", "center_x",
-                "extent", "solidity", "fit", "multirun", "foot", "log_slender", "touch_top",
+                "extent", "solidity", "fit", "multirun", "foot", "log_slender", "head", "spread",
+                "strokes", "tall_cols", "base", "corners", "touch_top",
                 "touch_bottom", "touch_left", "touch_right") + tuple(
                     f"near_{g}" for g in NEIGHBOUR_GROUPS)
 """The inputs of a learned shape rule (:func:`model_inputs`), all free of the frame's pixel size:
 ``log10(rel_area)``, ``y / H``, ``bottom``, ``rel_height``, ``w / H``, ``log10(h / w)``, the box
 center ``(x + w / 2) / W``, ``extent``, ``solidity``, ``fit``, ``multirun``, ``foot``,
-``log10(slender)``, the four frame-edge contacts (0 / 1) and the neighbour group fractions."""
+``log10(slender)``, ``head``, ``spread``, ``strokes``, ``tall_cols``, ``base``, ``corners``, the four
+frame-edge contacts (0 / 1) and the neighbour group fractions."""
 
 
 def model_inputs(f: RegionFeatures) -> np.ndarray:
@@ -505,7 +563,8 @@ def model_inputs(f: RegionFeatures) -> np.ndarray:
     nb = f.neighbours if f.neighbours is not None else np.zeros((len(f), len(NEIGHBOUR_GROUPS)))
     cols = [np.log10(np.maximum(f.rel_area, 1e-9)), f.y / H, f.bottom, f.rel_height, f.w / H,
             np.log10(f.h / f.w.astype(float)), (f.x + f.w / 2.0) / W, f.extent, f.solidity, f.fit,
-            f.multirun, f.foot, np.log10(f.slender), *(f.touches[:, j].astype(float)
+            f.multirun, f.foot, np.log10(f.slender), f.head, f.spread, f.strokes, f.tall_cols,
+            f.base, f.corners, *(f.touches[:, j].astype(float)
                                                        for j in range(4)),
             *(nb[:, j] for j in range(nb.shape[1]))]
     return np.stack([np.asarray(c, float) for c in cols], axis=1) if len(f) else \
