@@ -64,12 +64,66 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, pat, gt_keys, pred_k
         for i in range(rows.shape[1]):
             rows[r, i] = 0
     pat_key = np.full(2, -1, np.int64)
+
+    def hash_table(keys):
+        """Open addressing of ``keys`` (slot: key index, -1 empty), 4 slots per key or more."""
+        size = 16
+        while size < 4 * keys.size:
+            size *= 2
+        slots = np.full(size, -1, np.int64)
+        for k in range(keys.size):
+            h = (keys[k] * 2654435761) & (size - 1)
+            while slots[h] >= 0:
+                h = (h + 1) & (size - 1)
+            slots[h] = k
+        return slots
+
+    def lookup(slots, keys, v):
+        """The index of ``v`` in ``keys``, or ``keys.size``."""
+        mask = slots.size - 1
+        h = (v * 2654435761) & mask
+        while True:
+            k = slots[h]
+            if k < 0:
+                return keys.size
+            if keys[k] == v:
+                return k
+            h = (h + 1) & mask
+
+    def changes(diff, nbytes, bpp, ev):
+        """The pixels ``x >= 1`` whose bytes are not all zero in ``diff`` (``nbytes`` bytes,
+        then at least 64 zero bytes) into ``ev``; returns their count. Scans 64 bytes, then 8,
+        at a time."""
+        words = diff[:8 * ((nbytes + 63) // 64) * 8].view(np.uint64)
+        n = 0
+        for blk in range(0, words.size, 8):
+            acc = np.uint64(0)
+            for w in range(blk, blk + 8):
+                acc |= words[w]
+            if acc == 0:
+                continue
+            for w in range(blk, blk + 8):
+                if words[w] == 0:
+                    continue
+                for b in range(8 * w, 8 * w + 8):
+                    if diff[b] != 0:
+                        x = (b * 2863311531) >> 33 if bpp == 3 else b >> 2
+                        if x > 0 and (n == 0 or ev[n - 1] != x):
+                            ev[n] = x
+                            n += 1
+        return n
+
     ncol = pred_keys.size + 1
-    prev_g = np.int64(-1)
-    prev_p = np.int64(-1)
+    ghash = hash_table(gt_keys)
+    phash = hash_table(pred_keys)
+    diff = np.zeros(4 * width + 128, np.uint8)
+    gstride = width * gbpp
+    pstride = width * pbpp
+    gev = np.empty(width + 1, np.int64)
+    pev = np.empty(width + 1, np.int64)
     gi = 0
     pj = 0
-    run = np.int64(0)
+    cell = 0
     for y in range(height):
         # ------------------------------------------------------------ unfilter both rows
         for m in range(2):
@@ -165,77 +219,68 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, pat, gt_keys, pred_k
             else:
                 return y + 1 if m == 0 else -(y + 1)
         # ------------------------------------------------------------ count the row's pairs
+        # the pixels where either map changes from its left neighbour, in increasing order
         gcur = rows[y & 1]
         pcur = rows[2 + (y & 1)]
+        gh = gcur[P:P + gstride]
+        gl = gcur[P - gbpp:P + gstride - gbpp]
+        ph = pcur[P:P + pstride]
+        pl = pcur[P - pbpp:P + pstride - pbpp]
+        if gbpp == pbpp:  # one scan of both maps' changes
+            for i in range(gstride):
+                diff[i] = (gh[i] ^ gl[i]) | (ph[i] ^ pl[i])
+            ng = changes(diff, gstride, gbpp, gev)
+            npv = 0
+        else:
+            for i in range(gstride):
+                diff[i] = gh[i] ^ gl[i]
+            for i in range(gstride, gstride + 64):
+                diff[i] = 0
+            ng = changes(diff, gstride, gbpp, gev)
+            for i in range(pstride):
+                diff[i] = ph[i] ^ pl[i]
+            for i in range(pstride, pstride + 64):
+                diff[i] = 0
+            npv = changes(diff, pstride, pbpp, pev)
+        last = 0
+        i = 0
+        j = 0
         x = 0
-        while x < width:
-            n = min(CH, width - x)
-            depth = 0
-            xe = x + n
-            while x < xe:
-                k = n if depth == 0 else min(SB, xe - x)
-                if x > 0:
-                    acc = np.uint8(0)
-                    s = P + x * gbpp
-                    e = P + (x + k) * gbpp
-                    here = gcur[s:e]
-                    left = gcur[s - gbpp:e - gbpp]
-                    for i in range(e - s):
-                        acc |= here[i] ^ left[i]
-                    s = P + x * pbpp
-                    e = P + (x + k) * pbpp
-                    here = pcur[s:e]
-                    left = pcur[s - pbpp:e - pbpp]
-                    for i in range(e - s):
-                        acc |= here[i] ^ left[i]
-                    if acc == 0:  # every pixel repeats its left neighbour in both maps
-                        run += k
-                        x += k
-                        continue
-                if depth == 0 and k > SB:
-                    depth = 1
-                    continue
-                for xx in range(x, x + k):
-                    a = P + xx * gbpp
-                    b = P + xx * pbpp
-                    g = (np.int64(gcur[a]) | (np.int64(gcur[a + 1]) << 8)
-                         | (np.int64(gcur[a + 2]) << 16))
-                    p = (np.int64(pcur[b]) | (np.int64(pcur[b + 1]) << 8)
-                         | (np.int64(pcur[b + 2]) << 16))
-                    if g == prev_g and p == prev_p:
-                        run += 1
-                        continue
-                    if run:
-                        table[gi * ncol + pj] += run
-                    if g != prev_g:  # binary search of g in gt_keys (gt_keys.size if absent)
-                        lo = 0
-                        hi = gt_keys.size
-                        while lo < hi:
-                            mid = (lo + hi) >> 1
-                            if gt_keys[mid] < g:
-                                lo = mid + 1
-                            else:
-                                hi = mid
-                        gi = lo if lo < gt_keys.size and gt_keys[lo] == g else gt_keys.size
-                        prev_g = g
-                    if p != prev_p:
-                        lo = 0
-                        hi = pred_keys.size
-                        while lo < hi:
-                            mid = (lo + hi) >> 1
-                            if pred_keys[mid] < p:
-                                lo = mid + 1
-                            else:
-                                hi = mid
-                        pj = lo if lo < pred_keys.size and pred_keys[lo] == p else pred_keys.size
-                        if pj == pred_keys.size and unknown[1] == 0:
-                            unknown[0] = p
-                            unknown[1] = 1
-                        prev_p = p
-                    run = 1
-                x += k
-    if run:
-        table[gi * ncol + pj] += run
+        g = np.int64(-1)
+        p = np.int64(-1)
+        while True:
+            a = P + x * gbpp
+            ng_ = (np.int64(gcur[a]) | (np.int64(gcur[a + 1]) << 8)
+                   | (np.int64(gcur[a + 2]) << 16))
+            a = P + x * pbpp
+            np_ = (np.int64(pcur[a]) | (np.int64(pcur[a + 1]) << 8)
+                   | (np.int64(pcur[a + 2]) << 16))
+            if ng_ != g or np_ != p:
+                table[cell] += x - last
+                last = x
+                if ng_ != g:
+                    g = ng_
+                    gi = lookup(ghash, gt_keys, g)
+                if np_ != p:
+                    p = np_
+                    pj = lookup(phash, pred_keys, p)
+                    if pj == pred_keys.size and unknown[1] == 0:
+                        unknown[0] = p
+                        unknown[1] = 1
+                cell = gi * ncol + pj
+            while i < ng and gev[i] <= x:
+                i += 1
+            while j < npv and pev[j] <= x:
+                j += 1
+            nx = width
+            if i < ng:
+                nx = gev[i]
+            if j < npv and pev[j] < nx:
+                nx = pev[j]
+            if nx == width:
+                break
+            x = nx
+        table[cell] += width - last
     return 0
 
 
