@@ -31,10 +31,6 @@ from segprep.io.scratch import scratch
 _PAD = 8
 """Zero bytes left of each row buffer: the "left" and "upper left" bytes of a row's first pixel,
 which the PNG filters take as 0."""
-_CHUNK = 32
-"""Pixels per span tested at once for flatness."""
-_SUB = 8
-"""Pixels per span tested inside a 32-pixel span that is not flat."""
 
 
 def _kernel(name: str):
@@ -44,26 +40,22 @@ def _kernel(name: str):
     return kernel(globals()[name], boundscheck=False)
 
 
-def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, pat, gt_keys, pred_keys, table,
+def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, gt_keys, pred_keys, table,
                unknown):  # pragma: no cover - runs compiled by numba
     """Undo the row filters of two 8-bit RGB(A) PNGs of the same size and count their id pairs.
 
     ``graw``/``praw``: inflated image data (each row: filter byte, then ``width * bpp`` bytes);
     ``gbpp``/``pbpp``: 3 or 4 bytes per pixel; ``rows``: ``(4, _PAD + 4 * width)`` uint8 work
     rows (ground truth: 0 and 1, prediction: 2 and 3, alternating as current and previous);
-    ``pat``: ``(2, 4 * _CHUNK)`` uint8 work; ``gt_keys``/``pred_keys``/``table``/``unknown``:
-    as ``panoptic._pair_table``.
+    ``gt_keys``/``pred_keys``/``table``/``unknown``: as ``panoptic._pair_table``.
 
     Returns 0, or ``y + 1`` (ground truth) / ``-(y + 1)`` (prediction) for a row ``y`` whose
     filter type is unknown.
     """
     P = _PAD
-    CH = _CHUNK
-    SB = _SUB
     for r in range(4):
         for i in range(rows.shape[1]):
             rows[r, i] = 0
-    pat_key = np.full(2, -1, np.int64)
 
     def hash_table(keys):
         """Open addressing of ``keys`` (slot: key index, -1 empty), 4 slots per key or more."""
@@ -89,6 +81,51 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, pat, gt_keys, pred_k
             if keys[k] == v:
                 return k
             h = (h + 1) & mask
+
+    def filt(raw, src, cur, prev, s, e, bpp, f):
+        """Undo filter ``f`` (1, 3 or 4) on bytes ``s`` to ``e`` of the row, in order."""
+        for i in range(s, e):
+            rv = np.int32(raw[src + i])
+            a = np.int32(cur[P + i - bpp])
+            if f == 1:
+                cur[P + i] = np.uint8((rv + a) & 255)
+                continue
+            b = np.int32(prev[P + i])
+            if f == 3:
+                cur[P + i] = np.uint8((rv + ((a + b) >> 1)) & 255)
+                continue
+            c = np.int32(prev[P + i - bpp])
+            pa = abs(b - c)  # |p - a| with p = a + b - c
+            pb = abs(a - c)
+            pc = abs(a + b - c - c)
+            if pa <= pb and pa <= pc:
+                pred = a
+            elif pb <= pc:
+                pred = b
+            else:
+                pred = c
+            cur[P + i] = np.uint8((rv + pred) & 255)
+
+    def fill(cur, s, e, bpp):
+        """Bytes ``s`` to ``e`` of ``cur``: the pixel before ``s`` repeated (a loop of constant
+        stride per pixel size, which is vectorised)."""
+        n = (e - s) // bpp
+        dst = cur[s:e]
+        v0 = cur[s - bpp]
+        v1 = cur[s - bpp + 1]
+        v2 = cur[s - bpp + 2]
+        if bpp == 3:
+            for x in range(n):
+                dst[3 * x] = v0
+                dst[3 * x + 1] = v1
+                dst[3 * x + 2] = v2
+        else:
+            v3 = cur[s - 1]
+            for x in range(n):
+                dst[4 * x] = v0
+                dst[4 * x + 1] = v1
+                dst[4 * x + 2] = v2
+                dst[4 * x + 3] = v3
 
     def changes(diff, nbytes, bpp, ev):
         """The pixels ``x >= 1`` whose bytes are not all zero in ``diff`` (``nbytes`` bytes,
@@ -120,6 +157,7 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, pat, gt_keys, pred_k
     gstride = width * gbpp
     pstride = width * pbpp
     gev = np.empty(width + 1, np.int64)
+    uev = np.empty(width + 1, np.int64)
     pev = np.empty(width + 1, np.int64)
     gi = 0
     pj = 0
@@ -135,7 +173,6 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, pat, gt_keys, pred_k
                 bpp = pbpp
             cur = rows[2 * m + (y & 1)]
             prev = rows[2 * m + 1 - (y & 1)]
-            pm = pat[m]
             stride = width * bpp
             src = y * (stride + 1) + 1
             f = raw[src - 1]
@@ -152,70 +189,33 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, pat, gt_keys, pred_k
                 up = prev[P:P + stride]
                 for i in range(stride):
                     dst[i] = np.uint8(rs[i] + up[i])
-            elif f == 1 or f == 4 or f == 3:
-                x = 0
-                while x < width:
-                    n = min(CH, width - x)
-                    depth = 0  # 0: the whole span, 1: its 8-pixel parts
-                    xe = x + n
-                    while x < xe:
-                        k = n if depth == 0 else min(SB, xe - x)
-                        s = x * bpp
-                        e = s + k * bpp
-                        acc = np.uint8(0)
-                        rs = raw[src + s:src + e]
-                        if f == 1:  # Sub: zero bytes repeat the left pixel
-                            for i in range(e - s):
-                                acc |= rs[i]
-                        elif f == 4:  # Paeth: so do zero bytes under a flat row (b == c)
-                            up = prev[P + s:P + e]
-                            upleft = prev[P + s - bpp:P + e - bpp]
-                            for i in range(e - s):
-                                acc |= rs[i] | (up[i] ^ upleft[i])
-                        else:  # Average: byte by byte
-                            acc = np.uint8(1)
-                        if acc == 0:
-                            key = np.int64(0)
-                            for c in range(bpp):
-                                key |= np.int64(cur[P + s - bpp + c]) << (8 * c)
-                            if key != pat_key[m]:
-                                for j in range(CH):
-                                    for c in range(bpp):
-                                        pm[j * bpp + c] = cur[P + s - bpp + c]
-                                pat_key[m] = key
-                            dst = cur[P + s:P + e]
-                            for i in range(e - s):
-                                dst[i] = pm[i]
-                            x += k
-                            continue
-                        if depth == 0 and k > SB:
-                            depth = 1
-                            continue
-                        for i in range(s, e):
-                            rv = np.int32(raw[src + i])
-                            a = np.int32(cur[P + i - bpp])
-                            if f == 1:
-                                cur[P + i] = np.uint8((rv + a) & 255)
-                                continue
-                            b = np.int32(prev[P + i])
-                            if f == 3:
-                                cur[P + i] = np.uint8((rv + ((a + b) >> 1)) & 255)
-                                continue
-                            c0 = np.int32(prev[P + i - bpp])
-                            if rv == 0 and b == c0:
-                                cur[P + i] = np.uint8(a)
-                                continue
-                            pa = abs(b - c0)  # |p - a| with p = a + b - c
-                            pb = abs(a - c0)
-                            pc = abs(a + b - c0 - c0)
-                            if pa <= pb and pa <= pc:
-                                pred = a
-                            elif pb <= pc:
-                                pred = b
-                            else:
-                                pred = c0
-                            cur[P + i] = np.uint8((rv + pred) & 255)
-                        x += k
+            elif f == 1 or f == 4:
+                # Sub: a pixel of zero bytes repeats its left neighbour; Paeth: so does one
+                # under a pixel equal to its own left neighbour (b == c). Only the other pixels
+                # (and the first) need the filter arithmetic; the runs between them are filled.
+                rs = raw[src:src + stride]
+                if f == 1:
+                    for i in range(stride):
+                        diff[i] = rs[i]
+                else:
+                    up = prev[P:P + stride]
+                    upleft = prev[P - bpp:P + stride - bpp]
+                    for i in range(stride):
+                        diff[i] = rs[i] | (up[i] ^ upleft[i])
+                for i in range(stride, stride + 64):
+                    diff[i] = 0
+                ne = changes(diff, stride, bpp, uev)
+                filt(raw, src, cur, prev, 0, bpp, bpp, f)
+                x = 1
+                for q in range(ne + 1):
+                    xe = uev[q] if q < ne else width
+                    if xe > x:
+                        fill(cur, P + x * bpp, P + xe * bpp, bpp)
+                    if q < ne:
+                        filt(raw, src, cur, prev, xe * bpp, xe * bpp + bpp, bpp, f)
+                        x = xe + 1
+            elif f == 3:
+                filt(raw, src, cur, prev, 0, stride, bpp, f)
             else:
                 return y + 1 if m == 0 else -(y + 1)
         # ------------------------------------------------------------ count the row's pairs
@@ -321,11 +321,10 @@ def pair_table_png(gt: png_fast.Idat, pred: png_fast.Idat, gt_keys: np.ndarray,
     praw = png_fast.inflate(pred, pred_where, "panoptic_png_pred")
     width, height = gt.width, gt.height
     rows = scratch("panoptic_png_rows", (4, _PAD + 4 * width), np.uint8)
-    pat = scratch("panoptic_png_pat", (2, 4 * _CHUNK), np.uint8)
     table = np.zeros((gt_keys.size + 1) * (pred_keys.size + 1), np.int64)
     unknown = np.zeros(2, np.int64)
     bad = _kernel("_png_pairs")(graw, 3 if gt.color == 2 else 4, praw,
-                                3 if pred.color == 2 else 4, height, width, rows, pat,
+                                3 if pred.color == 2 else 4, height, width, rows,
                                 gt_keys, pred_keys, table, unknown)
     if bad:
         where = gt_where if bad > 0 else pred_where
