@@ -79,5 +79,8 @@ def cli() -> None:
 
 
 def main() -> None:  # console-script entry point
+    from segprep.jit import lean_process
+
+    lean_process()
     cli(prog_name="segprep")
 
