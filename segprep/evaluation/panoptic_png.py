@@ -132,6 +132,12 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, gt_keys, pred_keys, 
         then at least 64 zero bytes) into ``ev``; returns their count. Scans 64 bytes, then 8,
         at a time."""
         words = diff[:8 * ((nbytes + 63) // 64) * 8].view(np.uint64)
+        low7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+        high = np.uint64(0x8080808080808080)
+        byte_index = np.uint64(0x0001020304050607)
+        one = np.uint64(1)
+        seven = np.uint64(7)
+        top = np.uint64(56)
         n = 0
         for blk in range(0, words.size, 8):
             acc = np.uint64(0)
@@ -140,14 +146,20 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, gt_keys, pred_keys, 
             if acc == 0:
                 continue
             for w in range(blk, blk + 8):
-                if words[w] == 0:
+                v = words[w]
+                if v == 0:
                     continue
-                for b in range(8 * w, 8 * w + 8):
-                    if diff[b] != 0:
-                        x = (b * 2863311531) >> 33 if bpp == 3 else b >> 2
-                        if x > 0 and (n == 0 or ev[n - 1] != x):
-                            ev[n] = x
-                            n += 1
+                # bit 7 of each non-zero byte, visited lowest first (little-endian: in order)
+                m = (((v & low7) + low7) | v) & high
+                while m != 0:
+                    bit = m & (~m + one)
+                    m ^= bit
+                    # the byte of that bit: 1 << 8k times 0x0001020304050607 has k on top
+                    b = 8 * w + np.int64(((bit >> seven) * byte_index) >> top)
+                    x = (b * 2863311531) >> 33 if bpp == 3 else b >> 2
+                    if x > 0 and (n == 0 or ev[n - 1] != x):
+                        ev[n] = x
+                        n += 1
         return n
 
     ncol = pred_keys.size + 1
