@@ -541,7 +541,7 @@ def evaluate_panoptic(gt_json: str | os.PathLike, gt_folder: str | os.PathLike,
     todo = [j for j in job_list if j is not None]
     per_frame: dict[str, dict] = {}
     for outcome in run_batch(evaluate_frame, todo, jobs=jobs, desc="panoptic", quiet=quiet,
-                                unit="frame", prefer="threads"):
+                                unit="frame", prefer="threads", opencv=False):
         if outcome.ok:
             per_frame[outcome.item.image_id] = outcome.value
         else:
