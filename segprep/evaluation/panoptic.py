@@ -96,6 +96,13 @@ def load_json(path: str | os.PathLike, what: str) -> dict:
             raise SegprepError(path, f"image_id {ann['image_id']!r} has two annotations")
         ids.add(ann["image_id"])
         for s in ann["segments_info"]:
+            # JSON values: type(v) is int is _is_int(v) (no bool, no other int subclass), and
+            # ~4x faster over a split's segments than a generator of _is_int calls
+            if type(s) is dict and type(s.get("id")) is int \
+                    and type(s.get("category_id")) is int \
+                    and (not gt or (type(s.get("area")) is int
+                                    and type(s.get("iscrowd")) is int)):
+                continue
             keys = ("id", "category_id", "area", "iscrowd") if gt else ("id", "category_id")
             if not isinstance(s, dict) or not all(_is_int(s.get(k)) for k in keys):
                 raise SegprepError(path, f"image_id {ann['image_id']!r}: segment "
