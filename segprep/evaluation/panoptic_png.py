@@ -139,6 +139,7 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, gt_keys, pred_keys, 
         seven = np.uint64(7)
         top = np.uint64(56)
         n = 0
+        lastx = np.int64(-1)
         for blk in range(0, words.size, 8):
             acc = np.uint64(0)
             for w in range(blk, blk + 8):
@@ -157,9 +158,9 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, gt_keys, pred_keys, 
                     # the byte of that bit: 1 << 8k times 0x0001020304050607 has k on top
                     b = 8 * w + np.int64(((bit >> seven) * byte_index) >> top)
                     x = (b * 2863311531) >> 33 if bpp == 3 else b >> 2
-                    if x > 0 and (n == 0 or ev[n - 1] != x):
-                        ev[n] = x
-                        n += 1
+                    ev[n] = x  # kept when new and not the first pixel (branch-free)
+                    n += np.int64((x != lastx) & (x > 0))
+                    lastx = x
         return n
 
     ncol = pred_keys.size + 1
@@ -258,28 +259,23 @@ def _png_pairs(graw, gbpp, praw, pbpp, height, width, rows, gt_keys, pred_keys, 
         i = 0
         j = 0
         x = 0
-        g = np.int64(-1)
-        p = np.int64(-1)
         while True:
             a = P + x * gbpp
-            ng_ = (np.int64(gcur[a]) | (np.int64(gcur[a + 1]) << 8)
-                   | (np.int64(gcur[a + 2]) << 16))
+            g = (np.int64(gcur[a]) | (np.int64(gcur[a + 1]) << 8)
+                 | (np.int64(gcur[a + 2]) << 16))
             a = P + x * pbpp
-            np_ = (np.int64(pcur[a]) | (np.int64(pcur[a + 1]) << 8)
-                   | (np.int64(pcur[a + 2]) << 16))
-            if ng_ != g or np_ != p:
-                table[cell] += x - last
-                last = x
-                if ng_ != g:
-                    g = ng_
-                    gi = lookup(ghash, gt_keys, g)
-                if np_ != p:
-                    p = np_
-                    pj = lookup(phash, pred_keys, p)
-                    if pj == pred_keys.size and unknown[1] == 0:
-                        unknown[0] = p
-                        unknown[1] = 1
-                cell = gi * ncol + pj
+            p = (np.int64(pcur[a]) | (np.int64(pcur[a + 1]) << 8)
+                 | (np.int64(pcur[a + 2]) << 16))
+            # every listed pixel starts a new run (its ids may equal the last ones: a change of
+            # the alpha byte only, or of the other map); no branch on which id changed
+            table[cell] += x - last
+            last = x
+            gi = lookup(ghash, gt_keys, g)
+            pj = lookup(phash, pred_keys, p)
+            if pj == pred_keys.size and unknown[1] == 0:
+                unknown[0] = p
+                unknown[1] = 1
+            cell = gi * ncol + pj
             while i < ng and gev[i] <= x:
                 i += 1
             while j < npv and pev[j] <= x:
