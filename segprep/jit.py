@@ -18,6 +18,42 @@ from typing import Any
 _LOCK = threading.Lock()
 _KERNELS: dict[tuple[Callable, tuple], Any] = {}
 _CACHE_OK: bool | None = None
+_LEAN = False
+
+
+def lean_process() -> None:
+    """Declare this process a segprep command (the CLI's entry point calls this first).
+
+    numba checks for SciPy's BLAS when it first compiles or loads a kernel, importing SciPy
+    (about 0.15 s here, the largest part of a command's start after numba itself). No segprep
+    kernel uses numba's linear algebra (``np.dot``, ``np.linalg``), so in a command process that
+    check is answered "no BLAS" without importing SciPy. Library users are unaffected unless they
+    call this; in their processes numba behaves as it always does.
+    """
+    global _LEAN
+    _LEAN = True
+
+
+def _skip_blas_check() -> None:
+    """With :func:`lean_process`: load numba's array-math module while ``scipy.linalg.cython_blas``
+    cannot be imported, so that numba records that it has no BLAS (its ``_check_blas`` catches
+    the ImportError) without importing SciPy. Does nothing once that module is loaded."""
+    import sys
+
+    if not _LEAN or "numba.np.arraymath" in sys.modules:
+        return
+    name = "scipy.linalg.cython_blas"
+    before = sys.modules.get(name, _ABSENT)
+    if before is not _ABSENT:
+        return  # SciPy's BLAS is loaded already: nothing to save
+    sys.modules[name] = None  # type: ignore[assignment]  # "import name" raises ImportError
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        del sys.modules[name]
+
+
+_ABSENT = object()
 
 
 def cache_dir() -> Path:
@@ -69,6 +105,7 @@ def kernel(fn: Callable, **options: Any) -> Any:
         if compiled is None:
             import numba
 
+            _skip_blas_check()
             cache = _setup_cache()
             try:
                 compiled = numba.njit(cache=cache, nogil=True, **options)(fn)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
@@ -87,23 +88,32 @@ def _unfilter(raw, height, stride, bpp, out):  # pragma: no cover - runs compile
     return 0
 
 
-def decode(data: bytes, where: str | os.PathLike = "", key: str | None = None
-           ) -> np.ndarray | None:
-    """Decode a non-interlaced 8/16-bit gray, gray+alpha, RGB or RGBA PNG.
+class Idat(NamedTuple):
+    """A PNG's IHDR fields and its zlib stream (all IDAT chunks, joined), as :func:`parse_idat`
+    returns them."""
+
+    width: int
+    height: int
+    depth: int
+    color: int
+    interlace: int
+    stream: bytes | memoryview
+
+
+def parse_idat(data: bytes, where: str | os.PathLike = "") -> Idat:
+    """Check a PNG's container (signature, chunk layout, IHDR and IDAT CRCs) and gather its
+    image data.
 
     Args:
         data: the file's bytes.
         where: the file name, for error messages.
-        key: decode into this thread's scratch array of that name (:func:`segprep.io.scratch.scratch`;
-            overwritten by the next call with the same key in the same thread).
 
     Returns:
-        ``(H, W)`` or ``(H, W, C)`` uint8/uint16 samples (native byte order), as
-        :func:`segprep.io.read_png`; or None for a kind handled only there (palette, bit depth
-        below 8, interlaced).
+        :class:`Idat` (any colour type, depth and interlace method; ``stream`` is a view of
+        ``data`` when there is one IDAT chunk).
 
     Raises:
-        SegprepError: not a PNG, truncated, a bad CRC, corrupt image data.
+        SegprepError: not a PNG, truncated, a bad CRC, no image data, an empty size.
     """
     import imagecodecs
 
@@ -136,23 +146,70 @@ def decode(data: bytes, where: str | os.PathLike = "", key: str | None = None
         raise SegprepError(where, "corrupt or truncated PNG (no IHDR chunk)")
     width, height, depth, color, _comp, _filt, interlace = header
     if interlace != 0 or color not in _CHANNELS or depth not in (8, 16):
-        return None
+        return Idat(width, height, depth, color, interlace, b"")
     if not done or not idat:
         raise SegprepError(where, "truncated PNG (no image data end)")
     if width == 0 or height == 0:
         raise SegprepError(where, f"corrupt PNG (size {width}x{height})")
-    channels = _CHANNELS[color]
-    bpp = channels * depth // 8
-    stride = width * bpp
-    size = height * (stride + 1)
-    raw_buf = scratch("png_fast_raw", (size,), np.uint8)
     stream = idat[0] if len(idat) == 1 else b"".join(idat)
+    return Idat(width, height, depth, color, interlace, stream)
+
+
+def fast_kind(info: Idat) -> bool:
+    """Whether :func:`decode` (and :func:`inflate`) handle this PNG: non-interlaced, 8/16-bit
+    gray, gray+alpha, RGB or RGBA."""
+    return info.interlace == 0 and info.color in _CHANNELS and info.depth in (8, 16)
+
+
+def inflate(info: Idat, where: str | os.PathLike = "", key: str = "png_fast_raw") -> np.ndarray:
+    """Inflate a :func:`fast_kind` PNG's image data (libdeflate, Adler-32 checked): the filtered
+    rows, ``(height * (stride + 1),)`` uint8, each a filter-type byte then ``stride = width *
+    bytes per pixel`` bytes, in this thread's scratch array ``key`` (overwritten by the next call
+    with the same key in the same thread).
+
+    Raises:
+        SegprepError: corrupt or truncated image data.
+    """
+    import imagecodecs
+
+    stride = info.width * _CHANNELS[info.color] * info.depth // 8
+    size = info.height * (stride + 1)
+    raw_buf = scratch(key, (size,), np.uint8)
     try:
-        raw = imagecodecs.deflate_decode(stream, out=raw_buf)  # type: ignore[arg-type]
+        raw = imagecodecs.deflate_decode(info.stream, out=raw_buf)  # type: ignore[arg-type]
     except Exception as exc:  # imagecodecs raises DeflateError
         raise SegprepError(where, f"corrupt or truncated PNG image data ({exc})") from None
     if len(raw) != size:
         raise SegprepError(where, f"truncated PNG image data ({len(raw)} of {size} bytes)")
+    return raw_buf
+
+
+def decode(data: bytes, where: str | os.PathLike = "", key: str | None = None
+           ) -> np.ndarray | None:
+    """Decode a non-interlaced 8/16-bit gray, gray+alpha, RGB or RGBA PNG.
+
+    Args:
+        data: the file's bytes.
+        where: the file name, for error messages.
+        key: decode into this thread's scratch array of that name (:func:`segprep.io.scratch.scratch`;
+            overwritten by the next call with the same key in the same thread).
+
+    Returns:
+        ``(H, W)`` or ``(H, W, C)`` uint8/uint16 samples (native byte order), as
+        :func:`segprep.io.read_png`; or None for a kind handled only there (palette, bit depth
+        below 8, interlaced).
+
+    Raises:
+        SegprepError: not a PNG, truncated, a bad CRC, corrupt image data.
+    """
+    info = parse_idat(data, where)
+    if not fast_kind(info):
+        return None
+    width, height, depth, color = info.width, info.height, info.depth, info.color
+    channels = _CHANNELS[color]
+    bpp = channels * depth // 8
+    stride = width * bpp
+    raw_buf = inflate(info, where)
     shape = (height, width) if channels == 1 else (height, width, channels)
     dtype = np.uint8 if depth == 8 else np.uint16
     out = scratch(key, shape, dtype) if key else np.empty(shape, dtype)
