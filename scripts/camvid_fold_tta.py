@@ -1,0 +1,55 @@
+"""Score a CamVid fold model on its held-out drive four ways: plain, flip TTA (as ``segprep
+predict --tta flip``), AdaBN (BatchNorm statistics re-estimated on the held-out frames, no
+labels) and AdaBN + flip; prints one JSON line of mIoU (frames resized to 240x180, as the
+trainer validates).
+
+    python scripts/camvid_fold_tta.py RUN_DIR RUN_DIR/lists/0001TP.odgt
+
+RUN_DIR is a ``HOLDOUT=SEQ scripts/train_camvid.sh`` run; its ``last.pt`` (the budget's final
+weights, the EMA when the run kept one) is scored.
+"""
+import json
+import sys
+
+import torch
+
+from segprep.metrics import ConfusionMatrix, confusion_matrix_torch
+from segprep.train.checkpoint import load_model
+from segprep.train.data import SegDataset, pad_collate, read_records, to_model_input
+
+run, val = sys.argv[1], sys.argv[2]
+dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+model, meta = load_model(run + "/last.pt", dev)
+K = meta["num_classes"]
+ds = SegDataset(read_records(val), K, meta["ignore_index"], size=(240, 180), augment=False)
+loader = torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=pad_collate)
+
+
+def score(flip):
+    model.eval()
+    acc = torch.zeros((K, K + 1), dtype=torch.int64, device=dev)
+    with torch.no_grad():
+        for imgs, masks in loader:
+            x = to_model_input(imgs, dev)
+            logits = model(x)
+            if flip:
+                logits = logits + model(x.flip(-1)).flip(-1)
+            acc += confusion_matrix_torch(masks.to(dev), logits.argmax(1), K, 255)
+    cm = ConfusionMatrix(K, 255)
+    cm.merge(acc.cpu().numpy())
+    return round(float(cm.scores().miou), 4)
+
+
+out = {"plain": score(False), "flip": score(True)}
+# AdaBN: cumulative BatchNorm statistics over the held-out frames (train mode, no grad)
+for m in model.modules():
+    if isinstance(m, torch.nn.BatchNorm2d):
+        m.reset_running_stats()
+        m.momentum = None
+model.train()
+with torch.no_grad():
+    for imgs, _ in loader:
+        model(to_model_input(imgs, dev))
+out["adabn"] = score(False)
+out["adabn+flip"] = score(True)
+print(json.dumps({"run": run, **out}))
