@@ -276,24 +276,14 @@ def pair_table(gt: np.ndarray, pred: np.ndarray, gt_keys: np.ndarray, pred_keys:
             int(unknown[0]) if unknown[1] else None)
 
 
-def _read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise SegprepError(path, "no such file") from None
-    except OSError as exc:
-        raise SegprepError(path, f"cannot read: {exc.strerror or exc}") from None
-
-
 def _read_rgb(path: str, key: str, data: bytes | None = None) -> np.ndarray:
     """An 8-bit RGB(A) PNG's samples (``data``: the file's bytes, when already read); anything
     else (gray, 16-bit, palette: the reference reads palette indices there, not colours) is
     refused."""
-    from segprep.io import png_fast, read_png
+    from segprep.io import png_fast, read_bytes, read_png
 
     if data is None:
-        data = _read_file(path)
+        data = read_bytes(path)
     arr = png_fast.decode(data, path, key)
     if arr is None:
         if len(data) > 25 and data[25] == 3:
@@ -330,10 +320,11 @@ def evaluate_frame(job: FrameJob) -> dict[int, list]:
             segment absent from its PNG.
     """
     from segprep.evaluation.panoptic_png import pair_table_png, rgb_png
+    from segprep.io import read_bytes
 
-    gdata = _read_file(job.gt_png)
+    gdata = read_bytes(job.gt_png)
     ginfo = rgb_png(gdata, job.gt_png)
-    pdata = _read_file(job.pred_png)
+    pdata = read_bytes(job.pred_png)
     pinfo = rgb_png(pdata, job.pred_png)
     gt_keys = np.unique(np.array(job.gt_ids + (VOID,), np.int64))
     pred_keys = np.unique(np.array(job.pred_ids + (VOID,), np.int64))
