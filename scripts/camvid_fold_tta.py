@@ -12,10 +12,11 @@ import json
 import sys
 
 import torch
+from torch import nn
 
-from segprep.metrics import ConfusionMatrix, confusion_matrix_torch
 from segprep.train.checkpoint import load_model
 from segprep.train.data import SegDataset, pad_collate, read_records, to_model_input
+from segprep.train.loop import evaluate
 
 run, val = sys.argv[1], sys.argv[2]
 dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -25,18 +26,20 @@ ds = SegDataset(read_records(val), K, meta["ignore_index"], size=(240, 180), aug
 loader = torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=pad_collate)
 
 
-def score(flip):
-    model.eval()
-    acc = torch.zeros((K, K + 1), dtype=torch.int64, device=dev)
-    with torch.no_grad():
-        for imgs, masks in loader:
-            x = to_model_input(imgs, dev)
-            logits = model(x)
-            if flip:
-                logits = logits + model(x.flip(-1)).flip(-1)
-            acc += confusion_matrix_torch(masks.to(dev), logits.argmax(1), K, 255)
-    cm = ConfusionMatrix(K, 255)
-    cm.merge(acc.cpu().numpy())
+class Flip(nn.Module):
+    """The model's logits plus those of the mirrored frame, mirrored back (flip TTA)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) + self.inner(x.flip(-1)).flip(-1)
+
+
+def score(flip: bool) -> float:
+    """mIoU on the held-out frames, through the trainer's own validation (fp32)."""
+    cm = evaluate(Flip(model) if flip else model, loader, K, dev)
     return round(float(cm.scores().miou), 4)
 
 
