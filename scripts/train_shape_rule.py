@@ -32,6 +32,8 @@ Commands::
     python scripts/train_shape_rule.py [--seed N] loco [--models forest-15x6,shipped]
                                                           # candidate models, leave-one-city-out
     python scripts/train_shape_rule.py fit [--model shipped] [--out segprep/convert/shape_model.json]
+    python scripts/train_shape_rule.py misses --pair pole/polegroup --cities hamburg,tubingen \
+        [--top 8] [--out runs/misses.png]                 # what leave-one-city-out gets wrong
 
 Model names: ``tree-DEPTH``, ``forest-TREESxDEPTH[-MIN_LEAF_WEIGHT_FRACTION[-MAX_FEATURES]]``,
 ``hgb-ITERATIONS``, each with an optional ``+sqrt`` (sample weights, see :func:`samples`), and
@@ -68,7 +70,7 @@ from segprep.convert.colors import (  # noqa: E402
     neighbour_groups,
     region_features,
 )
-from segprep.io import find_files, read_png, run_batch  # noqa: E402
+from segprep.io import find_files, read_png, run_batch, write_png  # noqa: E402
 
 PAIRS = {  # name -> BDD100K labels sharing one color, in rule order
     "person/sign": ("person", "parking sign"),
@@ -424,6 +426,96 @@ def rulegrid(args) -> int:
     return 0
 
 
+def misses(args) -> int:
+    """Leave-one-city-out for one color and a few pool cities: print each label's missed pixels
+    (regions given the other label), the share of them in single-stroke regions (every row
+    crossed once: a bar, the shape of one pole) and the regions of the same label given right,
+    and draw the largest missed regions (official labels in the Cityscapes colors, the region
+    outlined in white, the model's probability of the true label below) into one PNG."""
+    import cv2
+
+    data = load_cache(Path(args.cache))
+    held = test_cities(data)
+    pool = [c for c in data if c not in held]
+    p = args.pair
+    if p not in PAIRS:
+        raise SystemExit(f"--pair must be one of {', '.join(PAIRS)}")
+    cities = args.cities.split(",") if args.cities else pool
+    unknown = [c for c in cities if c not in pool]
+    if unknown:
+        raise SystemExit(f"not pool cities (test cities stay unseen): {', '.join(unknown)}")
+    cs = class_maps.load("cityscapes")
+    colors_of = np.zeros((256, 3), np.uint8)
+    for i, c in zip(cs.ids, cs.colors):
+        if 0 <= i < 256:
+            colors_of[i] = c
+    files = city_frames(Path(args.data))
+    member = np.isin(cs_to_bdd_lut(), _bdd_ids(PAIRS[p])).astype(np.uint8)  # Cityscapes id → in
+    stroke = SCALARS.index("strokes")
+    multirun = SCALARS.index("multirun")
+    box = [SCALARS.index(k) for k in ("x", "y", "w", "h")]
+    tiles = []
+    for city in cities:
+        x, y, frame = data[city][p]
+        train = [(data[o][p][0], data[o][p][1], data[o]["size"]) for o in pool if o != city]
+        xs, lab, w = samples(train, CONTOURS[p], model_spec("shipped", p)[1])
+        m = make_model("shipped", p)
+        m.fit(xs, lab, sample_weight=w)
+        proba = m.predict_proba(colors.model_inputs(as_features(x, *data[city]["size"],
+                                                                contours=CONTOURS[p])))
+        pred = m.classes_[proba.argmax(axis=1)]
+        single = (x[:, stroke] <= 1) & (x[:, multirun] == 0)
+        print(f"{city} {p}: balanced {100 * balanced(y, pred):.1f} % (ceiling "
+              f"{100 * ceiling(y):.1f} %)")
+        for j, name in enumerate(PAIRS[p]):
+            missed = (pred != j) & (y[:, j] > 0)
+            tot = int(y[:, j].sum())
+            if not tot:
+                continue
+            lost = int(y[missed, j].sum())
+            print(f"  {name}: {lost:,} of {tot:,} px missed ({100 * lost / tot:.1f} %), "
+                  f"{100 * y[missed & single, j].sum() / max(lost, 1):.0f} % of them in "
+                  f"single-stroke regions; {int((y[:, j] > 0).sum())} regions hold it")
+        worst = np.flatnonzero((y.argmax(axis=1) != pred) & (y.sum(axis=1) > 0))
+        worst = worst[np.argsort(-y[worst].max(axis=1))][:args.top]
+        for k in worst:
+            f = int(frame[k])
+            truth = read_png(files[city][f])
+            # the region's label: cached rows of a frame are its regions in connected-component
+            # order (region_features labels them with the same OpenCV call)
+            label = int(np.count_nonzero(frame[:k] == f)) + 1
+            _, regions = cv2.connectedComponents(member[truth].view(np.uint8), connectivity=8)
+            bx, by, bw, bh = (int(v) for v in x[k, box])
+            pad = max(8, bh // 4)
+            y0, x0 = max(0, by - pad), max(0, bx - pad)
+            y1, x1 = by + bh + pad, bx + bw + pad
+            rgb = colors_of[truth[y0:y1, x0:x1]]
+            region = (regions[y0:y1, x0:x1] == label).astype(np.uint8)
+            cnts, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            scale = 180.0 / max(rgb.shape[:2])
+            rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+            cv2.drawContours(rgb, [(c * scale).astype(np.int32) for c in cnts], -1,
+                             (255, 255, 255), 1)
+            tile = np.zeros((200, 180, 3), np.uint8)
+            tile[:rgb.shape[0], :rgb.shape[1]] = rgb
+            true = int(y[k].argmax())
+            cv2.putText(tile, f"{city[:9]} {PAIRS[p][true][:7]} p={proba[k, true]:.2f}",
+                        (2, 195), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1)
+            tiles.append(tile)
+    if tiles:
+        cols = 6
+        tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % cols)
+        grid = np.vstack([np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)])
+        write_png(args.out, grid)
+        print(f"wrote {args.out} ({len(tiles)} tiles)", file=sys.stderr)
+    return 0
+
+
+def _bdd_ids(names) -> list[int]:
+    bdd = class_maps.load("bdd100k")
+    return [int(bdd.ids[bdd.index_of(n)]) for n in names]
+
+
 def export_forest(model, labels, contours: bool) -> dict:
     """A fitted RandomForestClassifier / DecisionTreeClassifier → the model-file entry read by
     :meth:`segprep.convert.colors.ForestRule.from_dict`."""
@@ -524,10 +616,15 @@ def main() -> int:
     ft = sub.add_parser("fit")
     ft.add_argument("--model", default="shipped")
     ft.add_argument("--out", default=str(ROOT / "segprep" / "convert" / colors.SHAPE_MODEL))
+    ms = sub.add_parser("misses")
+    ms.add_argument("--pair", default="pole/polegroup")
+    ms.add_argument("--cities", default="", help="pool cities, comma-separated (default: all)")
+    ms.add_argument("--top", type=int, default=6, help="largest missed regions drawn per city")
+    ms.add_argument("--out", default=str(ROOT / "runs" / "misses.png"))
     args = ap.parse_args()
     MODEL_SEED[0] = args.seed
     return {"extract": extract, "report": report, "loco": loco, "fit": fit,
-            "rulegrid": rulegrid}[args.cmd](args)
+            "rulegrid": rulegrid, "misses": misses}[args.cmd](args)
 
 
 if __name__ == "__main__":
