@@ -67,6 +67,7 @@ from segprep.convert.colors import (  # noqa: E402
     PoleGroupRule,
     RegionFeatures,
     VoidRule,
+    encode_colors,
     neighbour_groups,
     region_features,
 )
@@ -112,7 +113,7 @@ def frame_regions(item: tuple[int, str]) -> tuple[int, dict]:
     groups = neighbour_groups(bdd)
     out = {}
     for pair, names in PAIRS.items():
-        ids = [int(bdd.ids[bdd.index_of(n)]) for n in names]
+        ids = _bdd_ids(names)
         mask = np.isin(truth, ids)
         labels, f = region_features(mask, contours=True, values=truth, value_groups=groups)
         n = len(f)
@@ -347,11 +348,17 @@ def make_model(name: str, pair: str = ""):
     raise ValueError(name)
 
 
-def fit_predict(name: str, pair: str, train, test) -> np.ndarray:
-    """Labels of the test regions by a model trained on ``train`` (lists of (X, Y, size))."""
+def fit_model(name: str, pair: str, train):
+    """Model ``name`` fitted on the regions of ``train`` (lists of (X, Y, size)) of ``pair``."""
     x, lab, w = samples(train, CONTOURS[pair], model_spec(name, pair)[1])
     m = make_model(name, pair)
     m.fit(x, lab, sample_weight=w)
+    return m
+
+
+def fit_predict(name: str, pair: str, train, test) -> np.ndarray:
+    """Labels of the test regions by a model trained on ``train`` (lists of (X, Y, size))."""
+    m = fit_model(name, pair, train)
     x_test, _, size = test
     pred = m.predict(colors.model_inputs(as_features(x_test, *size, contours=CONTOURS[pair])))
     return pred.astype(np.int64)
@@ -428,10 +435,10 @@ def rulegrid(args) -> int:
 
 def misses(args) -> int:
     """Leave-one-city-out for one color and a few pool cities: print each label's missed pixels
-    (regions given the other label), the share of them in single-stroke regions (every row
-    crossed once: a bar, the shape of one pole) and the regions of the same label given right,
-    and draw the largest missed regions (official labels in the Cityscapes colors, the region
-    outlined in white, the model's probability of the true label below) into one PNG."""
+    (regions given another label), the share of them in single-stroke regions (every row
+    crossed once: a bar, the shape of one pole) and how many regions hold the label, and draw
+    the largest missed regions (official labels in the Cityscapes colors, the region outlined
+    in white, the model's probability of the true label below) into one PNG."""
     import cv2
 
     data = load_cache(Path(args.cache))
@@ -444,11 +451,6 @@ def misses(args) -> int:
     unknown = [c for c in cities if c not in pool]
     if unknown:
         raise SystemExit(f"not pool cities (test cities stay unseen): {', '.join(unknown)}")
-    cs = class_maps.load("cityscapes")
-    colors_of = np.zeros((256, 3), np.uint8)
-    for i, c in zip(cs.ids, cs.colors):
-        if 0 <= i < 256:
-            colors_of[i] = c
     files = city_frames(Path(args.data))
     member = np.isin(cs_to_bdd_lut(), _bdd_ids(PAIRS[p])).astype(np.uint8)  # Cityscapes id → in
     stroke = SCALARS.index("strokes")
@@ -458,9 +460,7 @@ def misses(args) -> int:
     for city in cities:
         x, y, frame = data[city][p]
         train = [(data[o][p][0], data[o][p][1], data[o]["size"]) for o in pool if o != city]
-        xs, lab, w = samples(train, CONTOURS[p], model_spec("shipped", p)[1])
-        m = make_model("shipped", p)
-        m.fit(xs, lab, sample_weight=w)
+        m = fit_model("shipped", p, train)
         proba = m.predict_proba(colors.model_inputs(as_features(x, *data[city]["size"],
                                                                 contours=CONTOURS[p])))
         pred = m.classes_[proba.argmax(axis=1)]
@@ -489,7 +489,7 @@ def misses(args) -> int:
             pad = max(8, bh // 4)
             y0, x0 = max(0, by - pad), max(0, bx - pad)
             y1, x1 = by + bh + pad, bx + bw + pad
-            rgb = colors_of[truth[y0:y1, x0:x1]]
+            rgb = encode_colors(truth[y0:y1, x0:x1], "cityscapes")
             region = (regions[y0:y1, x0:x1] == label).astype(np.uint8)
             cnts, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
             scale = 180.0 / max(rgb.shape[:2])
@@ -512,6 +512,7 @@ def misses(args) -> int:
 
 
 def _bdd_ids(names) -> list[int]:
+    """BDD100K label ids of label ``names``."""
     bdd = class_maps.load("bdd100k")
     return [int(bdd.ids[bdd.index_of(n)]) for n in names]
 
@@ -549,9 +550,7 @@ def fit(args) -> int:
     rules = {}
     for p in PAIRS:
         parts = [(data[c][p][0], data[c][p][1], data[c]["size"]) for c in pool]
-        x, lab, w = samples(parts, CONTOURS[p], model_spec(args.model, p)[1])
-        m = make_model(args.model, p)
-        m.fit(x, lab, sample_weight=w)
+        m = fit_model(args.model, p, parts)
         entry = export_forest(m, PAIRS[p], CONTOURS[p])
         entry["max_rel_area"] = float(max(q[0][:, SCALARS.index("rel_area")].max() for q in parts))
         rule = colors.ForestRule.from_dict(entry)
