@@ -167,7 +167,7 @@ def extract(args) -> int:
         per = {p: ([], [], []) for p in PAIRS}
         size = None
         for out in run_batch(frame_regions, [(i, str(f)) for i, f in enumerate(files)],
-                                jobs=args.jobs, desc=city, unit="frame"):
+                                jobs=args.jobs, desc=city, unit="frame", ordered=True):
             if not out.ok:
                 print(out.error, file=sys.stderr)
                 return 1
