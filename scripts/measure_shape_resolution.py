@@ -18,7 +18,8 @@ mean; always answering the majority label scores 50 %), next to two references: 
 every connected region the label that truly covers most of it (the ceiling of region-level
 labelling) and ``naive`` is a plain extent-and-aspect rule (compact, not elongated → sign /
 polegroup). ``segprep`` is what ``decode_colors`` does by default: the learned rules shipped in
-``segprep/convert/shape_model.json``, trained by ``scripts/train_shape_rule.py`` on 15 Cityscapes
+``segprep/convert/shape_net.npz`` (person / sign, pole / polegroup) and ``shape_model.json``
+(void), trained by ``scripts/train_shape_rule.py`` on 15 Cityscapes
 train cities, aachen among them (so ``train`` here is a training city; ``val``/lindau was held
 out, and ``bdd2018`` is a transfer check on another camera). ``--hand`` measures the hand-written
 rules (``HAND_RULES``) instead. The city-by-city cross-validated figures come from
@@ -47,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from segprep import class_maps  # noqa: E402
 from segprep.convert.colors import (  # noqa: E402
     HAND_RULES,
+    classify_regions,
     decode_colors,
     encode_colors,
     neighbour_groups,
@@ -99,9 +101,11 @@ def _compare(pred: np.ndarray, truth: np.ndarray, ids: tuple[int, ...], color_ma
         lut[i] = j
     t, p = lut[truth[color_mask]], lut[pred[color_mask]]
     out = {"segprep": np.bincount(t * (k + 1) + p, minlength=(k + 1) ** 2).reshape(k + 1, k + 1)}
-    labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True),
-                                    values=truth,
-                                    value_groups=neighbour_groups(cm))
+    if rule is not None:
+        labels, feats, chosen = classify_regions(rule, color_mask, truth, cm)
+    else:
+        labels, feats = region_features(color_mask, values=truth,
+                                        value_groups=neighbour_groups(cm))
     n = len(feats)
     tl = lut[truth]
     per_region = np.zeros((n + 1, k + 1), np.int64)
@@ -114,7 +118,6 @@ def _compare(pred: np.ndarray, truth: np.ndarray, ids: tuple[int, ...], color_ma
             np.add.at(conf[j], choice, per_region[:, j])
         out[name] = conf
     if rows is not None and rule is not None:
-        chosen = rule.classify(feats)
         for r in range(n):
             rows.append({"source": source, "split": split, "frame": frame, "region": r + 1,
                          **{f"true_{ids[j]}": int(per_region[r, j]) for j in range(k)},

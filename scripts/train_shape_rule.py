@@ -7,8 +7,10 @@ sign, so real sign shapes share (220, 20, 60) with real people; rectification bo
 → unlabeled). For the three shared colors (person / parking sign, pole / polegroup, and the black
 unlabeled / ego vehicle / static) every 8-connected region is measured once with
 :func:`segprep.convert.colors.region_features` (shape, position and the groups of colors around
-it) together with its true pixel count of each label. The table is cached per city
-(``--cache``, default ``runs/shape_features/``, git-ignored); later runs only replay rules on it.
+it) together with its true pixel count of each label, and for person / sign and pole / polegroup
+also its context thumbnail (:func:`segprep.convert.region_net.region_thumbnails`). The table is
+cached per city (``--cache``, default ``runs/shape_features/``, git-ignored); later runs only
+replay rules on it.
 
 Scores, per city (all its frames pooled): balanced pixel accuracy = mean over the labels of the
 color of their pixel recall (always answering one label scores 50 % for a pair, 33 % for the
@@ -22,8 +24,8 @@ all tuning and training. Model selection uses leave-one-city-out over the 15 oth
 trained on all 15 and scored once on the test cities (the figures of the README and the floors
 of ``tests/test_colors.py``).
 
-Training and ``loco`` need scikit-learn (``pip install scikit-learn``; 1.9.1 trained the shipped
-model); segprep itself evaluates the shipped forests with numpy only.
+Forests need scikit-learn (``pip install scikit-learn``; 1.9.1 trained the shipped void forest),
+networks PyTorch (a segprep dependency); segprep itself evaluates both with numpy only.
 
 Commands::
 
@@ -32,11 +34,13 @@ Commands::
     python scripts/train_shape_rule.py [--seed N] loco [--models forest-15x6,shipped]
                                                           # candidate models, leave-one-city-out
     python scripts/train_shape_rule.py fit [--model shipped] [--out segprep/convert/shape_model.json]
+                                           [--out-net segprep/convert/shape_net.npz]
     python scripts/train_shape_rule.py misses --pair pole/polegroup --cities hamburg,tubingen \
         [--top 8] [--out runs/misses.png]                 # what leave-one-city-out gets wrong
 
 Model names: ``tree-DEPTH``, ``forest-TREESxDEPTH[-MIN_LEAF_WEIGHT_FRACTION[-MAX_FEATURES]]``,
-``hgb-ITERATIONS``, each with an optional ``+sqrt`` (sample weights, see :func:`samples`), and
+``hgb-ITERATIONS``, ``net-WIDTHxEPOCHS`` (a :class:`~segprep.convert.region_net.RegionNet`, see
+:func:`fit_net`), each with an optional ``+sqrt`` (sample weights, see :func:`samples`), and
 ``shipped`` (per color, :data:`SHIPPED`). A forest's result moves with its
 seed by up to about a point on a city (one polegroup region can weigh as much as all of a city's
 poles), so compare candidates over a few ``--seed`` values.
@@ -71,6 +75,15 @@ from segprep.convert.colors import (  # noqa: E402
     neighbour_groups,
     region_features,
 )
+from segprep.convert.region_net import (  # noqa: E402
+    SAME_COLOR,
+    SHAPE_NET,
+    THUMB_CHANNELS,
+    RegionNet,
+    load_shape_net,
+    mirror_inputs,
+    region_thumbnails,
+)
 from segprep.io import find_files, read_png, run_batch, write_png  # noqa: E402
 
 PAIRS = {  # name -> BDD100K labels sharing one color, in rule order
@@ -83,6 +96,8 @@ SCALARS = ("area", "x", "y", "w", "h", "rel_area", "bottom", "rel_height", "exte
            "corners")
 COLUMNS = SCALARS + ("touch_top", "touch_bottom", "touch_left", "touch_right") + tuple(
     f"near_{g}" for g in NEIGHBOUR_GROUPS)
+NET_PAIRS = ("person/sign", "pole/polegroup")
+"""The colors whose regions the cache also keeps as thumbnails (for ``net-*`` models)."""
 SEED = 13  # draws the test cities; also the default seed of the models (--seed)
 MODEL_SEED = [SEED]
 
@@ -106,7 +121,8 @@ def test_cities(cities) -> list[str]:
 
 def frame_regions(item: tuple[int, str]) -> tuple[int, dict]:
     """Per shared color of frame ``item = (index, path)``: ``(X (n, F) float64, Y (n, k) int64
-    true pixels per label, (H, W))``."""
+    true pixels per label, (H, W), T)`` with ``T`` the regions' ``region_thumbnails`` (uint8, for
+    :data:`NET_PAIRS`; None for the others)."""
     index, path = item
     bdd = class_maps.load("bdd100k")
     truth = cs_to_bdd_lut()[read_png(path)]
@@ -121,7 +137,10 @@ def frame_regions(item: tuple[int, str]) -> tuple[int, dict]:
         lut[ids] = np.arange(len(ids))
         y = np.zeros((n + 1, len(ids) + 1), np.int64)
         np.add.at(y, (labels[mask], lut[truth[mask]]), 1)
-        out[pair] = (features_matrix(f), y[1:, :len(ids)], (f.height, f.width))
+        thumbs = None
+        if pair in NET_PAIRS:
+            thumbs = region_thumbnails(labels, f, np.where(mask, SAME_COLOR, groups[truth]))
+        out[pair] = (features_matrix(f), y[1:, :len(ids)], (f.height, f.width), thumbs)
     return index, out
 
 
@@ -164,7 +183,7 @@ def extract(args) -> int:
             continue
         t0 = time.perf_counter()
         arrays: dict = {}
-        per = {p: ([], [], []) for p in PAIRS}
+        per: dict[str, tuple[list, ...]] = {p: ([], [], [], []) for p in PAIRS}
         size = None
         for out in run_batch(frame_regions, [(i, str(f)) for i, f in enumerate(files)],
                                 jobs=args.jobs, desc=city, unit="frame", ordered=True):
@@ -172,16 +191,20 @@ def extract(args) -> int:
                 print(out.error, file=sys.stderr)
                 return 1
             i, value = out.value
-            for pair, (x, y, hw) in value.items():
+            for pair, (x, y, hw, t) in value.items():
                 per[pair][0].append(x)
                 per[pair][1].append(y)
                 per[pair][2].append(np.full(len(x), i, np.int32))
+                if t is not None:
+                    per[pair][3].append(t)
                 size = hw
-        for pair, (xs, ys, fs) in per.items():
+        for pair, (xs, ys, fs, ts) in per.items():
             key = pair.replace("/", "_")
             arrays[f"{key}_X"] = np.concatenate(xs)
             arrays[f"{key}_Y"] = np.concatenate(ys)
             arrays[f"{key}_frame"] = np.concatenate(fs)
+            if ts:
+                arrays[f"{key}_T"] = np.concatenate(ts)
         arrays["size"] = np.array(size)
         arrays["frames"] = np.array([f.name for f in files])
         tmp = dest.with_suffix(".tmp.npz")
@@ -192,7 +215,8 @@ def extract(args) -> int:
 
 
 def load_cache(cache: Path) -> dict[str, dict]:
-    """City → {pair: (X, Y, frame)} (+ "size", "frames")."""
+    """City → {pair: (X, Y, frame)} (+ "size", "frames", "thumbs": {pair: T} of the
+    :data:`NET_PAIRS`)."""
     out = {}
     for f in sorted(cache.glob("*.npz")):
         if f.name.endswith(".tmp.npz"):
@@ -200,6 +224,11 @@ def load_cache(cache: Path) -> dict[str, dict]:
         z = np.load(f)
         d = {p: (z[f"{p.replace('/', '_')}_X"], z[f"{p.replace('/', '_')}_Y"],
                  z[f"{p.replace('/', '_')}_frame"]) for p in PAIRS}
+        missing = [p for p in NET_PAIRS if f"{p.replace('/', '_')}_T" not in z.files]
+        if missing:
+            raise SystemExit(f"{f}: no thumbnails of {', '.join(missing)} (a cache of an older "
+                             "extract: run extract --force)")
+        d["thumbs"] = {p: z[f"{p.replace('/', '_')}_T"] for p in NET_PAIRS}
         d["size"] = tuple(int(v) for v in z["size"])
         d["frames"] = list(z["frames"])
         out[f.stem] = d
@@ -277,16 +306,24 @@ def report(args) -> int:
     return 0
 
 
-def samples(parts: list[tuple[np.ndarray, np.ndarray, tuple]], contours: bool = True,
-            weight: str = "pixels"):
-    """Training samples of several cities' regions of one color: every (region, label) with true
-    pixels becomes a sample of that label weighted by its pixels (``weight="pixels"``) or their
-    square root (``"sqrt"``: a large region counts more than a small one, but less than its
-    pixels), over the sum of those weights of that label in the city, so that each city and each
-    label weighs the same (with ``pixels`` the classifier then maximises the mean over cities of
-    the balanced accuracy)."""
-    xs, ls, ws = [], [], []
-    for x, y, size in parts:
+def part(data: dict, city: str, pair: str) -> tuple:
+    """``(X, Y, size, T)``: one city's cached regions of ``pair`` (``T`` its thumbnails, None
+    outside :data:`NET_PAIRS`) — what :func:`fit_model` trains on and :func:`model_proba` reads."""
+    d = data[city]
+    return d[pair][0], d[pair][1], d["size"], d["thumbs"].get(pair)
+
+
+def samples(parts: list[tuple], contours: bool = True, weight: str = "pixels",
+            thumbs: bool = False):
+    """Training samples of several cities' regions of one color (``parts``: :func:`part`): every
+    (region, label) with true pixels becomes a sample of that label weighted by its pixels
+    (``weight="pixels"``) or their square root (``"sqrt"``: a large region counts more than a
+    small one, but less than its pixels), over the sum of those weights of that label in the
+    city, so that each city and each label weighs the same (with ``pixels`` the classifier then
+    maximises the mean over cities of the balanced accuracy). Returns ``(inputs, labels,
+    weights)``, plus the samples' thumbnails with ``thumbs``."""
+    xs, ls, ws, ts = [], [], [], []
+    for x, y, size, *rest in parts:
         inp = colors.model_inputs(as_features(x, *size, contours=contours))
         for j in range(y.shape[1]):
             sel = y[:, j] > 0
@@ -300,8 +337,11 @@ def samples(parts: list[tuple[np.ndarray, np.ndarray, tuple]], contours: bool = 
             xs.append(inp[sel])
             ls.append(np.full(sel.sum(), j))
             ws.append(v / v.sum())
+            if thumbs:
+                ts.append(rest[0][sel])
     w = np.concatenate(ws)
-    return np.concatenate(xs), np.concatenate(ls), w * (len(w) / w.sum())
+    out = (np.concatenate(xs), np.concatenate(ls), w * (len(w) / w.sum()))
+    return out + (np.concatenate(ts),) if thumbs else out
 
 
 def model_spec(name: str, pair: str) -> tuple[str, str]:
@@ -313,15 +353,13 @@ def model_spec(name: str, pair: str) -> tuple[str, str]:
     return model, weight or "pixels"
 
 
-SHIPPED = {"person/sign": "forest-20x8-0.002-0.3", "pole/polegroup": "forest-20x8-0.002-0.3",
-           "void": "forest-15x6"}
+SHIPPED = {"person/sign": "net-16x10", "pole/polegroup": "net-16x10", "void": "forest-15x6"}
 """The model of each color that ``fit`` ships (model name ``shipped``), chosen by
-leave-one-city-out over 3 seeds (``loco``): person/sign and pole/polegroup gain from the row
-profile and ``corners`` inputs with 20 deeper trees of larger leaves; the void trio is at its
-ceiling with 15 small trees. ``+sqrt`` weights for pole/polegroup scored better leave-one-city-out
-(mean 88.5 / 88.3 / 89.1 vs 87.0 / 88.0 / 87.9 % over seeds 13 / 1 / 2, worst 49.1 vs 48.9 %) but
-worse on the unseen cities (mean 66.5 vs 72.0 %, worst 58.4 vs 59.9 %) and made a larger file
-(211 vs 193 KiB): not shipped."""
+leave-one-city-out (``loco``). Person/sign and pole/polegroup: a :class:`RegionNet` over the
+region's context thumbnail and inputs (README: it beat the best forest, ``forest-20x8-0.002-0.3``,
+on the mean and the worst city of both colors); the void trio is at its ceiling with 15 small
+trees. Earlier forest findings: ``+sqrt`` weights for pole/polegroup scored better
+leave-one-city-out but worse on the unseen cities and made a larger file: not shipped."""
 
 
 def make_model(name: str, pair: str = ""):
@@ -348,20 +386,108 @@ def make_model(name: str, pair: str = ""):
     raise ValueError(name)
 
 
+def torch_net(channels: int, inputs: int, classes: int, width: int):
+    """The PyTorch twin of :class:`RegionNet` (same layers and state-dict names), for training."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            w = width
+            self.conv = nn.Sequential(
+                nn.Conv2d(channels, w, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Flatten(), nn.Linear(2 * w * 9, 128), nn.ReLU())
+            self.mlp = nn.Sequential(nn.Linear(inputs, 64), nn.ReLU())
+            self.head = nn.Sequential(nn.Linear(192, 64), nn.ReLU(), nn.Dropout(0.2),
+                                      nn.Linear(64, classes))
+
+        def forward(self, t, x):
+            return self.head(torch.cat([self.conv(t), self.mlp(x)], 1))
+
+    return Net()
+
+
+def fit_net(name: str, pair: str, train) -> RegionNet:
+    """``net-WIDTHxEPOCHS``: a :class:`RegionNet` of conv width ``WIDTH`` trained ``EPOCHS``
+    epochs (AdamW, one-cycle learning rate up to 3e-3, batch 256, random mirror images, the
+    sample weights of :func:`samples`) on the regions of ``train`` (:func:`part` tuples); the
+    numpy evaluation is checked against PyTorch's on the training thumbnails."""
+    import torch
+    from torch import nn
+
+    width, epochs = (int(v) for v in model_spec(name, pair)[0].partition("-")[2].split("x"))
+    x, lab, w, t = samples(train, CONTOURS[pair], model_spec(name, pair)[1], thumbs=True)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    torch.manual_seed(MODEL_SEED[0])
+    rng = np.random.default_rng(MODEL_SEED[0])
+    xs = torch.tensor((x - mean) / std, dtype=torch.float32)
+    xm = torch.tensor((mirror_inputs(x) - mean) / std, dtype=torch.float32)
+    ts, labs, ws = torch.from_numpy(t), torch.from_numpy(lab), torch.tensor(w, dtype=torch.float32)
+    net = torch_net(len(THUMB_CHANNELS), x.shape[1], len(PAIRS[pair]), width)
+    opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=1e-4)
+    n, bs = len(labs), 256
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * (-(-n // bs)))
+    net.train()
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(n))
+        for i in range(0, n, bs):
+            idx = order[i:i + bs]
+            flip = torch.rand(len(idx)) < 0.5
+            tb = ts[idx].float() / 4
+            tb = torch.where(flip[:, None, None, None], tb.flip(3), tb)
+            xb = torch.where(flip[:, None], xm[idx], xs[idx])
+            loss = (nn.functional.cross_entropy(net(tb, xb), labs[idx], reduction="none")
+                    * ws[idx]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    weights = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
+    rel = SCALARS.index("rel_area")
+    fallback = next((r for r in colors.HAND_RULES if tuple(r.labels) == PAIRS[pair]), None)
+    rule = RegionNet(PAIRS[pair], weights, mean, std,
+                     float(max(q[0][:, rel].max() for q in train)), fallback)
+    k = min(n, 2000)
+    with torch.no_grad():
+        theirs = net(ts[:k].float() / 4, xs[:k]).softmax(1).numpy()
+    ours = rule._scores(t[:k].astype(np.float32) / 4, x[:k])
+    diff = float(np.abs(ours - theirs).max())
+    if diff > 1e-4:
+        raise SystemExit(f"{pair}: numpy RegionNet differs from PyTorch by {diff:.2e}")
+    return rule
+
+
 def fit_model(name: str, pair: str, train):
-    """Model ``name`` fitted on the regions of ``train`` (lists of (X, Y, size)) of ``pair``."""
+    """Model ``name`` fitted on the regions of ``train`` (:func:`part` tuples) of ``pair``: a
+    :class:`RegionNet` for ``net-*`` names, else a scikit-learn classifier."""
+    if model_spec(name, pair)[0].startswith("net-"):
+        return fit_net(name, pair, train)
     x, lab, w = samples(train, CONTOURS[pair], model_spec(name, pair)[1])
     m = make_model(name, pair)
     m.fit(x, lab, sample_weight=w)
     return m
 
 
+def model_proba(m, pair: str, test) -> np.ndarray:
+    """``(N, K)`` class probabilities of the regions of ``test`` (a :func:`part` tuple) by a
+    model of :func:`fit_model`."""
+    x, _, size, t = test
+    f = as_features(x, *size, contours=CONTOURS[pair])
+    if isinstance(m, RegionNet):
+        return m.proba(f, t)
+    out = np.zeros((len(x), len(PAIRS[pair])))
+    out[:, m.classes_.astype(int)] = m.predict_proba(colors.model_inputs(f))
+    return out
+
+
 def fit_predict(name: str, pair: str, train, test) -> np.ndarray:
-    """Labels of the test regions by a model trained on ``train`` (lists of (X, Y, size))."""
-    m = fit_model(name, pair, train)
-    x_test, _, size = test
-    pred = m.predict(colors.model_inputs(as_features(x_test, *size, contours=CONTOURS[pair])))
-    return pred.astype(np.int64)
+    """Labels of the test regions by a model trained on ``train`` (:func:`part` tuples)."""
+    return model_proba(fit_model(name, pair, train), pair, test).argmax(axis=1).astype(np.int64)
 
 
 def loco(args) -> int:
@@ -380,10 +506,10 @@ def loco(args) -> int:
             c = ceiling(y)
             tables["rules"].setdefault(city, {})[p] = (balanced(y, rule_choice(p, x, d["size"])),
                                                        c)
-            train = [(data[o][p][0], data[o][p][1], data[o]["size"]) for o in pool if o != city]
+            train = [part(data, o, p) for o in pool if o != city]
             for m in models:
                 t0 = time.perf_counter()
-                pred = fit_predict(m, p, train, (x, y, d["size"]))
+                pred = fit_predict(m, p, train, part(data, city, p))
                 tables[m].setdefault(city, {})[p] = (balanced(y, pred), c)
                 print(f"{city} {p} {m}: {100 * tables[m][city][p][0]:.1f} (ceiling {100 * c:.1f},"
                       f" rules {100 * tables['rules'][city][p][0]:.1f}) "
@@ -459,11 +585,9 @@ def misses(args) -> int:
     tiles = []
     for city in cities:
         x, y, frame = data[city][p]
-        train = [(data[o][p][0], data[o][p][1], data[o]["size"]) for o in pool if o != city]
-        m = fit_model("shipped", p, train)
-        proba = m.predict_proba(colors.model_inputs(as_features(x, *data[city]["size"],
-                                                                contours=CONTOURS[p])))
-        pred = m.classes_[proba.argmax(axis=1)]
+        train = [part(data, o, p) for o in pool if o != city]
+        proba = model_proba(fit_model("shipped", p, train), p, part(data, city, p))
+        pred = proba.argmax(axis=1)
         single = (x[:, stroke] <= 1) & (x[:, multirun] == 0)
         print(f"{city} {p}: balanced {100 * balanced(y, pred):.1f} % (ceiling "
               f"{100 * ceiling(y):.1f} %)")
@@ -541,16 +665,38 @@ def export_forest(model, labels, contours: bool) -> dict:
             "inputs": list(colors.MODEL_INPUTS), "trees": out}
 
 
+def save_nets(nets: dict[str, RegionNet], meta: dict, dest: Path) -> None:
+    """Write network rules as the ``.npz`` :func:`segprep.convert.region_net.load_shape_net`
+    reads (temp file + rename)."""
+    arrays = {"meta": np.array(json.dumps(meta))}
+    for p, net in nets.items():
+        arrays[f"{p}/mean"] = net.mean.astype(np.float64)
+        arrays[f"{p}/std"] = net.std.astype(np.float64)
+        arrays.update({f"{p}/{k}": v for k, v in net.weights.items()})
+    tmp = dest.with_name(dest.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    tmp.replace(dest)
+
+
 def fit(args) -> int:
-    """Train the shipped model on the pool cities, check the numpy evaluation against
-    scikit-learn, write it, and score it once on the test cities."""
+    """Train the shipped models on the pool cities (forests: checked numpy against
+    scikit-learn; networks: numpy against PyTorch), write them (forests to ``--out``, networks to
+    ``--out-net``), and score them once on the test cities."""
     data = load_cache(Path(args.cache))
     held = test_cities(data)
     pool = [c for c in data if c not in held]
-    rules = {}
+    rules, nets, names = {}, {}, {}
     for p in PAIRS:
-        parts = [(data[c][p][0], data[c][p][1], data[c]["size"]) for c in pool]
+        parts = [part(data, c, p) for c in pool]
+        names[p] = model_spec(args.model, p)[0] if args.model != "shipped" else SHIPPED[p]
+        t0 = time.perf_counter()
         m = fit_model(args.model, p, parts)
+        if isinstance(m, RegionNet):
+            nets[p] = m
+            print(f"{p}: {names[p]}, {sum(v.size for v in m.weights.values())} weights, numpy "
+                  f"== PyTorch, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            continue
         entry = export_forest(m, PAIRS[p], CONTOURS[p])
         entry["max_rel_area"] = float(max(q[0][:, SCALARS.index("rel_area")].max() for q in parts))
         rule = colors.ForestRule.from_dict(entry)
@@ -563,28 +709,45 @@ def fit(args) -> int:
               f"{int(np.count_nonzero(ours != theirs))} of {len(ours)} regions differ",
               file=sys.stderr)
         rules[p] = entry
-    model = {"trained_by": f"scripts/train_shape_rule.py fit --model {args.model}", "seed": args.seed,
-             "models": {p: SHIPPED[p] if args.model == "shipped" else args.model for p in PAIRS},
+    about = {"trained_by": f"scripts/train_shape_rule.py fit --model {args.model}",
+             "seed": args.seed, "models": names,
              "trained_on": "Cityscapes gtFine official *_gtFine_labelIds.png of the cities "
                            + ", ".join(pool) + " (the sample data's cityscapes-train-labelids/ "
                            "and gtFine/train/aachen), painted with the BDD100K id-level palette "
                            "(traffic sign as parking sign); held out: " + ", ".join(held),
-             "train_cities": pool, "test_cities": held,
-             "sklearn": __import__("sklearn").__version__,
-             "rules": rules}
+             "train_cities": pool, "test_cities": held}
+    model = dict(about, sklearn=__import__("sklearn").__version__, rules=rules)
     dest = Path(args.out)
     tmp = dest.with_suffix(".tmp")
     tmp.write_text(json.dumps(model, separators=(",", ":")) + "\n")
     tmp.replace(dest)
     print(f"wrote {dest} ({dest.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
     colors.load_shape_model.cache_clear()
-    shipped = colors.load_shape_model(str(dest))
+    shipped: dict = dict(colors.load_shape_model(str(dest)))
+    if nets:
+        import torch
+
+        meta = dict(about, torch=torch.__version__, rules={
+            p: {"labels": list(PAIRS[p]), "max_rel_area": n.max_rel_area,
+                "inputs": list(colors.MODEL_INPUTS), "thumbnails": list(THUMB_CHANNELS)}
+            for p, n in nets.items()})
+        dest_net = Path(args.out_net)
+        save_nets(nets, meta, dest_net)
+        print(f"wrote {dest_net} ({dest_net.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
+        load_shape_net.cache_clear()
+        shipped.update(load_shape_net(str(dest_net)))
     rows = {}
     for city in held + pool:
         d = data[city]
-        rows[city] = {p: (balanced(d[p][1], shipped[p].classify(
-            as_features(d[p][0], *d["size"], contours=CONTOURS[p]))), ceiling(d[p][1]))
-            for p in PAIRS if d[p][1].sum()}
+        rows[city] = {}
+        for p in PAIRS:
+            if not d[p][1].sum():
+                continue
+            x, y, size, t = part(data, city, p)
+            f = as_features(x, *size, contours=CONTOURS[p])
+            rule = shipped[p]
+            choice = rule.classify(f, t) if isinstance(rule, RegionNet) else rule.classify(f)
+            rows[city][p] = (balanced(y, choice), ceiling(y))
     for c in held:
         for p in PAIRS:
             big = data[c][p][0][:, SCALARS.index("rel_area")] > shipped[p].max_rel_area
@@ -615,6 +778,7 @@ def main() -> int:
     ft = sub.add_parser("fit")
     ft.add_argument("--model", default="shipped")
     ft.add_argument("--out", default=str(ROOT / "segprep" / "convert" / colors.SHAPE_MODEL))
+    ft.add_argument("--out-net", default=str(ROOT / "segprep" / "convert" / SHAPE_NET))
     ms = sub.add_parser("misses")
     ms.add_argument("--pair", default="pole/polegroup")
     ms.add_argument("--cities", default="", help="pool cities, comma-separated (default: all)")

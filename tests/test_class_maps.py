@@ -59,6 +59,7 @@ def test_class_maps_ship_in_the_wheel(tmp_path):
     for csv in (PROJECT / "class_maps").glob("*.csv"):
         assert f"segprep/_class_maps/{csv.name}" in names
     assert "segprep/convert/shape_model.json" in names  # the learned shared-color rules
+    assert "segprep/convert/shape_net.npz" in names
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = ("import segprep.class_maps as c; "

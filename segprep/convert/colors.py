@@ -24,8 +24,11 @@ Shared colors (several labels with one color, e.g. BDD100K person / parking sign
 pole / polegroup (153, 153, 153), the black void labels; Cityscapes pole / polegroup and its black
 void labels): each 8-connected region of such a color is given one label from its shape, position
 and surroundings (features in :func:`region_features`, inputs in :func:`model_inputs`). By default
-(:func:`default_rules`) the rule is learned: a small random forest per color (:class:`ForestRule`)
-shipped in ``shape_model.json`` beside this module and evaluated with numpy, trained by
+(:func:`default_rules`) the rule is learned: for person / sign and pole / polegroup a small
+convolutional network over a context thumbnail of the region and its inputs
+(:mod:`segprep.convert.region_net`, ``shape_net.npz``), for the void colors a small random forest
+(:class:`ForestRule`, ``shape_model.json``), both shipped beside this module, evaluated with
+numpy and trained by
 ``scripts/train_shape_rule.py`` on the official labelIds of 15 Cityscapes train cities and chosen
 by leave-one-city-out (its figures on four cities it never saw are in the README); regions larger
 than any it was trained on, and colors it has no rule for, use the hand-written rules
@@ -751,11 +754,14 @@ for)."""
 
 @functools.lru_cache(maxsize=1)
 def default_rules() -> tuple:
-    """The shared-color rules :func:`decode_colors` uses by default: the learned rules of the
-    shipped model file (:data:`SHAPE_MODEL`), then :data:`HAND_RULES` for any color the model does
-    not cover. A rule applies to a shared color when all its ``labels`` are among the labels of
-    that color (the first such rule wins)."""
-    return tuple(load_shape_model().values()) + HAND_RULES
+    """The shared-color rules :func:`decode_colors` uses by default: the network rules of
+    :data:`segprep.convert.region_net.SHAPE_NET` (person / sign, pole / polegroup), the forests
+    of the shipped model file (:data:`SHAPE_MODEL`), then :data:`HAND_RULES` for any color the
+    models do not cover. A rule applies to a shared color when all its ``labels`` are among the
+    labels of that color (the first such rule wins)."""
+    from segprep.convert.region_net import load_shape_net
+
+    return tuple(load_shape_net().values()) + tuple(load_shape_model().values()) + HAND_RULES
 
 
 def rule_for(names: tuple[str, ...], rules: tuple | None = None):
@@ -885,13 +891,7 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
         if index is None and pal.value_lut[ci] == IGNORE_INDEX and n_unknown:
             index, _, _ = lookup_colors(image, pal)
         color_mask = index == ci if index is not None else out == pal.value_lut[ci]
-        if getattr(rule, "neighbours", False):
-            labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True),
-                                            values=out, value_groups=neighbour_groups(
-                                                pal.class_map))
-        else:
-            labels, feats = region_features(color_mask, contours=getattr(rule, "contours", True))
-        choice = rule.classify(feats)
+        labels, feats, choice = classify_regions(rule, color_mask, out, pal.class_map)
         region_value = np.array([cands[names.index(rule.labels[c])] for c in choice] or [0],
                                 np.uint8)
         inside = labels > 0
@@ -899,6 +899,39 @@ def decode_colors(image: np.ndarray, class_map: str | ClassMap | Palette, *,
         for c in choice:
             stats.regions[rule.labels[c]] = stats.regions.get(rule.labels[c], 0) + 1
     return out, stats
+
+
+def classify_regions(rule: Any, color_mask: np.ndarray, values: np.ndarray,
+                     class_map: str | ClassMap) -> tuple[np.ndarray, RegionFeatures, np.ndarray]:
+    """Label the 8-connected regions of one shared color and give each one of ``rule.labels``.
+
+    Args:
+        rule: a shared-color rule (:data:`HAND_RULES`, :class:`ForestRule` or
+            :class:`segprep.convert.region_net.RegionNet`); its ``contours``, ``neighbours`` and
+            ``thumbnails`` attributes say what it reads.
+        color_mask: ``(H, W)`` bool, the pixels of the color.
+        values: ``(H, W)`` uint8 label ids of the frame (those of the shared color may be any of
+            its labels: neighbour groups are per color).
+        class_map: the class map of ``values`` (for :func:`neighbour_groups`).
+
+    Returns:
+        ``(labels, features, choice)``: the :func:`region_features` labels and features and
+        ``(N,)`` int64 index into ``rule.labels`` of each region.
+    """
+    contours = getattr(rule, "contours", True)
+    groups = neighbour_groups(class_map)
+    if getattr(rule, "neighbours", False):
+        labels, feats = region_features(color_mask, contours=contours, values=values,
+                                        value_groups=groups)
+    else:
+        labels, feats = region_features(color_mask, contours=contours)
+    if getattr(rule, "thumbnails", False):
+        from segprep.convert.region_net import SAME_COLOR, region_thumbnails
+
+        context = groups[values]
+        context[color_mask] = SAME_COLOR
+        return labels, feats, rule.classify(feats, region_thumbnails(labels, feats, context))
+    return labels, feats, rule.classify(feats)
 
 
 def _train_ids_differ(pal: Palette, cands: tuple[int, ...]) -> bool:

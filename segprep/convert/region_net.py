@@ -1,0 +1,218 @@
+"""A learned shared-color rule that looks at each region: a small convolutional network over a
+context thumbnail of the region (its outline and what surrounds it) together with the region's
+:func:`~segprep.convert.colors.model_inputs`, evaluated with numpy.
+
+Thumbnails (:func:`region_thumbnails`): for region ``k`` a square window centred on its bounding
+box, ``THUMB_MARGIN`` times its longer side (plus 4 px), is sampled on a ``2S × 2S`` grid (nearest
+pixel) and each ``2 × 2`` cell counts the samples of each :data:`THUMB_CHANNELS` entry: the region
+itself, other regions of the same color, the :data:`~segprep.convert.colors.NEIGHBOUR_GROUPS` of
+every other pixel, and outside the frame. The window scales with the region, so the thumbnail does
+not depend on the frame's pixel size.
+
+Network (:class:`RegionNet`, weights trained by ``scripts/train_shape_rule.py fit-net`` with
+PyTorch and shipped as ``shape_net.npz`` beside this module): four 3×3 convolutions (ReLU, 2×2 max
+pooling after the second, third and fourth) → a 128-unit layer, concatenated with a 64-unit layer
+over the standardised region inputs → 64 units → class scores. A region's label is the argmax of
+the mean softmax over the thumbnail and its mirror image (with the mirrored inputs).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segprep.convert.colors import (
+    HAND_RULES,
+    MODEL_INPUTS,
+    NEIGHBOUR_GROUPS,
+    RegionFeatures,
+    model_inputs,
+)
+from segprep.errors import SegprepError
+
+THUMB_SIZE = 24
+"""Side of a thumbnail in cells (:func:`region_thumbnails`)."""
+
+THUMB_MARGIN = 1.4
+"""Window side over the longer side of the region's bounding box."""
+
+THUMB_CHANNELS = ("region", "same_color", *(f"near_{g}" for g in NEIGHBOUR_GROUPS), "outside")
+"""What each thumbnail channel counts (see the module docstring)."""
+
+SAME_COLOR = len(NEIGHBOUR_GROUPS)
+"""The value of the shared color's own pixels in the ``groups`` map of :func:`region_thumbnails`."""
+
+SHAPE_NET = "shape_net.npz"
+"""The network rules shipped beside this module (``scripts/train_shape_rule.py fit-net``)."""
+
+# mirror image of the model inputs: box centre x → 1 - x, left ↔ right frame contact
+_CENTER = MODEL_INPUTS.index("center_x")
+_LEFT, _RIGHT = MODEL_INPUTS.index("touch_left"), MODEL_INPUTS.index("touch_right")
+
+# thumbnail class of a sample → channel: groups 0..G-1 → 2.., same color → 1, region → 0, outside
+_CHANNEL_OF = np.array([2 + i for i in range(len(NEIGHBOUR_GROUPS))] + [1, 0, len(THUMB_CHANNELS)
+                                                                           - 1], np.int64)
+
+
+def region_thumbnails(labels: np.ndarray, f: RegionFeatures, groups: np.ndarray,
+                      size: int = THUMB_SIZE) -> np.ndarray:
+    """Context thumbnails of the regions of :func:`~segprep.convert.colors.region_features`.
+
+    Args:
+        labels: ``(H, W)`` int32 region labels (0 = outside, ``k + 1`` = region ``k``).
+        f: the ``N`` regions' features (their bounding boxes are used).
+        groups: ``(H, W)`` uint8: each pixel's index in ``NEIGHBOUR_GROUPS``, or
+            :data:`SAME_COLOR` for the pixels of the shared color itself.
+        size: ``S``, cells per side.
+
+    Returns:
+        ``(N, len(THUMB_CHANNELS), S, S)`` uint8: per cell the number (0–4) of its 4 samples in
+        each channel.
+    """
+    n = len(f)
+    c = len(THUMB_CHANNELS)
+    if n == 0:
+        return np.zeros((0, c, size, size), np.uint8)
+    H, W = labels.shape
+    side = (np.maximum(f.w, f.h) * THUMB_MARGIN).astype(np.int64) + 4
+    grid = (np.arange(2 * size) + 0.5) / (2 * size)
+    offs = grid[None, :] * side[:, None] - side[:, None] / 2.0  # (N, 2S)
+    ys = np.floor((f.y + f.h / 2.0)[:, None] + offs).astype(np.int64)
+    xs = np.floor((f.x + f.w / 2.0)[:, None] + offs).astype(np.int64)
+    inside = ((ys >= 0) & (ys < H))[:, :, None] & ((xs >= 0) & (xs < W))[:, None, :]
+    yc, xc = np.clip(ys, 0, H - 1)[:, :, None], np.clip(xs, 0, W - 1)[:, None, :]
+    cls = groups[yc, xc].astype(np.int64)  # (N, 2S, 2S)
+    cls[labels[yc, xc] == np.arange(1, n + 1)[:, None, None]] = SAME_COLOR + 1
+    cls[~inside] = SAME_COLOR + 2
+    ch = _CHANNEL_OF[cls]
+    cell = (np.arange(2 * size) // 2)
+    flat = ((np.arange(n)[:, None, None] * c + ch) * size + cell[None, :, None]) * size \
+        + cell[None, None, :]
+    counts = np.bincount(flat.ravel(), minlength=n * c * size * size)
+    return counts.reshape(n, c, size, size).astype(np.uint8)
+
+
+def mirror_inputs(x: np.ndarray) -> np.ndarray:
+    """``model_inputs`` of the mirror image of the regions (``(N, F)`` → ``(N, F)``)."""
+    x = x.copy()
+    x[:, _CENTER] = 1.0 - x[:, _CENTER]
+    x[:, [_LEFT, _RIGHT]] = x[:, [_RIGHT, _LEFT]]
+    return x
+
+
+def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """3×3 convolution, zero padding 1 (PyTorch ``Conv2d`` semantics): ``(N, C, H, W)`` float32,
+    ``w`` ``(O, C, 3, 3)`` → ``(N, O, H, W)``."""
+    n, ci, h, wd = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (N, C, H, W, 3, 3)
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * wd, ci * 9)
+    out = cols @ w.reshape(w.shape[0], -1).T + b
+    return out.reshape(n, h, wd, -1).transpose(0, 3, 1, 2)
+
+
+def _pool2(x: np.ndarray) -> np.ndarray:
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+
+@dataclass(frozen=True)
+class RegionNet:
+    """The network of one shared color (see the module docstring), numpy only.
+
+    Attributes:
+        labels: the label names of the color, in class order.
+        weights: PyTorch state-dict names → float32 arrays (``conv.0``, ``conv.2``, ``conv.5``,
+            ``conv.8`` convolutions, ``conv.12`` the 128-unit layer, ``mlp.0`` the input layer,
+            ``head.0`` and ``head.3``; ``.weight`` / ``.bias``).
+        mean, std: ``(F,)`` standardisation of :func:`model_inputs`.
+        max_rel_area: the largest region of its training data (fraction of the frame); larger
+            regions get the label of ``fallback``.
+        fallback: the hand-written rule of the same labels, or None.
+    """
+
+    labels: tuple[str, ...]
+    weights: dict[str, np.ndarray] = field(repr=False)
+    mean: np.ndarray = field(repr=False)
+    std: np.ndarray = field(repr=False)
+    max_rel_area: float = np.inf
+    fallback: Any = None
+    contours: bool = True
+    neighbours: bool = True
+    thumbnails: bool = True
+
+    def _scores(self, t: np.ndarray, x: np.ndarray) -> np.ndarray:
+        p = self.weights
+
+        def lin(h: np.ndarray, k: str) -> np.ndarray:
+            return h @ p[k + ".weight"].T + p[k + ".bias"]
+
+        h = np.maximum(_conv3(t, p["conv.0.weight"], p["conv.0.bias"]), 0)
+        h = _pool2(np.maximum(_conv3(h, p["conv.2.weight"], p["conv.2.bias"]), 0))
+        h = _pool2(np.maximum(_conv3(h, p["conv.5.weight"], p["conv.5.bias"]), 0))
+        h = _pool2(np.maximum(_conv3(h, p["conv.8.weight"], p["conv.8.bias"]), 0))
+        h = np.maximum(lin(h.reshape(len(h), -1), "conv.12"), 0)
+        g = np.maximum(lin(((x - self.mean) / self.std).astype(np.float32), "mlp.0"), 0)
+        h = np.maximum(lin(np.concatenate([h, g], axis=1), "head.0"), 0)
+        s = lin(h, "head.3").astype(np.float64)
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def proba(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
+        """``(N, K)`` class probabilities: the mean over the regions and their mirror images.
+
+        Args:
+            f: the regions (with :attr:`RegionFeatures.neighbours`).
+            thumbs: their :func:`region_thumbnails`.
+        """
+        if len(f) == 0:
+            return np.zeros((0, len(self.labels)))
+        x = model_inputs(f)
+        t = thumbs.astype(np.float32) / 4.0
+        return (self._scores(t, x) + self._scores(t[..., ::-1], mirror_inputs(x))) / 2.0
+
+    def classify(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
+        """``(N,)`` int: index into :attr:`labels` of each region."""
+        choice = self.proba(f, thumbs).argmax(axis=1).astype(np.int64)
+        big = f.rel_area > self.max_rel_area
+        if self.fallback is not None and big.any():
+            choice[big] = self.fallback.classify(f)[big]
+        return choice
+
+
+@functools.lru_cache(maxsize=4)
+def load_shape_net(path: str | None = None) -> dict[str, RegionNet]:
+    """The network rules of a model file (default: the shipped :data:`SHAPE_NET`), by pair name.
+
+    The file is an ``.npz``: ``meta`` (a JSON string: ``rules`` → per pair ``labels``,
+    ``max_rel_area``, ``inputs``; plus what it was trained on) and per pair ``{pair}/{name}``
+    arrays (``mean``, ``std`` and the state-dict entries of :class:`RegionNet`).
+
+    Raises:
+        SegprepError: the file is missing or not a network of segprep's inputs.
+    """
+    p = Path(path) if path else Path(__file__).with_name(SHAPE_NET)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            arrays = {k: z[k] for k in z.files if k != "meta"}
+        out = {}
+        for pair, r in meta["rules"].items():
+            if list(r["inputs"]) != list(MODEL_INPUTS) or list(r["thumbnails"]) != list(
+                    THUMB_CHANNELS):
+                raise ValueError("its inputs differ from segprep's")
+            pre = pair + "/"
+            w = {k[len(pre):]: v.astype(np.float32) for k, v in arrays.items()
+                 if k.startswith(pre) and k[len(pre):] not in ("mean", "std")}
+            labels = tuple(r["labels"])
+            fallback = next((h for h in HAND_RULES if tuple(h.labels) == labels), None)
+            out[pair] = RegionNet(labels, w, arrays[pre + "mean"], arrays[pre + "std"],
+                                  float(r.get("max_rel_area", np.inf)), fallback)
+        return out
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SegprepError(p, f"not a readable shape network ({exc})") from None
