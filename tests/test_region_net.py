@@ -14,9 +14,11 @@ from segprep import class_maps
 from segprep.convert import colors
 from segprep.convert.colors import decode_colors, encode_colors, neighbour_groups, region_features
 from segprep.convert.region_net import (
+    CHANNEL_SETS,
     SAME_COLOR,
     SHAPE_NET,
     THUMB_CHANNELS,
+    AveragedRule,
     RegionNet,
     load_shape_net,
     mirror_inputs,
@@ -105,6 +107,47 @@ def test_numpy_network_equals_its_pytorch_twin():
                        atol=1e-5)
 
 
+def test_a_network_reads_only_its_channels():
+    """A network of the ``shape`` channel set: what the other channels hold does not change its
+    answer; what its own hold does."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    f_in = len(colors.MODEL_INPUTS)
+    net = _torch_twin(8, f_in)
+    w = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    keep = [THUMB_CHANNELS.index(c) for c in CHANNEL_SETS["shape"]]
+    w["conv.0.weight"] = np.ascontiguousarray(w["conv.0.weight"][:, keep])
+    rule = RegionNet(("a", "b"), w, np.zeros(f_in), np.ones(f_in), CHANNEL_SETS["shape"])
+    ids = np.full((100, 200), bdd_id("sky"), np.uint8)
+    ids[20:80, 98:102] = bdd_id("pole")
+    mask = ids == bdd_id("pole")
+    labels, f = region_features(mask, values=ids, value_groups=neighbour_groups(BDD))
+    t = region_thumbnails(labels, f, _context(ids, mask))
+    other = t.copy()
+    other[:, CH["near_sky"]], other[:, CH["near_vehicle"]] = 0, t[:, CH["near_sky"]]
+    assert np.array_equal(rule.proba(f, t), rule.proba(f, other))
+    moved = t.copy()
+    moved[:, CH["region"]] = np.roll(t[:, CH["region"]], 5, axis=2)
+    assert not np.array_equal(rule.proba(f, t), rule.proba(f, moved))
+
+
+def test_averaged_rule_is_the_mean_of_its_members():
+    pole = colors.rule_for(("pole", "polegroup"))
+    ids = np.full((360, 640), bdd_id("sky"), np.uint8)
+    ids[200:] = bdd_id("road")
+    ids[40:200, 100:106] = bdd_id("pole")
+    ids[60:200, 300:304] = bdd_id("pole")
+    ids[60:200, 310:314] = bdd_id("pole")
+    ids[80:90, 300:314] = bdd_id("pole")  # two posts and a bar: one region
+    mask = ids == bdd_id("pole")
+    labels, f = region_features(mask, values=ids, value_groups=neighbour_groups(BDD))
+    t = region_thumbnails(labels, f, _context(ids, mask))
+    net, forest = pole.members
+    want = (net.proba(f, t) + forest.proba(f)) / 2
+    assert np.allclose(pole.proba(f, t), want)
+    assert pole.classify(f, t).tolist() == want.argmax(axis=1).tolist()
+
+
 def test_mirror_inputs_swaps_left_and_right():
     x = np.zeros((1, len(colors.MODEL_INPUTS)))
     x[0, colors.MODEL_INPUTS.index("center_x")] = 0.2
@@ -118,10 +161,14 @@ def test_mirror_inputs_swaps_left_and_right():
 
 def test_shipped_networks_are_the_default_rules():
     nets = load_shape_net()
-    assert set(nets) == {"person/sign", "pole/polegroup"}
-    assert nets["person/sign"].labels == ("person", "parking sign")
-    assert colors.rule_for(("person", "parking sign")) is nets["person/sign"]
-    assert colors.rule_for(("pole", "polegroup")) is nets["pole/polegroup"]
+    assert set(nets) == {"pole/polegroup"}
+    assert nets["pole/polegroup"].labels == ("pole", "polegroup")
+    assert nets["pole/polegroup"].channels == CHANNEL_SETS["shape"]
+    pole = colors.rule_for(("pole", "polegroup"))
+    assert isinstance(pole, AveragedRule) and pole.labels == ("pole", "polegroup")
+    assert pole.members[0] is nets["pole/polegroup"]
+    assert pole.members[1] is colors.load_shape_model()["pole/polegroup"]
+    assert isinstance(colors.rule_for(("person", "parking sign")), colors.ForestRule)
     assert isinstance(colors.rule_for(("unlabeled", "ego vehicle", "static")), colors.ForestRule)
     # a pedestrian (head, torso, two legs) on the sidewalk and a board on a pole in the sky,
     # decoded end to end: the two person-colored regions get different labels

@@ -24,11 +24,10 @@ Shared colors (several labels with one color, e.g. BDD100K person / parking sign
 pole / polegroup (153, 153, 153), the black void labels; Cityscapes pole / polegroup and its black
 void labels): each 8-connected region of such a color is given one label from its shape, position
 and surroundings (features in :func:`region_features`, inputs in :func:`model_inputs`). By default
-(:func:`default_rules`) the rule is learned: for person / sign and pole / polegroup a small
-convolutional network over a context thumbnail of the region and its inputs
-(:mod:`segprep.convert.region_net`, ``shape_net.npz``), for the void colors a small random forest
-(:class:`ForestRule`, ``shape_model.json``), both shipped beside this module, evaluated with
-numpy and trained by
+(:func:`default_rules`) the rule is learned: a small random forest per color (:class:`ForestRule`,
+``shape_model.json``), for pole / polegroup averaged with a small convolutional network over a
+thumbnail of the region's outline and its inputs (:mod:`segprep.convert.region_net`,
+``shape_net.npz``), both shipped beside this module, evaluated with numpy and trained by
 ``scripts/train_shape_rule.py`` on the official labelIds of 15 Cityscapes train cities and chosen
 by leave-one-city-out (its figures on four cities it never saw are in the README); regions larger
 than any it was trained on, and colors it has no rule for, use the hand-written rules
@@ -754,14 +753,15 @@ for)."""
 
 @functools.lru_cache(maxsize=1)
 def default_rules() -> tuple:
-    """The shared-color rules :func:`decode_colors` uses by default: the network rules of
-    :data:`segprep.convert.region_net.SHAPE_NET` (person / sign, pole / polegroup), the forests
-    of the shipped model file (:data:`SHAPE_MODEL`), then :data:`HAND_RULES` for any color the
-    models do not cover. A rule applies to a shared color when all its ``labels`` are among the
-    labels of that color (the first such rule wins)."""
-    from segprep.convert.region_net import load_shape_net
+    """The shared-color rules :func:`decode_colors` uses by default: the learned rules of the
+    shipped files (:func:`segprep.convert.region_net.combined_rules`: pole / polegroup averages
+    the network of :data:`segprep.convert.region_net.SHAPE_NET` with its forest of
+    :data:`SHAPE_MODEL`; person / sign and void are forests), then :data:`HAND_RULES` for any
+    color the models do not cover. A rule applies to a shared color when all its ``labels`` are
+    among the labels of that color (the first such rule wins)."""
+    from segprep.convert.region_net import combined_rules, load_shape_net
 
-    return tuple(load_shape_net().values()) + tuple(load_shape_model().values()) + HAND_RULES
+    return combined_rules(load_shape_net(), load_shape_model()) + HAND_RULES
 
 
 def rule_for(names: tuple[str, ...], rules: tuple | None = None):

@@ -1,6 +1,7 @@
 """A learned shared-color rule that looks at each region: a small convolutional network over a
-context thumbnail of the region (its outline and what surrounds it) together with the region's
-:func:`~segprep.convert.colors.model_inputs`, evaluated with numpy.
+thumbnail of the region (its outline and, by channel set, what surrounds it) together with the
+region's :func:`~segprep.convert.colors.model_inputs`, evaluated with numpy. The shipped network
+(pole / polegroup) reads the ``shape`` channels only (:data:`CHANNEL_SETS`).
 
 Thumbnails (:func:`region_thumbnails`): for region ``k`` a square window centred on its bounding
 box, ``THUMB_MARGIN`` times its longer side (plus 4 px), is sampled on a ``2S × 2S`` grid (nearest
@@ -43,6 +44,11 @@ THUMB_MARGIN = 1.4
 
 THUMB_CHANNELS = ("region", "same_color", *(f"near_{g}" for g in NEIGHBOUR_GROUPS), "outside")
 """What each thumbnail channel counts (see the module docstring)."""
+
+CHANNEL_SETS = {"all": THUMB_CHANNELS, "shape": ("region", "same_color", "outside")}
+"""Named subsets of :data:`THUMB_CHANNELS` a network may read (``shape``: the region's outline and
+its neighbours of the same color, no other classes: the classes around a region differ between
+datasets more than shapes do — README, *Shared colors by shape*)."""
 
 SAME_COLOR = len(NEIGHBOUR_GROUPS)
 """The value of the shared color's own pixels in the ``groups`` map of :func:`region_thumbnails`."""
@@ -106,19 +112,22 @@ def mirror_inputs(x: np.ndarray) -> np.ndarray:
 
 
 def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """3×3 convolution, zero padding 1 (PyTorch ``Conv2d`` semantics): ``(N, C, H, W)`` float32,
-    ``w`` ``(O, C, 3, 3)`` → ``(N, O, H, W)``."""
-    n, ci, h, wd = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (N, C, H, W, 3, 3)
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * wd, ci * 9)
-    out = cols @ w.reshape(w.shape[0], -1).T + b
-    return out.reshape(n, h, wd, -1).transpose(0, 3, 1, 2)
+    """3×3 convolution, zero padding 1 (PyTorch ``Conv2d`` semantics) on channels-last data:
+    ``(N, H, W, C)`` float32, ``w`` ``(O, C, 3, 3)`` → ``(N, H, W, O)`` (one matrix product over
+    the ``(3, 3, C)`` windows, channels innermost so that gathering them reads contiguous
+    memory)."""
+    n, h, wd, c = x.shape
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(1, 2))  # (N, H, W, C, 3, 3)
+    cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * h * wd, 9 * c)
+    out = cols @ w.transpose(2, 3, 1, 0).reshape(9 * c, -1) + b
+    return out.reshape(n, h, wd, -1)
 
 
 def _pool2(x: np.ndarray) -> np.ndarray:
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+    """2×2 max pooling of ``(N, H, W, C)``."""
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,7 @@ class RegionNet:
             ``conv.8`` convolutions, ``conv.12`` the 128-unit layer, ``mlp.0`` the input layer,
             ``head.0`` and ``head.3``; ``.weight`` / ``.bias``).
         mean, std: ``(F,)`` standardisation of :func:`model_inputs`.
+        channels: the :data:`THUMB_CHANNELS` it reads, in its input order.
         max_rel_area: the largest region of its training data (fraction of the frame); larger
             regions get the label of ``fallback``.
         fallback: the hand-written rule of the same labels, or None.
@@ -140,6 +150,7 @@ class RegionNet:
     weights: dict[str, np.ndarray] = field(repr=False)
     mean: np.ndarray = field(repr=False)
     std: np.ndarray = field(repr=False)
+    channels: tuple[str, ...] = THUMB_CHANNELS
     max_rel_area: float = np.inf
     fallback: Any = None
     contours: bool = True
@@ -152,11 +163,13 @@ class RegionNet:
         def lin(h: np.ndarray, k: str) -> np.ndarray:
             return h @ p[k + ".weight"].T + p[k + ".bias"]
 
-        h = np.maximum(_conv3(t, p["conv.0.weight"], p["conv.0.bias"]), 0)
+        h = np.ascontiguousarray(t.transpose(0, 2, 3, 1))  # channels last
+        h = np.maximum(_conv3(h, p["conv.0.weight"], p["conv.0.bias"]), 0)
         h = _pool2(np.maximum(_conv3(h, p["conv.2.weight"], p["conv.2.bias"]), 0))
         h = _pool2(np.maximum(_conv3(h, p["conv.5.weight"], p["conv.5.bias"]), 0))
         h = _pool2(np.maximum(_conv3(h, p["conv.8.weight"], p["conv.8.bias"]), 0))
-        h = np.maximum(lin(h.reshape(len(h), -1), "conv.12"), 0)
+        h = h.transpose(0, 3, 1, 2).reshape(len(h), -1)  # PyTorch's (C, H, W) flattening
+        h = np.maximum(lin(h, "conv.12"), 0)
         g = np.maximum(lin(((x - self.mean) / self.std).astype(np.float32), "mlp.0"), 0)
         h = np.maximum(lin(np.concatenate([h, g], axis=1), "head.0"), 0)
         s = lin(h, "head.3").astype(np.float64)
@@ -168,13 +181,21 @@ class RegionNet:
 
         Args:
             f: the regions (with :attr:`RegionFeatures.neighbours`).
-            thumbs: their :func:`region_thumbnails`.
+            thumbs: their :func:`region_thumbnails` (all :data:`THUMB_CHANNELS`).
         """
         if len(f) == 0:
             return np.zeros((0, len(self.labels)))
+        from threadpoolctl import threadpool_limits
+
         x = model_inputs(f)
-        t = thumbs.astype(np.float32) / 4.0
-        return (self._scores(t, x) + self._scores(t[..., ::-1], mirror_inputs(x))) / 2.0
+        t = thumbs[:, [THUMB_CHANNELS.index(c) for c in self.channels]].astype(np.float32) / 4.0
+        n = len(x)
+        # one BLAS thread: these products are small, and BLAS threads on top of segprep's own
+        # workers (-j) cost twice the CPU time for nothing (scripts/bench_bdd100k.py)
+        with threadpool_limits(1, user_api="blas"):
+            both = self._scores(np.concatenate([t, t[..., ::-1]]),
+                                np.concatenate([x, mirror_inputs(x)]))  # one pass over both
+        return (both[:n] + both[n:]) / 2.0
 
     def classify(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
         """``(N,)`` int: index into :attr:`labels` of each region."""
@@ -185,12 +206,55 @@ class RegionNet:
         return choice
 
 
+@dataclass(frozen=True)
+class AveragedRule:
+    """Several learned rules of one color voting together: the label of highest mean class
+    probability over ``members`` (a :class:`RegionNet` and a
+    :class:`~segprep.convert.colors.ForestRule` in the shipped model). Regions larger than the
+    first member's ``max_rel_area`` get its ``fallback``'s label."""
+
+    members: tuple
+    contours: bool = True
+    neighbours: bool = True
+    thumbnails: bool = True
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.members[0].labels)
+
+    def proba(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
+        """``(N, K)`` mean class probabilities of the members."""
+        ps = [m.proba(f, thumbs) if getattr(m, "thumbnails", False) else m.proba(f)
+              for m in self.members]
+        return np.mean(ps, axis=0)
+
+    def classify(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
+        """``(N,)`` int: index into :attr:`labels` of each region."""
+        choice = self.proba(f, thumbs).argmax(axis=1).astype(np.int64)
+        first = self.members[0]
+        big = f.rel_area > first.max_rel_area
+        if first.fallback is not None and big.any():
+            choice[big] = first.fallback.classify(f)[big]
+        return choice
+
+
+def combined_rules(nets: dict[str, RegionNet], forests: dict[str, Any]) -> tuple:
+    """The learned rules by pair: a pair with a network and a forest → their
+    :class:`AveragedRule` (the shipped pole / polegroup rule), otherwise the one there is."""
+    out = []
+    for pair, net in nets.items():
+        out.append(AveragedRule((net, forests[pair])) if pair in forests else net)
+    out += [r for pair, r in forests.items() if pair not in nets]
+    return tuple(out)
+
+
 @functools.lru_cache(maxsize=4)
 def load_shape_net(path: str | None = None) -> dict[str, RegionNet]:
     """The network rules of a model file (default: the shipped :data:`SHAPE_NET`), by pair name.
 
     The file is an ``.npz``: ``meta`` (a JSON string: ``rules`` → per pair ``labels``,
-    ``max_rel_area``, ``inputs``; plus what it was trained on) and per pair ``{pair}/{name}``
+    ``max_rel_area``, ``inputs``, ``thumbnails`` (segprep's :data:`THUMB_CHANNELS` when trained)
+    and ``channels`` (those the network reads); plus what it was trained on) and per pair ``{pair}/{name}``
     arrays (``mean``, ``std`` and the state-dict entries of :class:`RegionNet`).
 
     Raises:
@@ -203,15 +267,16 @@ def load_shape_net(path: str | None = None) -> dict[str, RegionNet]:
             arrays = {k: z[k] for k in z.files if k != "meta"}
         out = {}
         for pair, r in meta["rules"].items():
+            channels = tuple(r.get("channels", THUMB_CHANNELS))
             if list(r["inputs"]) != list(MODEL_INPUTS) or list(r["thumbnails"]) != list(
-                    THUMB_CHANNELS):
+                    THUMB_CHANNELS) or not set(channels) <= set(THUMB_CHANNELS):
                 raise ValueError("its inputs differ from segprep's")
             pre = pair + "/"
             w = {k[len(pre):]: v.astype(np.float32) for k, v in arrays.items()
                  if k.startswith(pre) and k[len(pre):] not in ("mean", "std")}
             labels = tuple(r["labels"])
             fallback = next((h for h in HAND_RULES if tuple(h.labels) == labels), None)
-            out[pair] = RegionNet(labels, w, arrays[pre + "mean"], arrays[pre + "std"],
+            out[pair] = RegionNet(labels, w, arrays[pre + "mean"], arrays[pre + "std"], channels,
                                   float(r.get("max_rel_area", np.inf)), fallback)
         return out
     except (OSError, ValueError, KeyError, TypeError) as exc:
