@@ -77,7 +77,6 @@ from segprep.convert.colors import (  # noqa: E402
 )
 from segprep.convert.region_net import (  # noqa: E402
     CHANNEL_SETS,
-    SAME_COLOR,
     SHAPE_NET,
     THUMB_CHANNELS,
     RegionNet,
@@ -85,6 +84,7 @@ from segprep.convert.region_net import (  # noqa: E402
     load_shape_net,
     mirror_inputs,
     region_thumbnails,
+    thumbnail_groups,
 )
 from segprep.io import find_files, read_png, run_batch, write_png  # noqa: E402
 
@@ -141,7 +141,7 @@ def frame_regions(item: tuple[int, str]) -> tuple[int, dict]:
         np.add.at(y, (labels[mask], lut[truth[mask]]), 1)
         thumbs = None
         if pair in NET_PAIRS:
-            thumbs = region_thumbnails(labels, f, np.where(mask, SAME_COLOR, groups[truth]))
+            thumbs = region_thumbnails(labels, f, thumbnail_groups(truth, mask, groups))
         out[pair] = (features_matrix(f), y[1:, :len(ids)], (f.height, f.width), thumbs)
     return index, out
 

@@ -23,6 +23,7 @@ from segprep.convert.region_net import (
     load_shape_net,
     mirror_inputs,
     region_thumbnails,
+    thumbnail_groups,
 )
 from segprep.errors import SegprepError
 
@@ -37,8 +38,8 @@ def bdd_id(name: str) -> int:
 
 
 def _context(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    g = neighbour_groups(BDD)[ids]
-    g[mask] = SAME_COLOR
+    g = thumbnail_groups(ids, mask, neighbour_groups(BDD))
+    assert (g[mask] == SAME_COLOR).all()
     return g
 
 

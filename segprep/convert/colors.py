@@ -906,9 +906,10 @@ def classify_regions(rule: Any, color_mask: np.ndarray, values: np.ndarray,
     """Label the 8-connected regions of one shared color and give each one of ``rule.labels``.
 
     Args:
-        rule: a shared-color rule (:data:`HAND_RULES`, :class:`ForestRule` or
-            :class:`segprep.convert.region_net.RegionNet`); its ``contours``, ``neighbours`` and
-            ``thumbnails`` attributes say what it reads.
+        rule: a shared-color rule (:data:`HAND_RULES`, :class:`ForestRule`,
+            :class:`segprep.convert.region_net.RegionNet` or
+            :class:`segprep.convert.region_net.AveragedRule`); its ``contours``, ``neighbours``
+            and ``thumbnails`` attributes say what it reads.
         color_mask: ``(H, W)`` bool, the pixels of the color.
         values: ``(H, W)`` uint8 label ids of the frame (those of the shared color may be any of
             its labels: neighbour groups are per color).
@@ -926,10 +927,9 @@ def classify_regions(rule: Any, color_mask: np.ndarray, values: np.ndarray,
     else:
         labels, feats = region_features(color_mask, contours=contours)
     if getattr(rule, "thumbnails", False):
-        from segprep.convert.region_net import SAME_COLOR, region_thumbnails
+        from segprep.convert.region_net import region_thumbnails, thumbnail_groups
 
-        context = groups[values]
-        context[color_mask] = SAME_COLOR
+        context = thumbnail_groups(values, color_mask, groups)
         return labels, feats, rule.classify(feats, region_thumbnails(labels, feats, context))
     return labels, feats, rule.classify(feats)
 

@@ -65,6 +65,16 @@ _CHANNEL_OF = np.array([2 + i for i in range(len(NEIGHBOUR_GROUPS))] + [1, 0, le
                                                                            - 1], np.int64)
 
 
+def thumbnail_groups(values: np.ndarray, color_mask: np.ndarray,
+                     value_groups: np.ndarray) -> np.ndarray:
+    """The ``groups`` map of :func:`region_thumbnails`: ``(H, W)`` uint8, each pixel's
+    neighbour group (``value_groups[values]``, see
+    :func:`~segprep.convert.colors.neighbour_groups`), :data:`SAME_COLOR` on ``color_mask``."""
+    groups = value_groups[values]
+    groups[color_mask] = SAME_COLOR
+    return groups
+
+
 def region_thumbnails(labels: np.ndarray, f: RegionFeatures, groups: np.ndarray,
                       size: int = THUMB_SIZE) -> np.ndarray:
     """Context thumbnails of the regions of :func:`~segprep.convert.colors.region_features`.
