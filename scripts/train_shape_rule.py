@@ -363,8 +363,9 @@ leave-one-city-out (``loco``) and checked on BDD100K's own frames
 
 * pole / polegroup: the forest averaged with a :class:`RegionNet` over the region's outline
   thumbnail (channel set ``shape``) and inputs: the best leave-one-city-out mean (89.9 % vs the
-  network's 89.1 and the forest's 86.6, seed 13) and the forest's pole recall on BDD100K (96.6 %;
-  the network alone 93.2 %, with the classes around the region in its thumbnail 76.3 %).
+  network's 89.1 and the forest's 86.6, seed 13; 90.5 vs the forest's 87.7, seed 1) and the
+  forest's pole recall on BDD100K (96.6 %; the network alone 93.2 %, with the classes around the
+  region in its thumbnail 76.3 %).
 * person / sign: the forest; a network (either channel set) gained leave-one-city-out but kept
   only 85 % of BDD100K's person pixels (the forest 99 %).
 * void: 15 small trees, at the ceiling.
