@@ -468,9 +468,8 @@ def fit_net(name: str, pair: str, train) -> RegionNet:
     weights = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
     weights["conv.0.weight"] = np.ascontiguousarray(weights["conv.0.weight"][:, keep])
     rel = SCALARS.index("rel_area")
-    fallback = next((r for r in colors.HAND_RULES if tuple(r.labels) == PAIRS[pair]), None)
     rule = RegionNet(PAIRS[pair], weights, mean, std, channels,
-                     float(max(q[0][:, rel].max() for q in train)), fallback)
+                     float(max(q[0][:, rel].max() for q in train)), colors.hand_rule(PAIRS[pair]))
     k = min(n, 2000)
     with torch.no_grad():
         theirs = net(ts[:k].float() / 4, xs[:k]).softmax(1).numpy()
@@ -772,8 +771,7 @@ def fit(args) -> int:
         save_nets(nets, meta, dest_net)
         print(f"wrote {dest_net} ({dest_net.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
         load_shape_net.cache_clear()
-        shipped = {p: r for r in combined_rules(load_shape_net(str(dest_net)), forests)
-                   for p in PAIRS if tuple(r.labels) == PAIRS[p]}
+        shipped = combined_rules(load_shape_net(str(dest_net)), forests)
     rows = {}
     for city in held + pool:
         d = data[city]
@@ -789,8 +787,7 @@ def fit(args) -> int:
             rows[city][p] = (balanced(y, choice), ceiling(y))
     for c in held:
         for p in PAIRS:
-            big = data[c][p][0][:, SCALARS.index("rel_area")] > getattr(
-                shipped[p], "members", [shipped[p]])[0].max_rel_area
+            big = data[c][p][0][:, SCALARS.index("rel_area")] > shipped[p].max_rel_area
             if big.any():
                 print(f"{c} {p}: {int(big.sum())} regions larger than any training region "
                       "(hand rule)", file=sys.stderr)

@@ -694,10 +694,9 @@ class ForestRule:
                 if v:
                     value[i, j] = v
         labels = tuple(d["labels"])
-        fallback = next((r for r in HAND_RULES if tuple(r.labels) == labels), None)
         return cls(labels, feature, threshold, left, right, value, int(d["depth"]),
                    bool(d.get("contours", True)), True, float(d.get("max_rel_area", np.inf)),
-                   fallback)
+                   hand_rule(labels))
 
     def proba(self, f: RegionFeatures) -> np.ndarray:
         """``(N, K)`` mean leaf probabilities of the regions ``f``."""
@@ -715,11 +714,25 @@ class ForestRule:
 
     def classify(self, f: RegionFeatures) -> np.ndarray:
         """``(N,)`` int: index into :attr:`labels` of each region."""
-        choice = self.proba(f).argmax(axis=1).astype(np.int64)
-        big = f.rel_area > self.max_rel_area
-        if self.fallback is not None and big.any():
-            choice[big] = self.fallback.classify(f)[big]
-        return choice
+        return large_regions_to_fallback(self.proba(f).argmax(axis=1).astype(np.int64), f,
+                                         self.max_rel_area, self.fallback)
+
+
+def large_regions_to_fallback(choice: np.ndarray, f: RegionFeatures, max_rel_area: float,
+                              fallback: Any) -> np.ndarray:
+    """A learned rule's ``(N,)`` int64 ``choice`` with every region larger than ``max_rel_area``
+    (fraction of the frame: larger than any region the rule was trained on) given the label of
+    ``fallback`` (a hand-written rule of the same labels) instead; unchanged without one."""
+    big = f.rel_area > max_rel_area
+    if fallback is not None and big.any():
+        choice[big] = fallback.classify(f)[big]
+    return choice
+
+
+def hand_rule(labels: tuple[str, ...]) -> Any:
+    """The rule of :data:`HAND_RULES` with exactly these ``labels`` (the fallback of a learned
+    rule of them), or None."""
+    return next((r for r in HAND_RULES if tuple(r.labels) == tuple(labels)), None)
 
 
 SHAPE_MODEL = "shape_model.json"
@@ -761,7 +774,7 @@ def default_rules() -> tuple:
     among the labels of that color (the first such rule wins)."""
     from segprep.convert.region_net import combined_rules, load_shape_net
 
-    return combined_rules(load_shape_net(), load_shape_model()) + HAND_RULES
+    return tuple(combined_rules(load_shape_net(), load_shape_model()).values()) + HAND_RULES
 
 
 def rule_for(names: tuple[str, ...], rules: tuple | None = None):

@@ -10,7 +10,7 @@ itself, other regions of the same color, the :data:`~segprep.convert.colors.NEIG
 every other pixel, and outside the frame. The window scales with the region, so the thumbnail does
 not depend on the frame's pixel size.
 
-Network (:class:`RegionNet`, weights trained by ``scripts/train_shape_rule.py fit-net`` with
+Network (:class:`RegionNet`, weights trained by ``scripts/train_shape_rule.py fit`` with
 PyTorch and shipped as ``shape_net.npz`` beside this module): four 3×3 convolutions (ReLU, 2×2 max
 pooling after the second, third and fourth) → a 128-unit layer, concatenated with a 64-unit layer
 over the standardised region inputs → 64 units → class scores. A region's label is the argmax of
@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from segprep.convert.colors import (
-    HAND_RULES,
     MODEL_INPUTS,
     NEIGHBOUR_GROUPS,
     RegionFeatures,
+    hand_rule,
+    large_regions_to_fallback,
     model_inputs,
 )
 from segprep.errors import SegprepError
@@ -54,7 +55,7 @@ SAME_COLOR = len(NEIGHBOUR_GROUPS)
 """The value of the shared color's own pixels in the ``groups`` map of :func:`region_thumbnails`."""
 
 SHAPE_NET = "shape_net.npz"
-"""The network rules shipped beside this module (``scripts/train_shape_rule.py fit-net``)."""
+"""The network rules shipped beside this module (``scripts/train_shape_rule.py fit``)."""
 
 # mirror image of the model inputs: box centre x → 1 - x, left ↔ right frame contact
 _CENTER = MODEL_INPUTS.index("center_x")
@@ -209,11 +210,8 @@ class RegionNet:
 
     def classify(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
         """``(N,)`` int: index into :attr:`labels` of each region."""
-        choice = self.proba(f, thumbs).argmax(axis=1).astype(np.int64)
-        big = f.rel_area > self.max_rel_area
-        if self.fallback is not None and big.any():
-            choice[big] = self.fallback.classify(f)[big]
-        return choice
+        return large_regions_to_fallback(self.proba(f, thumbs).argmax(axis=1).astype(np.int64),
+                                         f, self.max_rel_area, self.fallback)
 
 
 @dataclass(frozen=True)
@@ -232,6 +230,14 @@ class AveragedRule:
     def labels(self) -> tuple[str, ...]:
         return tuple(self.members[0].labels)
 
+    @property
+    def max_rel_area(self) -> float:
+        return float(self.members[0].max_rel_area)
+
+    @property
+    def fallback(self) -> Any:
+        return self.members[0].fallback
+
     def proba(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
         """``(N, K)`` mean class probabilities of the members."""
         ps = [m.proba(f, thumbs) if getattr(m, "thumbnails", False) else m.proba(f)
@@ -240,22 +246,18 @@ class AveragedRule:
 
     def classify(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
         """``(N,)`` int: index into :attr:`labels` of each region."""
-        choice = self.proba(f, thumbs).argmax(axis=1).astype(np.int64)
-        first = self.members[0]
-        big = f.rel_area > first.max_rel_area
-        if first.fallback is not None and big.any():
-            choice[big] = first.fallback.classify(f)[big]
-        return choice
+        return large_regions_to_fallback(self.proba(f, thumbs).argmax(axis=1).astype(np.int64),
+                                         f, self.max_rel_area, self.fallback)
 
 
-def combined_rules(nets: dict[str, RegionNet], forests: dict[str, Any]) -> tuple:
-    """The learned rules by pair: a pair with a network and a forest → their
-    :class:`AveragedRule` (the shipped pole / polegroup rule), otherwise the one there is."""
-    out = []
-    for pair, net in nets.items():
-        out.append(AveragedRule((net, forests[pair])) if pair in forests else net)
-    out += [r for pair, r in forests.items() if pair not in nets]
-    return tuple(out)
+def combined_rules(nets: dict[str, RegionNet], forests: dict[str, Any]) -> dict[str, Any]:
+    """The learned rules by pair name: a pair with a network and a forest → their
+    :class:`AveragedRule` (the shipped pole / polegroup rule), otherwise the one there is
+    (networks first)."""
+    out: dict[str, Any] = {pair: AveragedRule((net, forests[pair])) if pair in forests else net
+                           for pair, net in nets.items()}
+    out.update({pair: r for pair, r in forests.items() if pair not in nets})
+    return out
 
 
 @functools.lru_cache(maxsize=4)
@@ -264,8 +266,8 @@ def load_shape_net(path: str | None = None) -> dict[str, RegionNet]:
 
     The file is an ``.npz``: ``meta`` (a JSON string: ``rules`` → per pair ``labels``,
     ``max_rel_area``, ``inputs``, ``thumbnails`` (segprep's :data:`THUMB_CHANNELS` when trained)
-    and ``channels`` (those the network reads); plus what it was trained on) and per pair ``{pair}/{name}``
-    arrays (``mean``, ``std`` and the state-dict entries of :class:`RegionNet`).
+    and ``channels`` (those the network reads); plus what it was trained on) and per pair
+    ``{pair}/{name}`` arrays (``mean``, ``std`` and the state-dict entries of :class:`RegionNet`).
 
     Raises:
         SegprepError: the file is missing or not a network of segprep's inputs.
@@ -285,9 +287,8 @@ def load_shape_net(path: str | None = None) -> dict[str, RegionNet]:
             w = {k[len(pre):]: v.astype(np.float32) for k, v in arrays.items()
                  if k.startswith(pre) and k[len(pre):] not in ("mean", "std")}
             labels = tuple(r["labels"])
-            fallback = next((h for h in HAND_RULES if tuple(h.labels) == labels), None)
             out[pair] = RegionNet(labels, w, arrays[pre + "mean"], arrays[pre + "std"], channels,
-                                  float(r.get("max_rel_area", np.inf)), fallback)
+                                  float(r.get("max_rel_area", np.inf)), hand_rule(labels))
         return out
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SegprepError(p, f"not a readable shape network ({exc})") from None
