@@ -156,6 +156,28 @@ def frame(h: int = 720, w: int = 1280) -> np.ndarray:
     return np.zeros((h, w), np.uint8)
 
 
+@pytest.mark.parametrize("cv2_threads", [1, 2, 4])
+def test_regions_are_numbered_in_raster_order_whatever_opencv_threads(cv2_threads):
+    """Region k + 1 is the k-th region met scanning rows top to bottom, each left to right
+    (OpenCV numbers them by blocks of two rows, and by stripes when multi-threaded)."""
+    rng = np.random.default_rng(3)
+    m = rng.random((400, 300)) < 0.08
+    m[12, 200] = m[13, 50] = True  # first pixels in rows 12 (right) and 13 (left): 12 first
+    m[11:15, 49:52] = m[11:15, 199:202] = False
+    m[12, 200] = m[13, 50] = True
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(cv2_threads)
+    try:
+        labels, f = region_features(m)
+    finally:
+        cv2.setNumThreads(before)
+    flat = labels.ravel()
+    first = np.unique(flat, return_index=True)[1][1:]  # first pixel of labels 1..N
+    assert len(first) == len(f) > 1000 and (np.diff(first) > 0).all()
+    assert labels[12, 200] < labels[13, 50]
+    assert (f.area == np.bincount(flat)[1:]).all()
+
+
 def test_region_features_on_known_shapes():
     m = frame(100, 200)
     m[10:30, 20:60] = 1  # rectangle 40 x 20

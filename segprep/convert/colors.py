@@ -376,8 +376,19 @@ def region_features(mask: np.ndarray, contours: bool = True, values: np.ndarray 
 
     m = np.ascontiguousarray(mask, dtype=np.uint8) if mask.dtype != np.uint8 else mask
     H, W = m.shape
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_32S)
-    st = stats[1:].astype(np.int64)
+    labels = np.zeros((H, W), np.int32)
+    # label only the mask's bounding box plus a 1-pixel margin (the outer ring of _neighbours):
+    # OpenCV's statistics pass visits every pixel, and shared colors cover a small part of a frame
+    bx, by, bw, bh = cv2.boundingRect(m) if m.size else (0, 0, 0, 0)
+    if bw and bh:
+        box = np.s_[max(by - 1, 0):min(by + bh + 1, H), max(bx - 1, 0):min(bx + bw + 1, W)]
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(
+            np.ascontiguousarray(m[box]), connectivity=8, ltype=cv2.CV_32S)
+        lab, st = _raster_order(lab, stats[1:].astype(np.int64))
+        labels[box] = lab
+        st += [box[1].start, box[0].start, 0, 0, 0]
+    else:  # no pixel in (OpenCV refuses an empty image)
+        box, n, st = np.s_[0:0, 0:0], 1, np.zeros((0, 5), np.int64)
     x, y, w, h, area = st[:, 0], st[:, 1], st[:, 2], st[:, 3], st[:, 4]
     N = n - 1
     row = {k: np.full(N, v) for k, v in CONTOUR_DEFAULTS.items()}
@@ -401,7 +412,7 @@ def region_features(mask: np.ndarray, contours: bool = True, values: np.ndarray 
     touches = np.stack([y == 0, y + h == H, x == 0, x + w == W], axis=1)
     neighbours = None
     if values is not None and value_groups is not None:
-        neighbours = _neighbours(m, labels, N, values, value_groups)
+        neighbours = _neighbours(m[box], labels[box], N, values[box], value_groups)
     feats = RegionFeatures(
         height=H, width=W, area=area, x=x, y=y, w=w, h=h, rel_area=area / float(H * W),
         bottom=(y + h) / hf, rel_height=h / hf, extent=area / (w * h).astype(float),
@@ -411,6 +422,31 @@ def region_features(mask: np.ndarray, contours: bool = True, values: np.ndarray 
         corners=row["corners"],
         touches=touches, neighbours=neighbours)
     return labels, feats
+
+
+def _raster_order(labels: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber OpenCV's regions in raster order of their first pixel (top row, then leftmost
+    pixel in it): its parallel labelling numbers them stripe by stripe, so the order would
+    depend on the thread count and the image height.
+
+    Args:
+        labels: ``(H, W)`` int32 labels (0 = outside, ``k + 1`` = region ``k``).
+        stats: ``(N, 5)`` int64 ``x, y, w, h, area`` of the regions.
+
+    Returns:
+        ``(labels, stats)`` renumbered (the inputs themselves when already in order).
+    """
+    n = len(stats)
+    if n < 2:
+        return labels, stats
+    top = labels[stats[:, 1]]  # (N, W): each region's top row
+    first_x = np.argmax(top == np.arange(1, n + 1)[:, None], axis=1)
+    order = np.argsort(stats[:, 1] * labels.shape[1] + first_x, kind="stable")
+    if np.all(order[1:] > order[:-1]):
+        return labels, stats
+    lut = np.zeros(n + 1, np.int32)
+    lut[order + 1] = np.arange(1, n + 1, dtype=np.int32)
+    return lut[labels], stats[order]
 
 
 _RING = np.ones((3, 3), np.uint8)
@@ -424,9 +460,11 @@ def _neighbours(m: np.ndarray, labels: np.ndarray, n: int, values: np.ndarray,
     import cv2
 
     g = len(NEIGHBOUR_GROUPS)
+    if n == 0:
+        return np.zeros((0, g))
     ring = cv2.dilate(m, _RING) > m
     pts = cv2.findNonZero(ring.view(np.uint8))
-    if pts is None or n == 0:
+    if pts is None:
         return np.zeros((n, g))
     pts = pts.reshape(-1, 2)
     xs, ys = pts[:, 0], pts[:, 1]
