@@ -84,7 +84,6 @@ from segprep.convert.region_net import (  # noqa: E402
     load_shape_net,
     mirror_inputs,
     region_thumbnails,
-    thumbnail_groups,
 )
 from segprep.io import find_files, read_png, run_batch, write_png  # noqa: E402
 
@@ -141,7 +140,7 @@ def frame_regions(item: tuple[int, str]) -> tuple[int, dict]:
         np.add.at(y, (labels[mask], lut[truth[mask]]), 1)
         thumbs = None
         if pair in NET_PAIRS:
-            thumbs = region_thumbnails(labels, f, thumbnail_groups(truth, mask, groups))
+            thumbs = region_thumbnails(labels, f, truth, mask, groups)
         out[pair] = (features_matrix(f), y[1:, :len(ids)], (f.height, f.width), thumbs)
     return index, out
 

@@ -138,16 +138,50 @@ def test_run_batch_yields_every_item_once_with_its_value_or_error(jobs, prefer):
             assert o.ok and o.value == o.item ** 2
 
 
-def test_run_batch_threads_can_stop_early_and_restore_opencv_threads():
+def _blas_threads(_item=None) -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_run_batch_threads_can_stop_early_and_restore_opencv_and_blas_threads():
     import cv2
 
-    before = cv2.getNumThreads()
+    before, blas_before = cv2.getNumThreads(), _blas_threads()
     gen = sio.run_batch(_square_or_fail, list(range(1000)), jobs=2, quiet=True,
                            prefer="threads")
     first = [next(gen) for _ in range(5)]
     assert cv2.getNumThreads() == 1  # the workers run with OpenCV single-threaded
+    assert set(_blas_threads()) == {1}  # and numpy's BLAS
     gen.close()
-    assert len(first) == 5 and cv2.getNumThreads() == before
+    assert len(first) == 5 and cv2.getNumThreads() == before and _blas_threads() == blas_before
+
+
+@pytest.mark.parametrize("prefer", ["threads", "processes"])
+def test_run_batch_workers_see_blas_on_one_thread(prefer):
+    """What each worker itself sees (segprep.io.batch.single_threaded_libraries)."""
+    outcomes = list(sio.run_batch(_blas_threads, list(range(4)), jobs=2, quiet=True,
+                                     prefer=prefer))
+    assert all(o.ok and o.value and set(o.value) == {1} for o in outcomes), outcomes
+
+
+def test_blas_on_one_thread_in_the_main_thread_only():
+    import threading
+
+    before = _blas_threads()
+    with sio.batch.blas_on_one_thread():
+        assert set(_blas_threads()) == {1}
+    assert _blas_threads() == before
+    seen: list[list[int]] = []
+
+    def worker() -> None:  # a no-op there: run_batch's workers are already single-threaded
+        with sio.batch.blas_on_one_thread():
+            seen.append(_blas_threads())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [before] and _blas_threads() == before
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".JPEG"])

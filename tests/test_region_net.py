@@ -15,7 +15,6 @@ from segprep.convert import colors
 from segprep.convert.colors import decode_colors, encode_colors, neighbour_groups, region_features
 from segprep.convert.region_net import (
     CHANNEL_SETS,
-    SAME_COLOR,
     SHAPE_NET,
     THUMB_CHANNELS,
     AveragedRule,
@@ -23,7 +22,6 @@ from segprep.convert.region_net import (
     load_shape_net,
     mirror_inputs,
     region_thumbnails,
-    thumbnail_groups,
 )
 from segprep.errors import SegprepError
 
@@ -37,12 +35,6 @@ def bdd_id(name: str) -> int:
     return int(cm.ids[cm.index_of(name)])
 
 
-def _context(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    g = thumbnail_groups(ids, mask, neighbour_groups(BDD))
-    assert (g[mask] == SAME_COLOR).all()
-    return g
-
-
 def test_thumbnail_of_a_square_in_the_sky():
     """A 20 × 20 sign alone in the sky, a second sign beside it: the window is 20 × 1.4 + 4 = 32
     px, centred on the square, sampled 48 × 48 → 24 × 24 cells of 4 samples each."""
@@ -51,7 +43,7 @@ def test_thumbnail_of_a_square_in_the_sky():
     ids[45:55, 112:115] = bdd_id("parking sign")  # a second region, inside the window on the right
     mask = ids == bdd_id("parking sign")
     labels, f = region_features(mask, values=ids, value_groups=neighbour_groups(BDD))
-    t = region_thumbnails(labels, f, _context(ids, mask))
+    t = region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD))
     assert t.shape == (2, len(THUMB_CHANNELS), 24, 24) and t.dtype == np.uint8
     assert (t.sum(axis=1) == 4).all()  # every cell's 4 samples fall in exactly one channel each
     big = int(np.argmax(f.area))
@@ -70,12 +62,12 @@ def test_thumbnail_outside_the_frame_and_no_regions():
     ids[0:10, 0:6] = bdd_id("pole")  # in the top-left corner: most of its window is outside
     mask = ids == bdd_id("pole")
     labels, f = region_features(mask, values=ids, value_groups=neighbour_groups(BDD))
-    t = region_thumbnails(labels, f, _context(ids, mask))
+    t = region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD))
     assert t[0, CH["outside"], 0, 0] == 4 and t[0, CH["outside"], -1, -1] == 0
     assert t[0, CH["near_flat"]].sum() > 0
     empty = np.zeros((50, 80), bool)
     labels, f = region_features(empty)
-    assert region_thumbnails(labels, f, _context(ids, empty)).shape == (
+    assert region_thumbnails(labels, f, ids, empty, neighbour_groups(BDD)).shape == (
         0, len(THUMB_CHANNELS), 24, 24)
 
 
@@ -123,7 +115,7 @@ def test_a_network_reads_only_its_channels():
     ids[20:80, 98:102] = bdd_id("pole")
     mask = ids == bdd_id("pole")
     labels, f = region_features(mask, values=ids, value_groups=neighbour_groups(BDD))
-    t = region_thumbnails(labels, f, _context(ids, mask))
+    t = region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD))
     other = t.copy()
     other[:, CH["near_sky"]], other[:, CH["near_vehicle"]] = 0, t[:, CH["near_sky"]]
     assert np.array_equal(rule.proba(f, t), rule.proba(f, other))
@@ -142,11 +134,48 @@ def test_averaged_rule_is_the_mean_of_its_members():
     ids[80:90, 300:314] = bdd_id("pole")  # two posts and a bar: one region
     mask = ids == bdd_id("pole")
     labels, f = region_features(mask, values=ids, value_groups=neighbour_groups(BDD))
-    t = region_thumbnails(labels, f, _context(ids, mask))
+    t = region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD))
     net, forest = pole.members
     want = (net.proba(f, t) + forest.proba(f)) / 2
     assert np.allclose(pole.proba(f, t), want)
     assert pole.classify(f, t).tolist() == want.argmax(axis=1).tolist()
+
+
+def _two_signs_and_a_corner_pole():
+    ids = np.full((100, 200), bdd_id("sky"), np.uint8)
+    ids[60:, :] = bdd_id("road")
+    ids[40:60, 90:110] = bdd_id("parking sign")
+    ids[45:55, 112:115] = bdd_id("parking sign")
+    ids[0:10, 0:6] = bdd_id("parking sign")
+    mask = ids == bdd_id("parking sign")
+    labels, f = region_features(mask, values=ids, value_groups=neighbour_groups(BDD))
+    return labels, f, ids, mask
+
+
+def test_thumbnail_channel_subsets_are_slices_of_all_channels():
+    labels, f, ids, mask = _two_signs_and_a_corner_pole()
+    every = region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD))
+    for chans in (CHANNEL_SETS["shape"], ("near_flat", "region"), ("outside",), ()):
+        t = region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD), channels=chans)
+        assert np.array_equal(t, every[:, [CH[c] for c in chans]]), chans
+    with pytest.raises(ValueError, match="near_water"):
+        region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD), channels=("near_water",))
+
+
+def test_averaged_rule_reads_only_its_channels():
+    """The shipped pole rule reads the outline channels; given only those it answers as with
+    every channel (what the decoder computes)."""
+    pole = colors.rule_for(("pole", "polegroup"))
+    assert pole.channels == CHANNEL_SETS["shape"]
+    ids = np.full((360, 640), bdd_id("sky"), np.uint8)
+    ids[200:] = bdd_id("road")
+    ids[40:200, 100:106] = bdd_id("pole")
+    ids[60:200, 300:304] = bdd_id("pole")
+    mask = ids == bdd_id("pole")
+    labels, f = region_features(mask, values=ids, value_groups=neighbour_groups(BDD))
+    every = region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD))
+    shape = region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD), channels=pole.channels)
+    assert np.array_equal(pole.proba(f, every), pole.proba(f, shape, pole.channels))
 
 
 def test_mirror_inputs_swaps_left_and_right():

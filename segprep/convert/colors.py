@@ -978,10 +978,11 @@ def classify_regions(rule: Any, color_mask: np.ndarray, values: np.ndarray,
     else:
         labels, feats = region_features(color_mask, contours=contours)
     if getattr(rule, "thumbnails", False):
-        from segprep.convert.region_net import region_thumbnails, thumbnail_groups
+        from segprep.convert.region_net import region_thumbnails
 
-        context = thumbnail_groups(values, color_mask, groups)
-        return labels, feats, rule.classify(feats, region_thumbnails(labels, feats, context))
+        thumbs = region_thumbnails(labels, feats, values, color_mask, groups,
+                                   channels=rule.channels)
+        return labels, feats, rule.classify(feats, thumbs, rule.channels)
     return labels, feats, rule.classify(feats)
 
 

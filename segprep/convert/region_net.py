@@ -36,6 +36,7 @@ from segprep.convert.colors import (
     model_inputs,
 )
 from segprep.errors import SegprepError
+from segprep.io.batch import blas_on_one_thread
 
 THUMB_SIZE = 24
 """Side of a thumbnail in cells (:func:`region_thumbnails`)."""
@@ -52,7 +53,8 @@ its neighbours of the same color, no other classes: the classes around a region 
 datasets more than shapes do — README, *Shared colors by shape*)."""
 
 SAME_COLOR = len(NEIGHBOUR_GROUPS)
-"""The value of the shared color's own pixels in the ``groups`` map of :func:`region_thumbnails`."""
+"""A sample's class for the shared color's own pixels in :func:`region_thumbnails` (after the
+neighbour groups; then the region itself, outside the frame)."""
 
 SHAPE_NET = "shape_net.npz"
 """The network rules shipped beside this module (``scripts/train_shape_rule.py fit``)."""
@@ -62,37 +64,44 @@ _CENTER = MODEL_INPUTS.index("center_x")
 _LEFT, _RIGHT = MODEL_INPUTS.index("touch_left"), MODEL_INPUTS.index("touch_right")
 
 # thumbnail class of a sample → channel: groups 0..G-1 → 2.., same color → 1, region → 0, outside
-_CHANNEL_OF = np.array([2 + i for i in range(len(NEIGHBOUR_GROUPS))] + [1, 0, len(THUMB_CHANNELS)
-                                                                           - 1], np.int64)
+# and -1 (a neighbour group not counted) → len(THUMB_CHANNELS)
+_CHANNEL_OF = np.array([2 + i for i in range(len(NEIGHBOUR_GROUPS))]
+                       + [1, 0, len(THUMB_CHANNELS) - 1, len(THUMB_CHANNELS)], np.int64)
 
 
-def thumbnail_groups(values: np.ndarray, color_mask: np.ndarray,
-                     value_groups: np.ndarray) -> np.ndarray:
-    """The ``groups`` map of :func:`region_thumbnails`: ``(H, W)`` uint8, each pixel's
-    neighbour group (``value_groups[values]``, see
-    :func:`~segprep.convert.colors.neighbour_groups`), :data:`SAME_COLOR` on ``color_mask``."""
-    groups = value_groups[values]
-    groups[color_mask] = SAME_COLOR
-    return groups
-
-
-def region_thumbnails(labels: np.ndarray, f: RegionFeatures, groups: np.ndarray,
-                      size: int = THUMB_SIZE) -> np.ndarray:
+def region_thumbnails(labels: np.ndarray, f: RegionFeatures, values: np.ndarray,
+                      color_mask: np.ndarray, value_groups: np.ndarray, size: int = THUMB_SIZE,
+                      channels: tuple[str, ...] = THUMB_CHANNELS) -> np.ndarray:
     """Context thumbnails of the regions of :func:`~segprep.convert.colors.region_features`.
+
+    Only the sampled pixels are looked at (``N × 2S × 2S``), so a frame costs in proportion to
+    its regions, not its size.
 
     Args:
         labels: ``(H, W)`` int32 region labels (0 = outside, ``k + 1`` = region ``k``).
         f: the ``N`` regions' features (their bounding boxes are used).
-        groups: ``(H, W)`` uint8: each pixel's index in ``NEIGHBOUR_GROUPS``, or
-            :data:`SAME_COLOR` for the pixels of the shared color itself.
+        values: ``(H, W)`` uint8 label ids of the frame.
+        color_mask: ``(H, W)`` bool, the pixels of the shared color (``same_color`` unless in
+            region ``k`` itself).
+        value_groups: ``(256,)`` uint8 id → index in ``NEIGHBOUR_GROUPS``
+            (:func:`~segprep.convert.colors.neighbour_groups`).
         size: ``S``, cells per side.
+        channels: the :data:`THUMB_CHANNELS` to count, in output order (a network reads a subset,
+            :data:`CHANNEL_SETS`).
 
     Returns:
-        ``(N, len(THUMB_CHANNELS), S, S)`` uint8: per cell the number (0–4) of its 4 samples in
-        each channel.
+        ``(N, len(channels), S, S)`` uint8: per cell the number (0–4) of its 4 samples in each
+        channel.
+
+    Raises:
+        ValueError: a channel is not in :data:`THUMB_CHANNELS`.
     """
-    n = len(f)
-    c = len(THUMB_CHANNELS)
+    n, c = len(f), len(channels)
+    out_of = np.full(len(THUMB_CHANNELS) + 1, c, np.int64)  # THUMB_CHANNELS index → output
+    for i, name in enumerate(channels):
+        if name not in THUMB_CHANNELS:
+            raise ValueError(f"unknown thumbnail channel {name!r}")
+        out_of[THUMB_CHANNELS.index(name)] = i
     if n == 0:
         return np.zeros((0, c, size, size), np.uint8)
     H, W = labels.shape
@@ -103,15 +112,19 @@ def region_thumbnails(labels: np.ndarray, f: RegionFeatures, groups: np.ndarray,
     xs = np.floor((f.x + f.w / 2.0)[:, None] + offs).astype(np.int64)
     inside = ((ys >= 0) & (ys < H))[:, :, None] & ((xs >= 0) & (xs < W))[:, None, :]
     yc, xc = np.clip(ys, 0, H - 1)[:, :, None], np.clip(xs, 0, W - 1)[:, None, :]
-    cls = groups[yc, xc].astype(np.int64)  # (N, 2S, 2S)
+    if any(name.startswith("near_") for name in channels):
+        cls = value_groups[values[yc, xc]].astype(np.int64)  # (N, 2S, 2S)
+    else:  # no neighbour group is counted: skip their lookup
+        cls = np.full(inside.shape, -1, np.int64)
+    cls[color_mask[yc, xc]] = SAME_COLOR
     cls[labels[yc, xc] == np.arange(1, n + 1)[:, None, None]] = SAME_COLOR + 1
     cls[~inside] = SAME_COLOR + 2
-    ch = _CHANNEL_OF[cls]
+    ch = out_of[_CHANNEL_OF[cls]]  # sample → output channel, c = not counted
     cell = (np.arange(2 * size) // 2)
-    flat = ((np.arange(n)[:, None, None] * c + ch) * size + cell[None, :, None]) * size \
+    flat = ((np.arange(n)[:, None, None] * (c + 1) + ch) * size + cell[None, :, None]) * size \
         + cell[None, None, :]
-    counts = np.bincount(flat.ravel(), minlength=n * c * size * size)
-    return counts.reshape(n, c, size, size).astype(np.uint8)
+    counts = np.bincount(flat.ravel(), minlength=n * (c + 1) * size * size)
+    return counts.reshape(n, c + 1, size, size)[:, :c].astype(np.uint8)
 
 
 def mirror_inputs(x: np.ndarray) -> np.ndarray:
@@ -187,31 +200,31 @@ class RegionNet:
         e = np.exp(s - s.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
-    def proba(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
+    def proba(self, f: RegionFeatures, thumbs: np.ndarray,
+              thumb_channels: tuple[str, ...] = THUMB_CHANNELS) -> np.ndarray:
         """``(N, K)`` class probabilities: the mean over the regions and their mirror images.
 
         Args:
             f: the regions (with :attr:`RegionFeatures.neighbours`).
-            thumbs: their :func:`region_thumbnails` (all :data:`THUMB_CHANNELS`).
+            thumbs: their :func:`region_thumbnails` of ``thumb_channels`` (which hold
+                :attr:`channels`).
         """
         if len(f) == 0:
             return np.zeros((0, len(self.labels)))
-        from threadpoolctl import threadpool_limits
-
         x = model_inputs(f)
-        t = thumbs[:, [THUMB_CHANNELS.index(c) for c in self.channels]].astype(np.float32) / 4.0
+        t = thumbs[:, [thumb_channels.index(c) for c in self.channels]].astype(np.float32) / 4.0
         n = len(x)
-        # one BLAS thread: these products are small, and BLAS threads on top of segprep's own
-        # workers (-j) cost twice the CPU time for nothing (scripts/bench_bdd100k.py)
-        with threadpool_limits(1, user_api="blas"):
+        with blas_on_one_thread():  # one pass over both
             both = self._scores(np.concatenate([t, t[..., ::-1]]),
-                                np.concatenate([x, mirror_inputs(x)]))  # one pass over both
+                                np.concatenate([x, mirror_inputs(x)]))
         return (both[:n] + both[n:]) / 2.0
 
-    def classify(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
+    def classify(self, f: RegionFeatures, thumbs: np.ndarray,
+                 thumb_channels: tuple[str, ...] = THUMB_CHANNELS) -> np.ndarray:
         """``(N,)`` int: index into :attr:`labels` of each region."""
-        return large_regions_to_fallback(self.proba(f, thumbs).argmax(axis=1).astype(np.int64),
-                                         f, self.max_rel_area, self.fallback)
+        return large_regions_to_fallback(
+            self.proba(f, thumbs, thumb_channels).argmax(axis=1).astype(np.int64), f,
+            self.max_rel_area, self.fallback)
 
 
 @dataclass(frozen=True)
@@ -238,16 +251,26 @@ class AveragedRule:
     def fallback(self) -> Any:
         return self.members[0].fallback
 
-    def proba(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
-        """``(N, K)`` mean class probabilities of the members."""
-        ps = [m.proba(f, thumbs) if getattr(m, "thumbnails", False) else m.proba(f)
-              for m in self.members]
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The :data:`THUMB_CHANNELS` its members read, in that order."""
+        read = {c for m in self.members for c in getattr(m, "channels", ())}
+        return tuple(c for c in THUMB_CHANNELS if c in read)
+
+    def proba(self, f: RegionFeatures, thumbs: np.ndarray,
+              thumb_channels: tuple[str, ...] = THUMB_CHANNELS) -> np.ndarray:
+        """``(N, K)`` mean class probabilities of the members (``thumbs``: see
+        :meth:`RegionNet.proba`)."""
+        ps = [m.proba(f, thumbs, thumb_channels) if getattr(m, "thumbnails", False)
+              else m.proba(f) for m in self.members]
         return np.mean(ps, axis=0)
 
-    def classify(self, f: RegionFeatures, thumbs: np.ndarray) -> np.ndarray:
+    def classify(self, f: RegionFeatures, thumbs: np.ndarray,
+                 thumb_channels: tuple[str, ...] = THUMB_CHANNELS) -> np.ndarray:
         """``(N,)`` int: index into :attr:`labels` of each region."""
-        return large_regions_to_fallback(self.proba(f, thumbs).argmax(axis=1).astype(np.int64),
-                                         f, self.max_rel_area, self.fallback)
+        return large_regions_to_fallback(
+            self.proba(f, thumbs, thumb_channels).argmax(axis=1).astype(np.int64), f,
+            self.max_rel_area, self.fallback)
 
 
 def combined_rules(nets: dict[str, RegionNet], forests: dict[str, Any]) -> dict[str, Any]:

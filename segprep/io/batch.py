@@ -7,8 +7,11 @@ segprep starts a pool. The jobs policy lives in :func:`resolve_jobs` and nowhere
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -209,18 +212,68 @@ def _thread_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool,
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    cv2: Any = None
-    if opencv:
-        import cv2  # OpenCV's own thread pool would run n x its threads on the same cores
-
-        cv2_threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
+    restore = single_threaded_libraries(opencv)  # from this (the main) thread: see there
     try:
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="segprep") as pool:
             yield from _pool_map(lambda: pool, fn, items, n, bar, ordered)
     finally:
+        restore()
+
+
+def single_threaded_libraries(opencv: bool = True) -> Callable[[], None]:
+    """Run OpenCV's thread pool and numpy's BLAS on one thread in this process, while segprep's
+    own workers share the cores: their pools on top of ``n`` workers would run ``n`` × their
+    threads for nothing (with BLAS threads under two workers ``bdd100k convert --palette id``,
+    whose shape networks multiply small matrices, fell from 79 to 35 frames/s). Call it from the
+    main thread: OpenBLAS applies a limit set there to every thread, one set from another thread
+    not reliably.
+
+    Args:
+        opencv: also OpenCV's (imports it; False spares that where the work never uses it).
+
+    Returns:
+        a function that restores the previous thread counts.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    cv2: Any = None
+    if opencv:
+        import cv2
+
+        cv2_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+    # after importing OpenCV, which brings its own OpenBLAS (a library loaded later keeps its
+    # threads)
+    blas = ThreadpoolController().limit(limits=1, user_api="blas")
+
+    def restore() -> None:
+        blas.restore_original_limits()
         if cv2 is not None:
             cv2.setNumThreads(cv2_threads)
+
+    return restore
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # finds the loaded libraries once (a search costs ≈ 3 ms)
+
+
+@contextlib.contextmanager
+def blas_on_one_thread() -> Iterator[None]:
+    """Run the block with numpy's BLAS on one thread, for code that multiplies many small
+    matrices (the shape networks of :mod:`segprep.convert.region_net`): there BLAS threads cost
+    CPU time and wall time (``decode_colors`` of a BDD100K frame: 16–19 ms with two threads,
+    12–15 ms with one). Only from the main thread: run_batch's worker threads and processes
+    already run single-threaded (:func:`single_threaded_libraries`), and a limit set and restored
+    by concurrent threads could leave the process with the wrong thread count."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
 
 
 def _pool_map(get_pool: Callable[[], Any], fn: Callable, items: list, n: int, bar: Any,
@@ -299,7 +352,8 @@ def _pool_map(get_pool: Callable[[], Any], fn: Callable, items: list, n: int, ba
 
 
 def _watch_parent(parent: int) -> None:
-    """Initializer of the worker processes: ignore Ctrl-C (the parent handles it and stops the
+    """Initializer of the worker processes: OpenCV and BLAS on one thread
+    (:func:`single_threaded_libraries`), ignore Ctrl-C (the parent handles it and stops the
     pool; the workers printing their own ``KeyboardInterrupt`` tracebacks is what it avoids) and
     exit as soon as the parent is gone, even when it was killed with SIGKILL (no idle worker is
     ever left behind)."""
@@ -307,6 +361,7 @@ def _watch_parent(parent: int) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    single_threaded_libraries()  # n workers share the cores (this is the worker's main thread)
 
     def watch() -> None:
         while os.getppid() == parent:

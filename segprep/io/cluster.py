@@ -224,10 +224,12 @@ def worker_cached(key: Any, factory: Callable[[], Any]) -> Any:
         return value
 
 
-def _single_opencv_thread() -> bool:
-    import cv2  # several worker threads or processes share the cores: no nested pool
+def _single_threaded_libraries() -> bool:
+    from segprep.io.batch import single_threaded_libraries
 
-    cv2.setNumThreads(1)
+    # several worker threads or processes share the cores: no nested pools (set from a worker
+    # thread: OpenBLAS may not apply it to the others)
+    single_threaded_libraries()
     return True
 
 
@@ -273,7 +275,7 @@ def _run_chunk(fn: Callable, chunk: _Chunk) -> tuple[float, list[tuple[Any, str 
     it took and each item's ``(value, error)``."""
     from segprep.io.batch import _call
 
-    worker_cached("segprep-opencv-threads", _single_opencv_thread)
+    worker_cached("segprep-single-threads", _single_threaded_libraries)
     t0 = time.perf_counter()
     out = [_call(fn, item) for item in chunk.items]
     return time.perf_counter() - t0, out
