@@ -37,6 +37,8 @@ Commands::
                                            [--out-net segprep/convert/shape_net.npz]
     python scripts/train_shape_rule.py misses --pair pole/polegroup --cities hamburg,tubingen \
         [--top 8] [--out runs/misses.png]                 # what leave-one-city-out gets wrong
+    python scripts/train_shape_rule.py noise --pair pole/polegroup [--model shipped]
+                                                          # how much of each gap is frame noise
 
 Model names: ``tree-DEPTH``, ``forest-TREESxDEPTH[-MIN_LEAF_WEIGHT_FRACTION[-MAX_FEATURES]]``,
 ``hgb-ITERATIONS``, ``net-WIDTHxEPOCHS`` (a :class:`~segprep.convert.region_net.RegionNet`, see
@@ -634,10 +636,10 @@ def misses(args) -> int:
         for k in worst:
             f = int(frame[k])
             truth = read_png(files[city][f])
-            # the region's label: cached rows of a frame are its regions in connected-component
-            # order (region_features labels them with the same OpenCV call)
+            # the region's label: cached rows of a frame are its regions in region_features'
+            # order (raster order of their first pixel)
             label = int(np.count_nonzero(frame[:k] == f)) + 1
-            _, regions = cv2.connectedComponents(member[truth].view(np.uint8), connectivity=8)
+            regions, _ = region_features(member[truth], contours=False)
             bx, by, bw, bh = (int(v) for v in x[k, box])
             pad = max(8, bh // 4)
             y0, x0 = max(0, by - pad), max(0, bx - pad)
@@ -661,6 +663,65 @@ def misses(args) -> int:
         grid = np.vstack([np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)])
         write_png(args.out, grid)
         print(f"wrote {args.out} ({len(tiles)} tiles)", file=sys.stderr)
+    return 0
+
+
+def noise(args) -> int:
+    """How much of each pool city's gap to its region ceiling is sampling noise: the model's
+    leave-one-city-out labels of the city's regions are kept, and the city's frames are drawn
+    again with replacement (``--resamples`` times; draws that miss a label are dropped). Prints
+    per city the support of the rarer label (frames and regions holding it, the largest region's
+    share of its pixels), the score, the ceiling, the gap with its 5–95 % range over the draws
+    and how often the draw is within the goal; then the count of cities within the goal and the
+    expected count over the draws."""
+    data = load_cache(Path(args.cache))
+    held = test_cities(data)
+    pool = [c for c in data if c not in held]
+    p = args.pair
+    if p not in PAIRS:
+        raise SystemExit(f"--pair must be one of {', '.join(PAIRS)}")
+    goal = GOALS.get(p, 0.0)
+    rng = np.random.default_rng(args.seed)
+    print(f"\n{p}, {args.model}: leave-one-city-out over {len(pool)} cities, frames drawn "
+          f"{args.resamples} times per city (goal: within {100 * goal:.0f} points of the "
+          "ceiling)")
+    print("| city | frames | frames with the rarer label | its regions | its largest region "
+          "| score | ceiling | gap | gap, 5–95 % of draws | draws within goal |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    within, expected = 0, 0.0
+    for city in pool:
+        x, y, frame = data[city][p]
+        train = [part(data, o, p) for o in pool if o != city]
+        pred = fit_predict(args.model, p, train, part(data, city, p))
+        n_frames, k = len(data[city]["frames"]), y.shape[1]
+        best = y.argmax(axis=1)
+        tot, hit, top = (np.zeros((n_frames, k)) for _ in range(3))  # per frame and label
+        for j in range(k):
+            np.add.at(tot[:, j], frame, y[:, j])
+            np.add.at(hit[:, j], frame, np.where(pred == j, y[:, j], 0))
+            np.add.at(top[:, j], frame, np.where(best == j, y[:, j], 0))
+
+        def bal(h: np.ndarray, t: np.ndarray) -> np.ndarray:  # balanced accuracy over last axis
+            return (h / np.maximum(t, 1)).sum(-1) / np.maximum((t > 0).sum(-1), 1)
+
+        gap = float(bal(top.sum(0), tot.sum(0)) - bal(hit.sum(0), tot.sum(0)))
+        draws = rng.integers(0, n_frames, size=(args.resamples, n_frames))
+        t_d = tot[draws].sum(1)
+        keep = (t_d > 0).sum(1) == (tot.sum(0) > 0).sum()
+        gaps = (bal(top[draws].sum(1), t_d) - bal(hit[draws].sum(1), t_d))[keep]
+        rare = int(np.argmin(np.where(tot.sum(0) > 0, tot.sum(0), np.inf)))
+        lo, hi = np.percentile(gaps, [5, 95])
+        ok = float(np.mean(gaps <= goal + 1e-9))
+        within += gap <= goal + 1e-9
+        expected += ok
+        print(f"| {city} | {n_frames} | {int((tot[:, rare] > 0).sum())} | "
+              f"{int((y[:, rare] > 0).sum())} | "
+              f"{100 * y[:, rare].max() / max(y[:, rare].sum(), 1):.0f} % | "
+              f"{100 * bal(hit.sum(0), tot.sum(0)):.1f} | {100 * bal(top.sum(0), tot.sum(0)):.1f} | "
+              f"{100 * gap:.1f} | {100 * lo:.1f} – {100 * hi:.1f} | {100 * ok:.0f} % |",
+              flush=True)
+    print(f"\nwithin goal: {within} of {len(pool)} cities; expected over the draws: "
+          f"{expected:.1f}")
     return 0
 
 
@@ -820,10 +881,14 @@ def main() -> int:
     ms.add_argument("--cities", default="", help="pool cities, comma-separated (default: all)")
     ms.add_argument("--top", type=int, default=6, help="largest missed regions drawn per city")
     ms.add_argument("--out", default=str(ROOT / "runs" / "misses.png"))
+    nz = sub.add_parser("noise")
+    nz.add_argument("--pair", default="pole/polegroup")
+    nz.add_argument("--model", default="shipped")
+    nz.add_argument("--resamples", type=int, default=2000)
     args = ap.parse_args()
     MODEL_SEED[0] = args.seed
     return {"extract": extract, "report": report, "loco": loco, "fit": fit,
-            "rulegrid": rulegrid, "misses": misses}[args.cmd](args)
+            "rulegrid": rulegrid, "misses": misses, "noise": noise}[args.cmd](args)
 
 
 if __name__ == "__main__":
