@@ -134,7 +134,8 @@ def run_batch(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | Non
         probe: with ``scheduler``, path(s) every worker must see before any work is submitted
             (default: the first item's file, as :func:`describe` names it, when it exists here).
         opencv: whether ``fn`` may use OpenCV (its thread pool is then set to one thread while
-            threads run); False spares importing it (12-35 ms) where ``fn`` never does.
+            workers run, as numpy's BLAS always is: :func:`single_threaded_libraries`); False
+            spares importing it (12-35 ms, in every worker process) where ``fn`` never does.
 
     Yields:
         one :class:`Outcome` per item.
@@ -158,7 +159,7 @@ def run_batch(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | Non
         elif prefer == "threads":
             yield from _thread_map(fn, items, n, bar, ordered, opencv)
         else:
-            yield from _process_map(fn, items, n, bar, ordered)
+            yield from _process_map(fn, items, n, bar, ordered, opencv)
     finally:
         bar.close()
 
@@ -351,7 +352,7 @@ def _pool_map(get_pool: Callable[[], Any], fn: Callable, items: list, n: int, ba
             fut.cancel()
 
 
-def _watch_parent(parent: int) -> None:
+def _watch_parent(parent: int, opencv: bool = True) -> None:
     """Initializer of the worker processes: OpenCV and BLAS on one thread
     (:func:`single_threaded_libraries`), ignore Ctrl-C (the parent handles it and stops the
     pool; the workers printing their own ``KeyboardInterrupt`` tracebacks is what it avoids) and
@@ -361,7 +362,7 @@ def _watch_parent(parent: int) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    single_threaded_libraries()  # n workers share the cores (this is the worker's main thread)
+    single_threaded_libraries(opencv)  # n workers share the cores (the worker's main thread)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -371,7 +372,8 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="segprep-parent-watch", daemon=True).start()
 
 
-def _process_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool) -> Iterator[Outcome]:
+def _process_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool,
+                 opencv: bool = True) -> Iterator[Outcome]:
     """The processes path of :func:`run_batch`: a ``concurrent.futures.ProcessPoolExecutor`` of
     ``n`` spawned workers, at most ``4 * n`` items in flight.
 
@@ -397,7 +399,8 @@ def _process_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool) -> 
         if pools:
             pools[-1].shutdown(wait=False, cancel_futures=True)
         pools.append(ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
-                                         initializer=_watch_parent, initargs=(os.getpid(),)))
+                                         initializer=_watch_parent,
+                                         initargs=(os.getpid(), opencv)))
         return pools[-1]
 
     finished = False
