@@ -86,6 +86,7 @@ from segprep.convert.region_net import (  # noqa: E402
     load_shape_net,
     mirror_inputs,
     region_thumbnails,
+    standardise,
 )
 from segprep.io import find_files, read_png, run_batch, write_png  # noqa: E402
 
@@ -440,11 +441,11 @@ def fit_net(name: str, pair: str, train) -> RegionNet:
     x, lab, w, t = samples(train, CONTOURS[pair], model_spec(name, pair)[1], thumbs=True)
     keep = [THUMB_CHANNELS.index(c) for c in channels]
     t[:, [i for i in range(len(THUMB_CHANNELS)) if i not in keep]] = 0
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    mean, std = x.mean(axis=0), x.std(axis=0)  # constant inputs are ignored (standardise)
     torch.manual_seed(MODEL_SEED[0])
     rng = np.random.default_rng(MODEL_SEED[0])
-    xs = torch.tensor((x - mean) / std, dtype=torch.float32)
-    xm = torch.tensor((mirror_inputs(x) - mean) / std, dtype=torch.float32)
+    xs = torch.from_numpy(standardise(x, mean, std))
+    xm = torch.from_numpy(standardise(mirror_inputs(x), mean, std))
     ts, labs, ws = torch.from_numpy(t), torch.from_numpy(lab), torch.tensor(w, dtype=torch.float32)
     net = torch_net(len(THUMB_CHANNELS), x.shape[1], len(PAIRS[pair]), width)
     opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=1e-4)

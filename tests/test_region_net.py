@@ -4,6 +4,7 @@ never saw is tested with the other shape rules (tests/test_colors.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from segprep.convert import colors
 from segprep.convert.colors import decode_colors, encode_colors, neighbour_groups, region_features
 from segprep.convert.region_net import (
     CHANNEL_SETS,
+    MIN_INPUT_STD,
     SHAPE_NET,
     THUMB_CHANNELS,
     AveragedRule,
@@ -122,6 +124,32 @@ def test_a_network_reads_only_its_channels():
     moved = t.copy()
     moved[:, CH["region"]] = np.roll(t[:, CH["region"]], 5, axis=2)
     assert not np.array_equal(rule.proba(f, t), rule.proba(f, moved))
+
+
+def test_inputs_constant_in_training_are_ignored():
+    """An input that never varied in training (its std below MIN_INPUT_STD: Cityscapes regions
+    never touch the frame edge) does not move the answer when it varies at inference; the
+    shipped networks ignore the frame-edge inputs."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(2)
+    f_in = len(colors.MODEL_INPUTS)
+    net = _torch_twin(8, f_in)
+    w = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    edge = colors.MODEL_INPUTS.index("touch_bottom")
+    std = np.ones(f_in)
+    std[edge] = 1e-6  # what the trainer stored before: a 0 deviation plus 1e-6
+    rule = RegionNet(("a", "b"), w, np.zeros(f_in), std)
+    ids = np.full((100, 200), bdd_id("sky"), np.uint8)
+    ids[40:, 98:110] = bdd_id("person")  # down to the bottom edge
+    mask = ids == bdd_id("person")
+    labels, f = region_features(mask, values=ids, value_groups=neighbour_groups(BDD))
+    t = region_thumbnails(labels, f, ids, mask, neighbour_groups(BDD))
+    assert f.touches[0, 1]
+    inside = dataclasses.replace(f, touches=np.zeros_like(f.touches))
+    assert np.array_equal(rule.proba(f, t), rule.proba(inside, t))
+    for pair, shipped in load_shape_net().items():
+        ignored = {n for n, s in zip(colors.MODEL_INPUTS, shipped.std) if s < MIN_INPUT_STD}
+        assert {"touch_top", "touch_bottom", "touch_left", "touch_right"} <= ignored, pair
 
 
 def test_averaged_rule_is_the_mean_of_its_members():

@@ -56,6 +56,14 @@ SAME_COLOR = len(NEIGHBOUR_GROUPS)
 """A sample's class for the shared color's own pixels in :func:`region_thumbnails` (after the
 neighbour groups; then the region itself, outside the frame)."""
 
+MIN_INPUT_STD = 1e-4
+"""A model input whose standard deviation over the training regions is below this is ignored by
+a :class:`RegionNet` (its standardised value is 0): it never varied there, so the network learnt
+nothing from it, and dividing by its tiny deviation would blow any other value up (a shared-color
+region of the Cityscapes training frames never touches the frame's edge; on BDD100K frames a
+pedestrian touching the bottom edge got a standardised ``touch_bottom`` of 10⁶ and the label
+sign)."""
+
 SHAPE_NET = "shape_net.npz"
 """The network rules shipped beside this module (``scripts/train_shape_rule.py fit``)."""
 
@@ -127,6 +135,13 @@ def region_thumbnails(labels: np.ndarray, f: RegionFeatures, values: np.ndarray,
     return counts.reshape(n, c + 1, size, size)[:, :c].astype(np.uint8)
 
 
+def standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(N, F)`` float32 ``(x - mean) / std``, 0 for the inputs whose ``std`` is below
+    :data:`MIN_INPUT_STD` (constant in training: ignored)."""
+    z = (x - mean) / np.where(std < MIN_INPUT_STD, np.inf, std)
+    return z.astype(np.float32)
+
+
 def mirror_inputs(x: np.ndarray) -> np.ndarray:
     """``model_inputs`` of the mirror image of the regions (``(N, F)`` → ``(N, F)``)."""
     x = x.copy()
@@ -163,7 +178,8 @@ class RegionNet:
         weights: PyTorch state-dict names → float32 arrays (``conv.0``, ``conv.2``, ``conv.5``,
             ``conv.8`` convolutions, ``conv.12`` the 128-unit layer, ``mlp.0`` the input layer,
             ``head.0`` and ``head.3``; ``.weight`` / ``.bias``).
-        mean, std: ``(F,)`` standardisation of :func:`model_inputs`.
+        mean, std: ``(F,)`` standardisation of :func:`model_inputs` (:func:`standardise`: an
+            input with ``std`` below :data:`MIN_INPUT_STD` is ignored).
         channels: the :data:`THUMB_CHANNELS` it reads, in its input order.
         max_rel_area: the largest region of its training data (fraction of the frame); larger
             regions get the label of ``fallback``.
@@ -194,7 +210,7 @@ class RegionNet:
         h = _pool2(np.maximum(_conv3(h, p["conv.8.weight"], p["conv.8.bias"]), 0))
         h = h.transpose(0, 3, 1, 2).reshape(len(h), -1)  # PyTorch's (C, H, W) flattening
         h = np.maximum(lin(h, "conv.12"), 0)
-        g = np.maximum(lin(((x - self.mean) / self.std).astype(np.float32), "mlp.0"), 0)
+        g = np.maximum(lin(standardise(x, self.mean, self.std), "mlp.0"), 0)
         h = np.maximum(lin(np.concatenate([h, g], axis=1), "head.0"), 0)
         s = lin(h, "head.3").astype(np.float64)
         e = np.exp(s - s.max(axis=1, keepdims=True))
