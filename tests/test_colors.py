@@ -345,7 +345,7 @@ def _cs_to_bdd() -> np.ndarray:
 def test_cityscapes_color_pngs_exact_and_pole_groups_resolved(cityscapes_root):
     """Official *_gtFine_color.png of val/lindau → label ids: every pixel of an unambiguous color
     equals the official labelIds; pole vs polegroup on this held-out city (3 frames of 59 hold
-    polegroup) at its measured level: balanced 59.4 %, pole recall 91.6 % (the shipped forest +
+    polegroup) at its measured level: balanced 68.5 %, pole recall 91.6 % (the shipped forest +
     network; the previous forest 59.9 / 92.7 %)."""
     cs = class_maps.load("cityscapes")
     shared_ids = {int(cs.ids[cs.index_of(n)]) for names in cs.shared_colors.values() for n in names}
@@ -363,7 +363,7 @@ def test_cityscapes_color_pngs_exact_and_pole_groups_resolved(cityscapes_root):
         truth_all.append(truth[pole])
         pred_all.append(pred[pole])
     bal, r_pole, r_group = _balanced(np.concatenate(truth_all), np.concatenate(pred_all), 17, 18)
-    assert bal >= 0.58 and r_pole >= 0.90
+    assert bal >= 0.66 and r_pole >= 0.90
 
 
 # --------------------------------------------------------------------------- learned shape rules
@@ -439,7 +439,7 @@ def test_shipped_model_names_its_trainer_and_data(tmp_path):
         assert not set(m["train_cities"]) & set(m["test_cities"])
     assert model["train_cities"] == nets["train_cities"]
     assert set(model["rules"]) == {"person/sign", "pole/polegroup", "void"}
-    assert set(nets["rules"]) == {"pole/polegroup"}
+    assert set(nets["rules"]) == {"person/sign", "pole/polegroup"}
     bad = tmp_path / "m.json"
     bad.write_text("{}")
     with pytest.raises(SegprepError, match="not a readable shape model"):
@@ -459,13 +459,15 @@ POLEGROUP_FRAMES = {
 }
 #: balanced accuracy floors (person/sign, pole/polegroup, void trio) on the subset below, a
 #: little under what the shipped models measure on the same frames (runs of this test's
-#: subset: jena 97.6 / 75.6 / 63.8, krefeld 98.8 / 74.7 / 60.1, monchengladbach 95.6 / 71.8 / 56.4,
-#: lindau 100.0 / 58.8 / 62.2 %; every frame of the city: see the README).
+#: subset: jena 97.8 / 75.5 / 63.8, krefeld 98.8 / 71.7 / 60.1, monchengladbach 96.4 / 71.1 / 56.4,
+#: lindau 100.0 / 67.9 / 62.2 %; every frame of the city: see the README). Pole / polegroup rests
+#: on 3-8 polegroup frames per city: retraining the same spec on the same regions in another
+#: order moved it by -3.0 (krefeld) to +9.1 (lindau) points.
 TEST_CITY_FLOORS = {
     "jena": (0.96, 0.73, 0.62),
-    "krefeld": (0.97, 0.72, 0.58),
-    "monchengladbach": (0.94, 0.70, 0.55),
-    "lindau": (0.98, 0.57, 0.61),
+    "krefeld": (0.97, 0.69, 0.58),
+    "monchengladbach": (0.95, 0.69, 0.55),
+    "lindau": (0.98, 0.65, 0.61),
 }
 
 

@@ -219,16 +219,16 @@ def test_mirror_inputs_swaps_left_and_right():
 
 def test_shipped_networks_are_the_default_rules():
     nets = load_shape_net()
-    assert set(nets) == {"pole/polegroup"}
-    assert nets["pole/polegroup"].labels == ("pole", "polegroup")
-    assert nets["pole/polegroup"].channels == CHANNEL_SETS["shape"]
-    pole = colors.rule_for(("pole", "polegroup"))
-    assert isinstance(pole, AveragedRule) and pole.labels == ("pole", "polegroup")
-    net, forest = pole.members  # the shipped files' rules (compared by value: caches may differ)
-    assert isinstance(net, RegionNet) and net.channels == CHANNEL_SETS["shape"]
-    assert all(np.array_equal(v, nets["pole/polegroup"].weights[k]) for k, v in net.weights.items())
-    assert np.array_equal(forest.threshold, colors.load_shape_model()["pole/polegroup"].threshold)
-    assert isinstance(colors.rule_for(("person", "parking sign")), colors.ForestRule)
+    assert set(nets) == {"person/sign", "pole/polegroup"}
+    for pair, labels in (("person/sign", ("person", "parking sign")),
+                         ("pole/polegroup", ("pole", "polegroup"))):
+        assert nets[pair].labels == labels and nets[pair].channels == CHANNEL_SETS["shape"]
+        rule = colors.rule_for(labels)
+        assert isinstance(rule, AveragedRule) and rule.labels == labels
+        net, forest = rule.members  # the shipped files' rules (by value: caches may differ)
+        assert isinstance(net, RegionNet) and net.channels == CHANNEL_SETS["shape"]
+        assert all(np.array_equal(v, nets[pair].weights[k]) for k, v in net.weights.items())
+        assert np.array_equal(forest.threshold, colors.load_shape_model()[pair].threshold)
     assert isinstance(colors.rule_for(("unlabeled", "ego vehicle", "static")), colors.ForestRule)
     # a pedestrian (head, torso, two legs) on the sidewalk and a board on a pole in the sky,
     # decoded end to end: the two person-colored regions get different labels

@@ -25,8 +25,8 @@ pole / polegroup (153, 153, 153), the black void labels; Cityscapes pole / poleg
 void labels): each 8-connected region of such a color is given one label from its shape, position
 and surroundings (features in :func:`region_features`, inputs in :func:`model_inputs`). By default
 (:func:`default_rules`) the rule is learned: a small random forest per color (:class:`ForestRule`,
-``shape_model.json``), for pole / polegroup averaged with a small convolutional network over a
-thumbnail of the region's outline and its inputs (:mod:`segprep.convert.region_net`,
+``shape_model.json``), for person / sign and pole / polegroup averaged with a small
+convolutional network over a thumbnail of the region's outline and its inputs (:mod:`segprep.convert.region_net`,
 ``shape_net.npz``), both shipped beside this module, evaluated with numpy and trained by
 ``scripts/train_shape_rule.py`` on the official labelIds of 15 Cityscapes train cities and chosen
 by leave-one-city-out (its figures on four cities it never saw are in the README); regions larger
@@ -805,9 +805,9 @@ for)."""
 @functools.lru_cache(maxsize=1)
 def default_rules() -> tuple:
     """The shared-color rules :func:`decode_colors` uses by default: the learned rules of the
-    shipped files (:func:`segprep.convert.region_net.combined_rules`: pole / polegroup averages
-    the network of :data:`segprep.convert.region_net.SHAPE_NET` with its forest of
-    :data:`SHAPE_MODEL`; person / sign and void are forests), then :data:`HAND_RULES` for any
+    shipped files (:func:`segprep.convert.region_net.combined_rules`: person / sign and pole /
+    polegroup average their network of :data:`segprep.convert.region_net.SHAPE_NET` with their
+    forest of :data:`SHAPE_MODEL`; void is a forest), then :data:`HAND_RULES` for any
     color the models do not cover. A rule applies to a shared color when all its ``labels`` are
     among the labels of that color (the first such rule wins)."""
     from segprep.convert.region_net import combined_rules, load_shape_net

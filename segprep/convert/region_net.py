@@ -1,7 +1,7 @@
 """A learned shared-color rule that looks at each region: a small convolutional network over a
 thumbnail of the region (its outline and, by channel set, what surrounds it) together with the
-region's :func:`~segprep.convert.colors.model_inputs`, evaluated with numpy. The shipped network
-(pole / polegroup) reads the ``shape`` channels only (:data:`CHANNEL_SETS`).
+region's :func:`~segprep.convert.colors.model_inputs`, evaluated with numpy. The shipped networks
+(person / sign, pole / polegroup) read the ``shape`` channels only (:data:`CHANNEL_SETS`).
 
 Thumbnails (:func:`region_thumbnails`): for region ``k`` a square window centred on its bounding
 box, ``THUMB_MARGIN`` times its longer side (plus 4 px), is sampled on a ``2S × 2S`` grid (nearest
@@ -291,8 +291,8 @@ class AveragedRule:
 
 def combined_rules(nets: dict[str, RegionNet], forests: dict[str, Any]) -> dict[str, Any]:
     """The learned rules by pair name: a pair with a network and a forest → their
-    :class:`AveragedRule` (the shipped pole / polegroup rule), otherwise the one there is
-    (networks first)."""
+    :class:`AveragedRule` (the shipped person / sign and pole / polegroup rules), otherwise the
+    one there is (networks first)."""
     out: dict[str, Any] = {pair: AveragedRule((net, forests[pair])) if pair in forests else net
                            for pair, net in nets.items()}
     out.update({pair: r for pair, r in forests.items() if pair not in nets})
