@@ -593,6 +593,16 @@ def rulegrid(args) -> int:
     return 0
 
 
+def pool_and_pair(args) -> tuple[dict, list[str], str]:
+    """``(cache, pool cities, pair)`` of a command with ``--cache`` and ``--pair`` (the pool: every
+    city but the test cities)."""
+    if args.pair not in PAIRS:
+        raise SystemExit(f"--pair must be one of {', '.join(PAIRS)}")
+    data = load_cache(Path(args.cache))
+    held = test_cities(data)
+    return data, [c for c in data if c not in held], args.pair
+
+
 def misses(args) -> int:
     """Leave-one-city-out for one color and a few pool cities: print each label's missed pixels
     (regions given another label), the share of them in single-stroke regions (every row
@@ -601,12 +611,7 @@ def misses(args) -> int:
     in white, the model's probability of the true label below) into one PNG."""
     import cv2
 
-    data = load_cache(Path(args.cache))
-    held = test_cities(data)
-    pool = [c for c in data if c not in held]
-    p = args.pair
-    if p not in PAIRS:
-        raise SystemExit(f"--pair must be one of {', '.join(PAIRS)}")
+    data, pool, p = pool_and_pair(args)
     cities = args.cities.split(",") if args.cities else pool
     unknown = [c for c in cities if c not in pool]
     if unknown:
@@ -677,12 +682,7 @@ def noise(args) -> int:
     share of its pixels), the score, the ceiling, the gap with its 5–95 % range over the draws
     and how often the draw is within the goal; then the count of cities within the goal and the
     expected count over the draws."""
-    data = load_cache(Path(args.cache))
-    held = test_cities(data)
-    pool = [c for c in data if c not in held]
-    p = args.pair
-    if p not in PAIRS:
-        raise SystemExit(f"--pair must be one of {', '.join(PAIRS)}")
+    data, pool, p = pool_and_pair(args)
     goal = GOALS.get(p, 0.0)
     rng = np.random.default_rng(args.seed)
     print(f"\n{p}, {args.model}: leave-one-city-out over {len(pool)} cities, frames drawn "
