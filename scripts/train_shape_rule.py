@@ -239,14 +239,20 @@ def load_cache(cache: Path) -> dict[str, dict]:
     return out
 
 
+def balanced_counts(hit: np.ndarray, tot: np.ndarray) -> np.ndarray:
+    """Balanced pixel accuracy from correctly labelled (``hit``) and true (``tot``) pixel counts
+    per label (last axis; any leading axes are kept): the mean over the present labels of their
+    recall, nan where none is present."""
+    present = tot > 0
+    with np.errstate(invalid="ignore"):
+        return (hit / np.maximum(tot, 1)).sum(-1) / present.sum(-1)
+
+
 def balanced(y: np.ndarray, choice: np.ndarray) -> float:
     """Balanced pixel accuracy of one label per region (``choice``) against true pixel counts
     ``y`` (n, k): mean over the present labels of their recall."""
-    k = y.shape[1]
-    tot = y.sum(axis=0)
-    hit = np.array([y[choice == j, j].sum() for j in range(k)])
-    present = tot > 0
-    return float(np.mean(hit[present] / tot[present])) if present.any() else float("nan")
+    hit = np.array([y[choice == j, j].sum() for j in range(y.shape[1])])
+    return float(balanced_counts(hit, y.sum(axis=0)))
 
 
 def ceiling(y: np.ndarray) -> float:
@@ -508,10 +514,10 @@ def fit_model(name: str, pair: str, train):
 def model_proba(m, pair: str, test) -> np.ndarray:
     """``(N, K)`` class probabilities of the regions of ``test`` (a :func:`part` tuple) by a
     model of :func:`fit_model`."""
-    x, _, size, t = test
-    f = as_features(x, *size, contours=CONTOURS[pair])
     if isinstance(m, tuple):
         return np.mean([model_proba(member, pair, test) for member in m], axis=0)
+    x, _, size, t = test
+    f = as_features(x, *size, contours=CONTOURS[pair])
     if isinstance(m, RegionNet):
         return m.proba(f, t)
     out = np.zeros((len(x), len(PAIRS[pair])))
@@ -704,14 +710,14 @@ def noise(args) -> int:
             np.add.at(hit[:, j], frame, np.where(pred == j, y[:, j], 0))
             np.add.at(top[:, j], frame, np.where(best == j, y[:, j], 0))
 
-        def bal(h: np.ndarray, t: np.ndarray) -> np.ndarray:  # balanced accuracy over last axis
-            return (h / np.maximum(t, 1)).sum(-1) / np.maximum((t > 0).sum(-1), 1)
-
-        gap = float(bal(top.sum(0), tot.sum(0)) - bal(hit.sum(0), tot.sum(0)))
+        score = float(balanced_counts(hit.sum(0), tot.sum(0)))
+        ceil = float(balanced_counts(top.sum(0), tot.sum(0)))
+        gap = ceil - score
         draws = rng.integers(0, n_frames, size=(args.resamples, n_frames))
         t_d = tot[draws].sum(1)
         keep = (t_d > 0).sum(1) == (tot.sum(0) > 0).sum()
-        gaps = (bal(top[draws].sum(1), t_d) - bal(hit[draws].sum(1), t_d))[keep]
+        gaps = (balanced_counts(top[draws].sum(1), t_d)
+                - balanced_counts(hit[draws].sum(1), t_d))[keep]
         rare = int(np.argmin(np.where(tot.sum(0) > 0, tot.sum(0), np.inf)))
         lo, hi = np.percentile(gaps, [5, 95])
         ok = float(np.mean(gaps <= goal + 1e-9))
@@ -720,7 +726,7 @@ def noise(args) -> int:
         print(f"| {city} | {n_frames} | {int((tot[:, rare] > 0).sum())} | "
               f"{int((y[:, rare] > 0).sum())} | "
               f"{100 * y[:, rare].max() / max(y[:, rare].sum(), 1):.0f} % | "
-              f"{100 * bal(hit.sum(0), tot.sum(0)):.1f} | {100 * bal(top.sum(0), tot.sum(0)):.1f} | "
+              f"{100 * score:.1f} | {100 * ceil:.1f} | "
               f"{100 * gap:.1f} | {100 * lo:.1f} – {100 * hi:.1f} | {100 * ok:.0f} % |",
               flush=True)
     print(f"\nwithin goal: {within} of {len(pool)} cities; expected over the draws: "
