@@ -18,13 +18,13 @@ mean; always answering the majority label scores 50 %), next to two references: 
 every connected region the label that truly covers most of it (the ceiling of region-level
 labelling) and ``naive`` is a plain extent-and-aspect rule (compact, not elongated → sign /
 polegroup). ``segprep`` is what ``decode_colors`` does by default: the learned rules shipped in
-``segprep/convert/shape_model.json`` (forests; person / sign and pole / polegroup averaged
-with the networks of ``shape_net.npz``), trained by ``scripts/train_shape_rule.py`` on 15
-Cityscapes train cities, aachen among them (so ``train`` here is a training city; ``val``/lindau was held
-out, and ``bdd2018`` is a transfer check on another camera). ``--hand`` measures the hand-written
-rules (``HAND_RULES``) instead. The city-by-city cross-validated figures come from
-``scripts/train_shape_rule.py``; this script stays the end-to-end check (real color PNGs, the
-whole decoder) and the BDD100K transfer check.
+``segprep/convert/shape_model.json`` (forests; person / sign and pole / polegroup averaged with the
+networks of ``shape_net.npz``), trained by ``scripts/train_shape_rule.py`` on 15 Cityscapes train
+cities, aachen among them (so ``train`` here is a training city; ``val``/lindau was held out, and
+``bdd2018`` is a transfer check on another camera). ``--hand`` measures the hand-written rules
+(``HAND_RULES``) instead. The city-by-city cross-validated figures come from
+``scripts/train_shape_rule.py``; this script stays the end-to-end check (real color PNGs, the whole
+decoder) and the BDD100K transfer check.
 
 Usage: python scripts/measure_shape_resolution.py [--data ../shared/data] [-j 2] [--json out.json]
        [--regions regions.csv]   (one row per region with its features and true pixel counts)

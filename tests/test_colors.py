@@ -162,9 +162,8 @@ def test_regions_are_numbered_in_raster_order_whatever_opencv_threads(cv2_thread
     (OpenCV numbers them by blocks of two rows, and by stripes when multi-threaded)."""
     rng = np.random.default_rng(3)
     m = rng.random((400, 300)) < 0.08
-    m[12, 200] = m[13, 50] = True  # first pixels in rows 12 (right) and 13 (left): 12 first
     m[11:15, 49:52] = m[11:15, 199:202] = False
-    m[12, 200] = m[13, 50] = True
+    m[12, 200] = m[13, 50] = True  # first pixels in rows 12 (right) and 13 (left): 12 first
     before = cv2.getNumThreads()
     cv2.setNumThreads(cv2_threads)
     try:

@@ -25,8 +25,8 @@ pole / polegroup (153, 153, 153), the black void labels; Cityscapes pole / poleg
 void labels): each 8-connected region of such a color is given one label from its shape, position
 and surroundings (features in :func:`region_features`, inputs in :func:`model_inputs`). By default
 (:func:`default_rules`) the rule is learned: a small random forest per color (:class:`ForestRule`,
-``shape_model.json``), for person / sign and pole / polegroup averaged with a small
-convolutional network over a thumbnail of the region's outline and its inputs (:mod:`segprep.convert.region_net`,
+``shape_model.json``), for person / sign and pole / polegroup averaged with a small convolutional
+network over a thumbnail of the region's outline and its inputs (:mod:`segprep.convert.region_net`,
 ``shape_net.npz``), both shipped beside this module, evaluated with numpy and trained by
 ``scripts/train_shape_rule.py`` on the official labelIds of 15 Cityscapes train cities and chosen
 by leave-one-city-out (its figures on four cities it never saw are in the README); regions larger
