@@ -46,15 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from segprep import class_maps  # noqa: E402
-from segprep.convert.colors import (  # noqa: E402
-    HAND_RULES,
-    classify_regions,
-    decode_colors,
-    encode_colors,
-    neighbour_groups,
-    region_features,
-    rule_for,
-)
+from segprep.convert.colors import decode_colors, encode_colors  # noqa: E402
+from segprep.convert.shape.features import neighbour_groups, region_features  # noqa: E402
+from segprep.convert.shape.resolve import classify_regions, rule_for  # noqa: E402
+from segprep.convert.shape.rules import HAND_RULES  # noqa: E402
 from segprep.io import find_files, read_png, run_batch  # noqa: E402
 
 PAIRS = {  # name -> (palette label names compared, in rule order)

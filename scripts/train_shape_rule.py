@@ -6,9 +6,9 @@ id-level palette exactly as ``scripts/measure_shape_resolution.py`` does (traffi
 sign, so real sign shapes share (220, 20, 60) with real people; rectification border / out of roi
 → unlabeled). For the three shared colors (person / parking sign, pole / polegroup, and the black
 unlabeled / ego vehicle / static) every 8-connected region is measured once with
-:func:`segprep.convert.colors.region_features` (shape, position and the groups of colors around
+:func:`segprep.convert.shape.features.region_features` (shape, position and the groups of colors around
 it) together with its true pixel count of each label, and for person / sign and pole / polegroup
-also its context thumbnail (:func:`segprep.convert.region_net.region_thumbnails`). The table is
+also its context thumbnail (:func:`segprep.convert.shape.net.region_thumbnails`). The table is
 cached per city (``--cache``, default ``runs/shape_features/``, git-ignored); later runs only
 replay rules on it.
 
@@ -41,7 +41,7 @@ Commands::
                                                           # how much of each gap is frame noise
 
 Model names: ``tree-DEPTH``, ``forest-TREESxDEPTH[-MIN_LEAF_WEIGHT_FRACTION[-MAX_FEATURES]]``,
-``hgb-ITERATIONS``, ``net-WIDTHxEPOCHS`` (a :class:`~segprep.convert.region_net.RegionNet`, see
+``hgb-ITERATIONS``, ``net-WIDTHxEPOCHS`` (a :class:`~segprep.convert.shape.net.RegionNet`, see
 :func:`fit_net`), each with an optional ``+sqrt`` (sample weights, see :func:`samples`), and
 ``shipped`` (per color, :data:`SHIPPED`). A forest's result moves with its
 seed by up to about a point on a city (one polegroup region can weigh as much as all of a city's
@@ -66,18 +66,15 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from measure_shape_resolution import cs_to_bdd_lut  # noqa: E402  (the one measurement LUT)
 
 from segprep import class_maps  # noqa: E402
-from segprep.convert import colors  # noqa: E402
-from segprep.convert.colors import (  # noqa: E402
+from segprep.convert.colors import encode_colors  # noqa: E402
+from segprep.convert.shape import features, rules  # noqa: E402
+from segprep.convert.shape.features import (  # noqa: E402
     NEIGHBOUR_GROUPS,
-    PersonSignRule,
-    PoleGroupRule,
     RegionFeatures,
-    VoidRule,
-    encode_colors,
     neighbour_groups,
     region_features,
 )
-from segprep.convert.region_net import (  # noqa: E402
+from segprep.convert.shape.net import (  # noqa: E402
     CHANNEL_SETS,
     SHAPE_NET,
     THUMB_CHANNELS,
@@ -88,6 +85,7 @@ from segprep.convert.region_net import (  # noqa: E402
     region_thumbnails,
     standardise,
 )
+from segprep.convert.shape.rules import PersonSignRule, PoleGroupRule, VoidRule  # noqa: E402
 from segprep.io import find_files, read_png, run_batch, write_png  # noqa: E402
 
 PAIRS = {  # name -> BDD100K labels sharing one color, in rule order
@@ -157,7 +155,7 @@ def features_matrix(f: RegionFeatures) -> np.ndarray:
     return np.stack(cols, axis=1) if len(f) else np.zeros((0, len(COLUMNS)))
 
 
-CONTOUR_DEFAULTS = colors.CONTOUR_DEFAULTS
+CONTOUR_DEFAULTS = features.CONTOUR_DEFAULTS
 """What region_features(contours=False) gives instead of the contour features."""
 
 CONTOURS = {"person/sign": True, "pole/polegroup": True, "void": False}
@@ -334,7 +332,7 @@ def samples(parts: list[tuple], contours: bool = True, weight: str = "pixels",
     weights)``, plus the samples' thumbnails with ``thumbs``."""
     xs, ls, ws, ts = [], [], [], []
     for x, y, size, *rest in parts:
-        inp = colors.model_inputs(as_features(x, *size, contours=contours))
+        inp = features.model_inputs(as_features(x, *size, contours=contours))
         for j in range(y.shape[1]):
             sel = y[:, j] > 0
             if not sel.any():
@@ -376,7 +374,7 @@ leave-one-city-out (``loco``) and checked on BDD100K's own frames
   on BDD100K person / sign recall 98.7 / 89.3 % (the forest 98.4 / 86.5). Pole / polegroup:
   89.9 % mean vs the forest's 86.6 (seed 13), 90.5 vs 87.7 (seed 1), the forest's BDD100K pole
   recall (96.4 %). Until networks ignored the inputs that never vary in Cityscapes (touching
-  the frame edge, :data:`~segprep.convert.region_net.MIN_INPUT_STD`) they kept only 85 % of
+  the frame edge, :data:`~segprep.convert.shape.net.MIN_INPUT_STD`) they kept only 85 % of
   BDD100K's person pixels; that was why person / sign had stayed a forest.
 * void: 15 small trees, at the ceiling.
 
@@ -479,7 +477,7 @@ def fit_net(name: str, pair: str, train) -> RegionNet:
     weights["conv.0.weight"] = np.ascontiguousarray(weights["conv.0.weight"][:, keep])
     rel = SCALARS.index("rel_area")
     rule = RegionNet(PAIRS[pair], weights, mean, std, channels,
-                     float(max(q[0][:, rel].max() for q in train)), colors.hand_rule(PAIRS[pair]))
+                     float(max(q[0][:, rel].max() for q in train)), rules.hand_rule(PAIRS[pair]))
     k = min(n, 2000)
     with torch.no_grad():
         theirs = net(ts[:k].float() / 4, xs[:k]).softmax(1).numpy()
@@ -521,7 +519,7 @@ def model_proba(m, pair: str, test) -> np.ndarray:
     if isinstance(m, RegionNet):
         return m.proba(f, t)
     out = np.zeros((len(x), len(PAIRS[pair])))
-    out[:, m.classes_.astype(int)] = m.predict_proba(colors.model_inputs(f))
+    out[:, m.classes_.astype(int)] = m.predict_proba(features.model_inputs(f))
     return out
 
 
@@ -742,7 +740,7 @@ def _bdd_ids(names) -> list[int]:
 
 def export_forest(model, labels, contours: bool) -> dict:
     """A fitted RandomForestClassifier / DecisionTreeClassifier → the model-file entry read by
-    :meth:`segprep.convert.colors.ForestRule.from_dict`."""
+    :meth:`segprep.convert.rules.ForestRule.from_dict`."""
     trees = getattr(model, "estimators_", [model])
     out = []
     depth = 0
@@ -761,11 +759,11 @@ def export_forest(model, labels, contours: bool) -> dict:
                               for row, lf in zip(full, leaf)]})
         depth = max(depth, int(t.max_depth))
     return {"labels": list(labels), "contours": contours, "depth": depth,
-            "inputs": list(colors.MODEL_INPUTS), "trees": out}
+            "inputs": list(features.MODEL_INPUTS), "trees": out}
 
 
 def save_nets(nets: dict[str, RegionNet], meta: dict, dest: Path) -> None:
-    """Write network rules as the ``.npz`` :func:`segprep.convert.region_net.load_shape_net`
+    """Write network rules as the ``.npz`` :func:`segprep.convert.shape.net.load_shape_net`
     reads (temp file + rename)."""
     arrays = {"meta": np.array(json.dumps(meta))}
     for p, net in nets.items():
@@ -802,10 +800,10 @@ def fit(args) -> int:
             continue
         entry = export_forest(m, PAIRS[p], CONTOURS[p])
         entry["max_rel_area"] = float(max(q[0][:, SCALARS.index("rel_area")].max() for q in parts))
-        rule = colors.ForestRule.from_dict(entry)
+        rule = rules.ForestRule.from_dict(entry)
         ours = rule.classify(as_features(np.concatenate([q[0] for q in parts]), *parts[0][2],
                                          contours=CONTOURS[p]))
-        theirs = m.predict(colors.model_inputs(as_features(
+        theirs = m.predict(features.model_inputs(as_features(
             np.concatenate([q[0] for q in parts]), *parts[0][2], contours=CONTOURS[p])))
         print(f"{p}: {len(entry['trees'])} trees, "
               f"{sum(len(t['left']) for t in entry['trees'])} nodes, numpy vs scikit-learn "
@@ -825,15 +823,15 @@ def fit(args) -> int:
     tmp.write_text(json.dumps(model, separators=(",", ":")) + "\n")
     tmp.replace(dest)
     print(f"wrote {dest} ({dest.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
-    colors.load_shape_model.cache_clear()
-    forests = colors.load_shape_model(str(dest))
+    rules.load_shape_model.cache_clear()
+    forests = rules.load_shape_model(str(dest))
     shipped: dict = dict(forests)
     if nets:
         import torch
 
         meta = dict(about, torch=torch.__version__, rules={
             p: {"labels": list(PAIRS[p]), "max_rel_area": n.max_rel_area,
-                "inputs": list(colors.MODEL_INPUTS), "thumbnails": list(THUMB_CHANNELS),
+                "inputs": list(features.MODEL_INPUTS), "thumbnails": list(THUMB_CHANNELS),
                 "channels": list(n.channels)}
             for p, n in nets.items()})
         dest_net = Path(args.out_net)
@@ -883,7 +881,7 @@ def main() -> int:
     sub.add_parser("rulegrid")
     ft = sub.add_parser("fit")
     ft.add_argument("--model", default="shipped")
-    ft.add_argument("--out", default=str(ROOT / "segprep" / "convert" / colors.SHAPE_MODEL))
+    ft.add_argument("--out", default=str(ROOT / "segprep" / "convert" / rules.SHAPE_MODEL))
     ft.add_argument("--out-net", default=str(ROOT / "segprep" / "convert" / SHAPE_NET))
     ms = sub.add_parser("misses")
     ms.add_argument("--pair", default="pole/polegroup")

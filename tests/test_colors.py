@@ -1,5 +1,6 @@
-"""Color decoding core (segprep.convert.colors): exact lookups, palette-mode PNGs, unknown colors,
-bad inputs, and the shape rules for shared colors — on synthetic shapes and on real frames."""
+"""Color decoding (segprep.convert.colors) and the shape rules of shared colors
+(segprep.convert.shape): exact lookups, palette-mode PNGs, unknown colors, bad inputs, and the
+shape rules — on synthetic shapes and on real frames."""
 
 from __future__ import annotations
 
@@ -14,21 +15,18 @@ from hypothesis import strategies as st
 
 from segprep import class_maps
 from segprep.convert import colors
-from segprep.convert.colors import (
+from segprep.convert.colors import decode_colors, encode_colors, palette
+from segprep.convert.shape import features, resolve, rules
+from segprep.convert.shape.features import model_inputs, neighbour_groups, region_features
+from segprep.convert.shape.net import SHAPE_NET, AveragedRule, RegionNet
+from segprep.convert.shape.rules import (
     HAND_RULES,
     ForestRule,
     PersonSignRule,
     PoleGroupRule,
     VoidRule,
-    decode_colors,
-    encode_colors,
     load_shape_model,
-    model_inputs,
-    neighbour_groups,
-    palette,
-    region_features,
 )
-from segprep.convert.region_net import SHAPE_NET, AveragedRule, RegionNet
 from segprep.errors import SegprepError
 from segprep.io import read_label, read_png
 
@@ -239,7 +237,7 @@ def test_row_profile_features():
     assert f.strokes[poles] == 3 and f.tall_cols[poles] == pytest.approx(12 / 44)
     assert f.tall_cols[arm] == pytest.approx(4 / 44)
     _, f0 = region_features(m, contours=False)
-    for k, v in colors.CONTOUR_DEFAULTS.items():
+    for k, v in features.CONTOUR_DEFAULTS.items():
         assert (getattr(f0, k) == v).all(), k
 
 
@@ -310,14 +308,14 @@ def test_unresolved_group_keeps_first_label():
                              rules=())
     assert stats.unresolved == ["pole/polegroup"] and not stats.regions
     # the shipped learned rules come first, for both palettes' shared colors
-    pole = colors.rule_for(("pole", "polegroup"))
+    pole = resolve.rule_for(("pole", "polegroup"))
     assert isinstance(pole, AveragedRule) and pole.labels == ("pole", "polegroup")
     assert isinstance(pole.members[0], RegionNet)
-    void = colors.rule_for(class_maps.load("cityscapes").shared_colors[(0, 0, 0)])
+    void = resolve.rule_for(class_maps.load("cityscapes").shared_colors[(0, 0, 0)])
     assert isinstance(void, ForestRule) and not void.contours
-    assert colors.rule_for(cm.shared_colors[(0, 0, 0)]) is void
-    assert colors.rule_for(("pole", "polegroup"), HAND_RULES) == PoleGroupRule()
-    assert colors.rule_for(cm.shared_colors[(0, 0, 0)], HAND_RULES) == VoidRule()
+    assert resolve.rule_for(cm.shared_colors[(0, 0, 0)]) is void
+    assert resolve.rule_for(("pole", "polegroup"), HAND_RULES) == PoleGroupRule()
+    assert resolve.rule_for(cm.shared_colors[(0, 0, 0)], HAND_RULES) == VoidRule()
 
 
 # ----------------------------------------------------------------------------------- real frames
@@ -368,7 +366,7 @@ def test_cityscapes_color_pngs_exact_and_pole_groups_resolved(cityscapes_root):
 # --------------------------------------------------------------------------- learned shape rules
 def test_neighbour_groups_of_regions():
     groups = neighbour_groups(BDD)
-    g = {n: colors.NEIGHBOUR_GROUPS.index(n) for n in colors.NEIGHBOUR_GROUPS}
+    g = {n: features.NEIGHBOUR_GROUPS.index(n) for n in features.NEIGHBOUR_GROUPS}
     assert groups[bdd_id("person")] == groups[bdd_id("parking sign")] == g["human"]
     assert groups[bdd_id("pole")] == groups[bdd_id("polegroup")] == g["pole"]
     assert groups[bdd_id("road")] == g["flat"] and groups[bdd_id("sky")] == g["sky"]
@@ -381,7 +379,7 @@ def test_neighbour_groups_of_regions():
     ids[30:38, 40:44] = bdd_id("person")  # a person on the road
     mask = np.isin(ids, (bdd_id("person"), bdd_id("parking sign")))
     _, f = region_features(mask, values=ids, value_groups=groups)
-    assert f.neighbours.shape == (2, len(colors.NEIGHBOUR_GROUPS))
+    assert f.neighbours.shape == (2, len(features.NEIGHBOUR_GROUPS))
     assert np.allclose(f.neighbours.sum(axis=1), 1)
     sign, person = np.argsort(f.x)
     # ring of the 10 × 10 sign: 44 pixels, the 10 under it pole, the rest sky
@@ -390,13 +388,13 @@ def test_neighbour_groups_of_regions():
     assert f.neighbours[person, g["flat"]] == 1.0
     assert region_features(mask)[1].neighbours is None
     x = model_inputs(f)
-    assert x.shape == (2, len(colors.MODEL_INPUTS)) and np.isfinite(x).all()
+    assert x.shape == (2, len(features.MODEL_INPUTS)) and np.isfinite(x).all()
 
 
 def test_forest_rule_walks_its_trees():
     """Two trees by hand: tree 0 splits on bottom (<= 0.5 → class 0), tree 1 is a single leaf
     voting 30/70; the forest answers the class of highest mean probability."""
-    bottom = colors.MODEL_INPUTS.index("bottom")
+    bottom = features.MODEL_INPUTS.index("bottom")
     rule = ForestRule.from_dict({
         "labels": ["a", "b"], "depth": 1, "contours": False,
         "trees": [{"feature": [bottom, -1, -1], "threshold": [0.5, 0, 0], "left": [1, -1, -1],
@@ -420,7 +418,7 @@ def test_regions_larger_than_any_training_region_get_the_hand_rule():
     the frame edges covering half the frame or more: unlabeled)."""
     ids = np.full((90, 160), bdd_id("ego vehicle"), np.uint8)
     ids[30:50, 60:100] = bdd_id("road")
-    void = colors.rule_for(("unlabeled", "ego vehicle", "static"))
+    void = resolve.rule_for(("unlabeled", "ego vehicle", "static"))
     assert void.max_rel_area < 0.5 and isinstance(void.fallback, VoidRule)
     out, stats = decode_colors(encode_colors(ids, BDD), BDD)
     assert stats.regions == {"unlabeled": 1}
@@ -428,7 +426,7 @@ def test_regions_larger_than_any_training_region_get_the_hand_rule():
 
 
 def test_shipped_model_names_its_trainer_and_data(tmp_path):
-    model = json.loads((Path(colors.__file__).with_name(colors.SHAPE_MODEL)).read_text())
+    model = json.loads((Path(colors.__file__).with_name(rules.SHAPE_MODEL)).read_text())
     with np.load(Path(colors.__file__).with_name(SHAPE_NET)) as z:
         nets = json.loads(str(z["meta"]))
     for m in (model, nets):

@@ -1,4 +1,4 @@
-"""The network shape rule (segprep.convert.region_net): context thumbnails on known shapes, the
+"""The network shape rule (segprep.convert.shape.net): context thumbnails on known shapes, the
 numpy network against its PyTorch twin, and the shipped network file. Its accuracy on cities it
 never saw is tested with the other shape rules (tests/test_colors.py)."""
 
@@ -13,8 +13,10 @@ import pytest
 
 from segprep import class_maps
 from segprep.convert import colors
-from segprep.convert.colors import decode_colors, encode_colors, neighbour_groups, region_features
-from segprep.convert.region_net import (
+from segprep.convert.colors import decode_colors, encode_colors
+from segprep.convert.shape import features, resolve, rules
+from segprep.convert.shape.features import neighbour_groups, region_features
+from segprep.convert.shape.net import (
     CHANNEL_SETS,
     MIN_INPUT_STD,
     SHAPE_NET,
@@ -86,7 +88,7 @@ def test_numpy_network_equals_its_pytorch_twin():
     the mirrored pass that ``proba`` averages) equals PyTorch's to float32 precision."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    f_in = len(colors.MODEL_INPUTS)
+    f_in = len(features.MODEL_INPUTS)
     net = _torch_twin(8, f_in).eval()
     rng = np.random.default_rng(0)
     t = rng.integers(0, 5, (7, len(THUMB_CHANNELS), 24, 24)).astype(np.float32) / 4
@@ -107,7 +109,7 @@ def test_a_network_reads_only_its_channels():
     answer; what its own hold does."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(1)
-    f_in = len(colors.MODEL_INPUTS)
+    f_in = len(features.MODEL_INPUTS)
     net = _torch_twin(8, f_in)
     w = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     keep = [THUMB_CHANNELS.index(c) for c in CHANNEL_SETS["shape"]]
@@ -132,10 +134,10 @@ def test_inputs_constant_in_training_are_ignored():
     shipped networks ignore the frame-edge inputs."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(2)
-    f_in = len(colors.MODEL_INPUTS)
+    f_in = len(features.MODEL_INPUTS)
     net = _torch_twin(8, f_in)
     w = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    edge = colors.MODEL_INPUTS.index("touch_bottom")
+    edge = features.MODEL_INPUTS.index("touch_bottom")
     std = np.ones(f_in)
     std[edge] = 1e-6  # what the trainer stored before: a 0 deviation plus 1e-6
     rule = RegionNet(("a", "b"), w, np.zeros(f_in), std)
@@ -148,12 +150,12 @@ def test_inputs_constant_in_training_are_ignored():
     inside = dataclasses.replace(f, touches=np.zeros_like(f.touches))
     assert np.array_equal(rule.proba(f, t), rule.proba(inside, t))
     for pair, shipped in load_shape_net().items():
-        ignored = {n for n, s in zip(colors.MODEL_INPUTS, shipped.std) if s < MIN_INPUT_STD}
+        ignored = {n for n, s in zip(features.MODEL_INPUTS, shipped.std) if s < MIN_INPUT_STD}
         assert {"touch_top", "touch_bottom", "touch_left", "touch_right"} <= ignored, pair
 
 
 def test_averaged_rule_is_the_mean_of_its_members():
-    pole = colors.rule_for(("pole", "polegroup"))
+    pole = resolve.rule_for(("pole", "polegroup"))
     ids = np.full((360, 640), bdd_id("sky"), np.uint8)
     ids[200:] = bdd_id("road")
     ids[40:200, 100:106] = bdd_id("pole")
@@ -193,7 +195,7 @@ def test_thumbnail_channel_subsets_are_slices_of_all_channels():
 def test_averaged_rule_reads_only_its_channels():
     """The shipped pole rule reads the outline channels; given only those it answers as with
     every channel (what the decoder computes)."""
-    pole = colors.rule_for(("pole", "polegroup"))
+    pole = resolve.rule_for(("pole", "polegroup"))
     assert pole.channels == CHANNEL_SETS["shape"]
     ids = np.full((360, 640), bdd_id("sky"), np.uint8)
     ids[200:] = bdd_id("road")
@@ -207,14 +209,14 @@ def test_averaged_rule_reads_only_its_channels():
 
 
 def test_mirror_inputs_swaps_left_and_right():
-    x = np.zeros((1, len(colors.MODEL_INPUTS)))
-    x[0, colors.MODEL_INPUTS.index("center_x")] = 0.2
-    x[0, colors.MODEL_INPUTS.index("touch_left")] = 1
+    x = np.zeros((1, len(features.MODEL_INPUTS)))
+    x[0, features.MODEL_INPUTS.index("center_x")] = 0.2
+    x[0, features.MODEL_INPUTS.index("touch_left")] = 1
     m = mirror_inputs(x)
-    assert m[0, colors.MODEL_INPUTS.index("center_x")] == pytest.approx(0.8)
-    assert m[0, colors.MODEL_INPUTS.index("touch_right")] == 1
-    assert m[0, colors.MODEL_INPUTS.index("touch_left")] == 0
-    assert x[0, colors.MODEL_INPUTS.index("touch_left")] == 1  # input unchanged
+    assert m[0, features.MODEL_INPUTS.index("center_x")] == pytest.approx(0.8)
+    assert m[0, features.MODEL_INPUTS.index("touch_right")] == 1
+    assert m[0, features.MODEL_INPUTS.index("touch_left")] == 0
+    assert x[0, features.MODEL_INPUTS.index("touch_left")] == 1  # input unchanged
 
 
 def test_shipped_networks_are_the_default_rules():
@@ -223,13 +225,13 @@ def test_shipped_networks_are_the_default_rules():
     for pair, labels in (("person/sign", ("person", "parking sign")),
                          ("pole/polegroup", ("pole", "polegroup"))):
         assert nets[pair].labels == labels and nets[pair].channels == CHANNEL_SETS["shape"]
-        rule = colors.rule_for(labels)
+        rule = resolve.rule_for(labels)
         assert isinstance(rule, AveragedRule) and rule.labels == labels
         net, forest = rule.members  # the shipped files' rules (by value: caches may differ)
         assert isinstance(net, RegionNet) and net.channels == CHANNEL_SETS["shape"]
         assert all(np.array_equal(v, nets[pair].weights[k]) for k, v in net.weights.items())
-        assert np.array_equal(forest.threshold, colors.load_shape_model()[pair].threshold)
-    assert isinstance(colors.rule_for(("unlabeled", "ego vehicle", "static")), colors.ForestRule)
+        assert np.array_equal(forest.threshold, rules.load_shape_model()[pair].threshold)
+    assert isinstance(resolve.rule_for(("unlabeled", "ego vehicle", "static")), rules.ForestRule)
     # a pedestrian (head, torso, two legs) on the sidewalk and a board on a pole in the sky,
     # decoded end to end: the two person-colored regions get different labels
     import cv2

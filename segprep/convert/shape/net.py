@@ -1,17 +1,17 @@
 """A learned shared-color rule that looks at each region: a small convolutional network over a
 thumbnail of the region (its outline and, by channel set, what surrounds it) together with the
-region's :func:`~segprep.convert.colors.model_inputs`, evaluated with numpy. The shipped networks
+region's :func:`~segprep.convert.shape.features.model_inputs`, evaluated with numpy. The shipped networks
 (person / sign, pole / polegroup) read the ``shape`` channels only (:data:`CHANNEL_SETS`).
 
 Thumbnails (:func:`region_thumbnails`): for region ``k`` a square window centred on its bounding
 box, ``THUMB_MARGIN`` times its longer side (plus 4 px), is sampled on a ``2S × 2S`` grid (nearest
 pixel) and each ``2 × 2`` cell counts the samples of each :data:`THUMB_CHANNELS` entry: the region
-itself, other regions of the same color, the :data:`~segprep.convert.colors.NEIGHBOUR_GROUPS` of
+itself, other regions of the same color, the :data:`~segprep.convert.shape.features.NEIGHBOUR_GROUPS` of
 every other pixel, and outside the frame. The window scales with the region, so the thumbnail does
 not depend on the frame's pixel size.
 
 Network (:class:`RegionNet`, weights trained by ``scripts/train_shape_rule.py fit`` with
-PyTorch and shipped as ``shape_net.npz`` beside this module): four 3×3 convolutions (ReLU, 2×2 max
+PyTorch and shipped as ``segprep/convert/shape_net.npz``): four 3×3 convolutions (ReLU, 2×2 max
 pooling after the second, third and fourth) → a 128-unit layer, concatenated with a 64-unit layer
 over the standardised region inputs → 64 units → class scores. A region's label is the argmax of
 the mean softmax over the thumbnail and its mirror image (with the mirrored inputs).
@@ -27,14 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from segprep.convert.colors import (
+from segprep.convert.shape.features import (
     MODEL_INPUTS,
     NEIGHBOUR_GROUPS,
     RegionFeatures,
-    hand_rule,
-    large_regions_to_fallback,
     model_inputs,
 )
+from segprep.convert.shape.rules import hand_rule, large_regions_to_fallback
 from segprep.errors import SegprepError
 from segprep.io.batch import blas_on_one_thread
 
@@ -65,7 +64,8 @@ pedestrian touching the bottom edge got a standardised ``touch_bottom`` of 10⁶
 sign)."""
 
 SHAPE_NET = "shape_net.npz"
-"""The network rules shipped beside this module (``scripts/train_shape_rule.py fit``)."""
+"""The network rules shipped in ``segprep/convert/``, beside :mod:`segprep.convert.colors`
+(written by ``scripts/train_shape_rule.py fit``)."""
 
 # mirror image of the model inputs: box centre x → 1 - x, left ↔ right frame contact
 _CENTER = MODEL_INPUTS.index("center_x")
@@ -80,7 +80,7 @@ _CHANNEL_OF = np.array([2 + i for i in range(len(NEIGHBOUR_GROUPS))]
 def region_thumbnails(labels: np.ndarray, f: RegionFeatures, values: np.ndarray,
                       color_mask: np.ndarray, value_groups: np.ndarray, size: int = THUMB_SIZE,
                       channels: tuple[str, ...] = THUMB_CHANNELS) -> np.ndarray:
-    """Context thumbnails of the regions of :func:`~segprep.convert.colors.region_features`.
+    """Context thumbnails of the regions of :func:`~segprep.convert.shape.features.region_features`.
 
     Only the sampled pixels are looked at (``N × 2S × 2S``), so a frame costs in proportion to
     its regions, not its size.
@@ -92,7 +92,7 @@ def region_thumbnails(labels: np.ndarray, f: RegionFeatures, values: np.ndarray,
         color_mask: ``(H, W)`` bool, the pixels of the shared color (``same_color`` unless in
             region ``k`` itself).
         value_groups: ``(256,)`` uint8 id → index in ``NEIGHBOUR_GROUPS``
-            (:func:`~segprep.convert.colors.neighbour_groups`).
+            (:func:`~segprep.convert.shape.features.neighbour_groups`).
         size: ``S``, cells per side.
         channels: the :data:`THUMB_CHANNELS` to count, in output order (a network reads a subset,
             :data:`CHANNEL_SETS`).
@@ -247,7 +247,7 @@ class RegionNet:
 class AveragedRule:
     """Several learned rules of one color voting together: the label of highest mean class
     probability over ``members`` (a :class:`RegionNet` and a
-    :class:`~segprep.convert.colors.ForestRule` in the shipped model). Regions larger than the
+    :class:`~segprep.convert.shape.rules.ForestRule` in the shipped model). Regions larger than the
     first member's ``max_rel_area`` get its ``fallback``'s label."""
 
     members: tuple
@@ -311,7 +311,7 @@ def load_shape_net(path: str | None = None) -> dict[str, RegionNet]:
     Raises:
         SegprepError: the file is missing or not a network of segprep's inputs.
     """
-    p = Path(path) if path else Path(__file__).with_name(SHAPE_NET)
+    p = Path(path) if path else Path(__file__).parent.with_name(SHAPE_NET)
     try:
         with np.load(p, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
