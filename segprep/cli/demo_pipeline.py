@@ -249,39 +249,95 @@ def _count_lines(path: Path) -> int:
         return sum(1 for ln in fh if ln.strip())
 
 
-def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = None
-             ) -> DemoSummary:
-    """Run the whole demo pipeline (see the module docstring).
+@dataclass(frozen=True)
+class _DemoPaths:
+    """Where every stage of the demo reads and writes, under the output folder ``out``."""
 
-    Args:
-        cfg: settings.
-        cli: the root ``segprep`` click group whose commands the demo runs.
-        echo: where progress lines go (default: ``click.echo`` to stdout).
+    out: Path
 
-    Returns:
-        a :class:`DemoSummary` (also written to ``OUT/summary.json``).
+    @property
+    def data(self) -> Path:
+        return self.out / "data" / "cityscapes"
 
-    Raises:
-        DemoError: the output folder is unusable, or a stage failed.
-    """
+    @property
+    def odgt_dir(self) -> Path:
+        return self.out / "odgt"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.out / "run"
+
+    @property
+    def all_train(self) -> Path:
+        return self.odgt_dir / "cityscapes_train.odgt"
+
+    @property
+    def prefix(self) -> Path:
+        return self.odgt_dir / "demo"
+
+    @property
+    def tr(self) -> Path:
+        return Path(f"{self.prefix}_train.odgt")
+
+    @property
+    def va(self) -> Path:
+        return Path(f"{self.prefix}_val.odgt")
+
+    @property
+    def stats(self) -> Path:
+        return self.odgt_dir / "demo_train_stats.json"
+
+    @property
+    def ckpt(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @property
+    def val_images(self) -> Path:
+        return self.data / "leftImg8bit" / "val"
+
+    @property
+    def test_images(self) -> Path:
+        return self.data / "leftImg8bit" / "test"
+
+    @property
+    def pred_val(self) -> Path:
+        return self.out / "predictions" / "val"
+
+    @property
+    def pred_overlay(self) -> Path:
+        return self.out / "predictions" / "val_overlay"
+
+    @property
+    def pred_test(self) -> Path:
+        return self.out / "predictions" / "test"
+
+    @property
+    def eval_json(self) -> Path:
+        return self.out / "eval" / "cityscapes_val.json"
+
+    @property
+    def eval_png(self) -> Path:
+        return self.out / "eval" / "cityscapes_val.png"
+
+    @property
+    def submission(self) -> Path:
+        return self.out / "submission.zip"
+
+
+Stage = Callable[[], tuple[str, dict[str, Any]]]
+"""One demo stage: runs, then returns ``(one-line result, artefact name → path)``."""
+
+
+def _stage_runner(cfg: DemoConfig, summary: DemoSummary, echo: Callable[[str], None] | None,
+                  total: int) -> Callable[[str, Stage], StageResult]:
+    """A function ``stage(name, fn)`` that runs ``fn`` as stage ``k`` of ``total``: prints its head
+    and result line (on one line when printing to a terminal without ``--verbose``), times it and
+    appends its :class:`StageResult` to ``summary.stages``."""
     import click
 
     say = echo or click.echo
-    t_start = time.perf_counter()
-    out = Path(cfg.out)
-    _prepare_out(out)
-    run = Runner(out, cli, cfg.verbose)
-    summary = DemoSummary(out=_rel(out))
-    jobs = [] if cfg.jobs is None else ["-j", str(cfg.jobs)]
-    data = out / "data" / "cityscapes"
-    odgt_dir, run_dir = out / "odgt", out / "run"
-    pred_dir, eval_dir = out / "predictions", out / "eval"
-    total = 11  # stages
-    n_train, n_val, n_test = cfg.split_counts()
-    size = f"{cfg.width}x{cfg.height}"
-    crop = f"{cfg.crop[0]}x{cfg.crop[1]}"
 
-    def stage(name: str, fn: Callable[[], tuple[str, dict[str, str]]]) -> StageResult:
+    def stage(name: str, fn: Stage) -> StageResult:
         k = len(summary.stages) + 1
         head = f"[{k:2d}/{total}] {name:<18}"
         inline = echo is None and not cfg.verbose  # head now, result on the same line
@@ -304,6 +360,19 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
         say(line if inline else f"{head}{line}")
         return res
 
+    return stage
+
+
+def _data_stages(cfg: DemoConfig, run: Runner, paths: _DemoPaths, jobs: list[str]
+                 ) -> list[tuple[str, Stage]]:
+    """Stages 1-6: synthetic data, gen-gt, odgt create / split / stats, train."""
+    data, run_dir = paths.data, paths.run_dir
+    all_train, prefix, tr, va, stats = (paths.all_train, paths.prefix, paths.tr, paths.va,
+                                        paths.stats)
+    n_train, n_val, n_test = cfg.split_counts()
+    size = f"{cfg.width}x{cfg.height}"
+    crop = f"{cfg.crop[0]}x{cfg.crop[1]}"
+
     # 1. the synthetic dataset
     def synth_stage():
         from segprep.synth import generate_cityscapes
@@ -318,8 +387,6 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
                  f"test {n_test}), {n_obj} polygons of {len(s.objects)} labels"),
                 {"dataset": data})
 
-    stage("synthetic data", synth_stage)
-
     # 2. gen-gt: polygons -> labelIds, trainIds, instanceIds, color (in place, official names)
     def gen_gt_stage():
         run("gen-gt", ["cityscapes", "gen-gt", data, "--split", "train,val", "--targets",
@@ -328,33 +395,20 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
         return (f"{n} frames rasterised to labelIds/trainIds/instanceIds/color",
                 {"gtFine": data / "gtFine"})
 
-    stage("cityscapes gen-gt", gen_gt_stage)
-
     # 3. odgt create: official train split
-    all_train = odgt_dir / "cityscapes_train.odgt"
-
     def create_stage():
         run("odgt-create", ["odgt", "create", "--dataset", "cityscapes", data, "--split", "train",
                             "-o", all_train, "--overwrite", "-q", *jobs])
         return f"{_count_lines(all_train)} image/mask pairs", {"odgt": all_train}
 
-    stage("odgt create", create_stage)
-
     # 4. odgt split: hold out 20 % of train for model selection (the official val stays unseen)
-    prefix = odgt_dir / "demo"
-    tr, va = Path(f"{prefix}_train.odgt"), Path(f"{prefix}_val.odgt")
-
     def split_stage():
         run("odgt-split", ["odgt", "split", all_train, "--val", "0.2", "--test", "0", "--seed",
                            cfg.seed, "-o", prefix, "--overwrite", "-q", *jobs])
         return (f"train {_count_lines(tr)} / val {_count_lines(va)} frames (seed {cfg.seed})",
                 {"train": tr, "val": va})
 
-    stage("odgt split", split_stage)
-
     # 5. odgt stats: class frequencies and weights
-    stats = odgt_dir / "demo_train_stats.json"
-
     def stats_stage():
         run("odgt-stats", ["odgt", "stats", tr, "--class-map", "cityscapes", "-o", stats,
                            "--overwrite", "-q", *jobs])
@@ -364,8 +418,6 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
         return (f"{k - len(absent)} of {k} classes present"
                 + (f" (absent: {', '.join(absent)})" if absent else "")
                 + f", {cfg.class_weights.replace('_', '-')} class weights", {"stats": stats})
-
-    stage("odgt stats", stats_stage)
 
     # 6. train
     def train_stage():
@@ -390,15 +442,19 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
         return (f"{what}, best split-val mIoU {miou:.3f}" if isinstance(miou, float) else what,
                 {"checkpoint": run_dir / "best.pt", "curves": run_dir / "curves.png"})
 
-    stage("train", train_stage)
+    return [("synthetic data", synth_stage), ("cityscapes gen-gt", gen_gt_stage),
+            ("odgt create", create_stage), ("odgt split", split_stage),
+            ("odgt stats", stats_stage), ("train", train_stage)]
 
-    ckpt = run_dir / "best.pt"
-    val_images = data / "leftImg8bit" / "val"
-    test_images = data / "leftImg8bit" / "test"
-    pred_val, pred_overlay, pred_test = pred_dir / "val", pred_dir / "val_overlay", \
-        pred_dir / "test"
-    eval_json, eval_png = eval_dir / "cityscapes_val.json", eval_dir / "cityscapes_val.png"
-    submission = out / "submission.zip"
+
+def _model_stages(cfg: DemoConfig, run: Runner, summary: DemoSummary, paths: _DemoPaths,
+                  jobs: list[str]) -> list[tuple[str, Stage]]:
+    """Stages 7-11: predict val, evaluate, overlays, predict test, submission zip."""
+    out, data, ckpt = paths.out, paths.data, paths.ckpt
+    val_images, test_images = paths.val_images, paths.test_images
+    pred_val, pred_overlay, pred_test = paths.pred_val, paths.pred_overlay, paths.pred_test
+    eval_json, eval_png, submission = paths.eval_json, paths.eval_png, paths.submission
+    size = f"{cfg.width}x{cfg.height}"
     dev = [] if cfg.device == "auto" else ["--device", cfg.device]
 
     # 7. predict the official val split (labelIds, the Cityscapes benchmark format)
@@ -407,8 +463,6 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
                             "--overwrite", "-q", *dev])
         n = len(list(pred_val.rglob("*.png")))
         return f"{n} val frames -> labelIds PNGs", {"predictions": pred_val}
-
-    stage("predict val", predict_val_stage)
 
     # 8. evaluate with the Cityscapes protocol (IoU, iIoU, categories)
     def evaluate_stage():
@@ -421,8 +475,6 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
                  f"{summary.scores.get('val iIoU', float('nan')):.3f}, category mIoU "
                  f"{summary.scores.get('val category mIoU', float('nan')):.3f}"),
                 {"scores": eval_json, "confusion": eval_png})
-
-    stage("evaluate", evaluate_stage)
 
     # 9. overlays to look at
     def overlay_stage():
@@ -443,16 +495,12 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
         return (f"{len(files)} overlays; camera | ground truth | prediction of {frame}",
                 {"overlay": figure, "overlays": pred_overlay})
 
-    stage("predict overlays", overlay_stage)
-
     # 10. predict the test split (its JSONs hold only void objects, as the official release)
     def predict_test_stage():
         run("predict-test", ["predict", ckpt, test_images, pred_test, "--format", "labelIds",
                              "--overwrite", "-q", *dev])
         n = len(list(pred_test.rglob("*.png")))
         return f"{n} test frames -> labelIds PNGs", {"predictions": pred_test}
-
-    stage("predict test", predict_test_stage)
 
     # 11. submission zip, validated against the test split's frames
     def submit_stage():
@@ -464,15 +512,46 @@ def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = Non
             n = len([i for i in zf.infolist() if not i.is_dir()])
         return f"{n} predictions, validated", {"zip": submission}
 
-    stage("submit cityscapes", submit_stage)
+    return [("predict val", predict_val_stage), ("evaluate", evaluate_stage),
+            ("predict overlays", overlay_stage), ("predict test", predict_test_stage),
+            ("submit cityscapes", submit_stage)]
 
-    summary.artefacts.update({"dataset": _rel(data), "manifests": _rel(odgt_dir),
-                              "class stats": _rel(stats), "checkpoint": _rel(ckpt),
-                              "training curves": _rel(run_dir / "curves.png"),
-                              "val predictions": _rel(pred_val), "scores": _rel(eval_json),
-                              "confusion matrix": _rel(eval_png),
-                              "submission": _rel(submission), "commands": _rel(run.commands),
-                              "logs": _rel(run.logs)})
+
+def run_demo(cfg: DemoConfig, cli: Any, echo: Callable[[str], None] | None = None
+             ) -> DemoSummary:
+    """Run the whole demo pipeline (see the module docstring).
+
+    Args:
+        cfg: settings.
+        cli: the root ``segprep`` click group whose commands the demo runs.
+        echo: where progress lines go (default: ``click.echo`` to stdout).
+
+    Returns:
+        a :class:`DemoSummary` (also written to ``OUT/summary.json``).
+
+    Raises:
+        DemoError: the output folder is unusable, or a stage failed.
+    """
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    _prepare_out(out)
+    run = Runner(out, cli, cfg.verbose)
+    summary = DemoSummary(out=_rel(out))
+    jobs = [] if cfg.jobs is None else ["-j", str(cfg.jobs)]
+    paths = _DemoPaths(out)
+    stages = _data_stages(cfg, run, paths, jobs) + _model_stages(cfg, run, summary, paths, jobs)
+    stage = _stage_runner(cfg, summary, echo, total=len(stages))
+    for name, fn in stages:
+        stage(name, fn)
+
+    summary.artefacts.update({"dataset": _rel(paths.data), "manifests": _rel(paths.odgt_dir),
+                              "class stats": _rel(paths.stats), "checkpoint": _rel(paths.ckpt),
+                              "training curves": _rel(paths.run_dir / "curves.png"),
+                              "val predictions": _rel(paths.pred_val),
+                              "scores": _rel(paths.eval_json),
+                              "confusion matrix": _rel(paths.eval_png),
+                              "submission": _rel(paths.submission),
+                              "commands": _rel(run.commands), "logs": _rel(run.logs)})
     if "overlay" in summary.artefacts:  # last: the one thing to open
         summary.artefacts["overlay"] = summary.artefacts.pop("overlay")
     summary.seconds = time.perf_counter() - t_start
