@@ -78,7 +78,7 @@ def test_thumbnail_outside_the_frame_and_no_regions():
 def _torch_twin(width: int, inputs: int):
     if str(ROOT / "scripts") not in sys.path:
         sys.path.insert(0, str(ROOT / "scripts"))
-    from train_shape_rule import torch_net
+    from shape_rule.models import torch_net
 
     return torch_net(len(THUMB_CHANNELS), inputs, 2, width)
 
