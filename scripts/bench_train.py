@@ -43,8 +43,10 @@ sys.path.insert(0, str(ROOT))
 
 from segprep.model import build_model  # noqa: E402
 from segprep.train.data import SegDataset, pad_collate, read_records, to_model_input  # noqa: E402
-from segprep.train.loop import PolyWarmup, amp_dtype, train_one_epoch  # noqa: E402
+from segprep.train.engine import train_one_epoch  # noqa: E402
 from segprep.train.losses import build_loss  # noqa: E402
+from segprep.train.schedule import PolyWarmup  # noqa: E402
+from segprep.train.setup import amp_dtype  # noqa: E402
 
 
 def camvid_records(data: Path, n: int):

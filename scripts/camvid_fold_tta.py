@@ -16,7 +16,7 @@ from torch import nn
 
 from segprep.train.checkpoint import load_model
 from segprep.train.data import SegDataset, pad_collate, read_records, to_model_input
-from segprep.train.loop import evaluate
+from segprep.train.engine import evaluate
 
 run, val = sys.argv[1], sys.argv[2]
 dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")

