@@ -249,79 +249,26 @@ def _count_lines(path: Path) -> int:
         return sum(1 for ln in fh if ln.strip())
 
 
-@dataclass(frozen=True)
 class _DemoPaths:
     """Where every stage of the demo reads and writes, under the output folder ``out``."""
 
-    out: Path
-
-    @property
-    def data(self) -> Path:
-        return self.out / "data" / "cityscapes"
-
-    @property
-    def odgt_dir(self) -> Path:
-        return self.out / "odgt"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.out / "run"
-
-    @property
-    def all_train(self) -> Path:
-        return self.odgt_dir / "cityscapes_train.odgt"
-
-    @property
-    def prefix(self) -> Path:
-        return self.odgt_dir / "demo"
-
-    @property
-    def tr(self) -> Path:
-        return Path(f"{self.prefix}_train.odgt")
-
-    @property
-    def va(self) -> Path:
-        return Path(f"{self.prefix}_val.odgt")
-
-    @property
-    def stats(self) -> Path:
-        return self.odgt_dir / "demo_train_stats.json"
-
-    @property
-    def ckpt(self) -> Path:
-        return self.run_dir / "best.pt"
-
-    @property
-    def val_images(self) -> Path:
-        return self.data / "leftImg8bit" / "val"
-
-    @property
-    def test_images(self) -> Path:
-        return self.data / "leftImg8bit" / "test"
-
-    @property
-    def pred_val(self) -> Path:
-        return self.out / "predictions" / "val"
-
-    @property
-    def pred_overlay(self) -> Path:
-        return self.out / "predictions" / "val_overlay"
-
-    @property
-    def pred_test(self) -> Path:
-        return self.out / "predictions" / "test"
-
-    @property
-    def eval_json(self) -> Path:
-        return self.out / "eval" / "cityscapes_val.json"
-
-    @property
-    def eval_png(self) -> Path:
-        return self.out / "eval" / "cityscapes_val.png"
-
-    @property
-    def submission(self) -> Path:
-        return self.out / "submission.zip"
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.data = out / "data" / "cityscapes"
+        self.odgt_dir, self.run_dir = out / "odgt", out / "run"
+        self.all_train = self.odgt_dir / "cityscapes_train.odgt"
+        self.prefix = self.odgt_dir / "demo"
+        self.tr, self.va = Path(f"{self.prefix}_train.odgt"), Path(f"{self.prefix}_val.odgt")
+        self.stats = self.odgt_dir / "demo_train_stats.json"
+        self.ckpt = self.run_dir / "best.pt"
+        self.val_images = self.data / "leftImg8bit" / "val"
+        self.test_images = self.data / "leftImg8bit" / "test"
+        pred_dir, eval_dir = out / "predictions", out / "eval"
+        self.pred_val, self.pred_overlay = pred_dir / "val", pred_dir / "val_overlay"
+        self.pred_test = pred_dir / "test"
+        self.eval_json = eval_dir / "cityscapes_val.json"
+        self.eval_png = eval_dir / "cityscapes_val.png"
+        self.submission = out / "submission.zip"
 
 
 Stage = Callable[[], tuple[str, dict[str, Any]]]

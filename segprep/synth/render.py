@@ -6,24 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from segprep.synth.scene import (
-    GROUND_KINDS,
-    K_BIKE,
-    K_EGO,
-    K_FACADE,
-    K_FENCE,
-    K_FOLIAGE,
-    K_LIGHT,
-    K_PERSON,
-    K_PLAIN,
-    K_ROAD,
-    K_SIDEWALK,
-    K_SIGN,
-    K_SKY,
-    K_TERRAIN,
-    K_VEHICLE,
-    Scene,
-)
+from segprep.synth import scene as appearance
+from segprep.synth.scene import GROUND_KINDS, Scene
 
 
 def _noise_field(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
@@ -53,7 +37,7 @@ class _Canvas:
         H, W = cam.height, cam.width
         objs = self.objs = scene.objects
         self.scene, self.n, self.obj = scene, len(objs), obj
-        kinds = self.table([o.kind for o in objs], np.int32, K_PLAIN)
+        kinds = self.table([o.kind for o in objs], np.int32, appearance.K_PLAIN)
         pix_kind = kinds[obj]
         self.order = np.argsort(pix_kind, kind="stable")
         self.bounds = np.concatenate([[0], np.cumsum(np.bincount(pix_kind, minlength=16))])
@@ -102,13 +86,13 @@ def _shade_sky_and_ground(canvas: _Canvas) -> None:
     cam, objs, obj, img = canvas.cam, canvas.objs, canvas.obj, canvas.img
     yy, lf, mf, table = canvas.yy, canvas.lf, canvas.mf, canvas.table
     pixels, ground = canvas.pixels, canvas.ground
-    sel = pixels(K_SKY)
+    sel = pixels(appearance.K_SKY)
     if sel.size:
         t = np.clip(yy[sel] / max(cam.y0, 1.0), 0, 1)[:, None]
         c = img[sel] * (0.82 + 0.3 * t)
         clouds = np.clip(lf[sel] * 1.4 - 0.6 if canvas.scene.sunny else lf[sel] * 0.5 + 0.3, 0, 1)
         img[sel] = c * (1 - 0.6 * clouds[:, None]) + 235 * 0.6 * clouds[:, None]
-    sel = pixels(K_ROAD)
+    sel = pixels(appearance.K_ROAD)
     if sel.size:
         gx, gz = ground(sel)
         img[sel] *= (1 + 0.07 * lf[sel] + 0.05 * mf[sel])[:, None]
@@ -120,7 +104,7 @@ def _shade_sky_and_ground(canvas: _Canvas) -> None:
             paint |= near
         paint &= gz < 150
         img[sel[paint]] = 0.35 * img[sel[paint]] + 0.65 * np.float32(225)
-    sel = pixels(K_SIDEWALK)
+    sel = pixels(appearance.K_SIDEWALK)
     if sel.size:
         gx, gz = ground(sel)
         tiles = (np.mod(gx, 0.6) < 0.05) | (np.mod(gz, 0.6) < 0.05)
@@ -128,10 +112,10 @@ def _shade_sky_and_ground(canvas: _Canvas) -> None:
         curb = table([o.params.get("curb", np.nan) for o in objs], fill=np.nan)[obj[sel]]
         img[sel[np.abs(gx - curb) < 0.2]] *= 1.18
         img[sel] *= (1 + 0.05 * mf[sel])[:, None]
-    sel = pixels(K_TERRAIN)
+    sel = pixels(appearance.K_TERRAIN)
     if sel.size:
         img[sel] *= (1 + 0.18 * lf[sel] + 0.12 * mf[sel])[:, None]
-    sel = pixels(K_FOLIAGE)
+    sel = pixels(appearance.K_FOLIAGE)
     if sel.size:
         blot = np.clip(1 + 0.35 * mf[sel] + 0.2 * lf[sel], 0.3, 1.8)
         blot[mf[sel] > 0.9] *= 0.55
@@ -143,7 +127,7 @@ def _shade_walls(canvas: _Canvas) -> None:
     cam, objs, obj, img = canvas.cam, canvas.objs, canvas.obj, canvas.img
     xx, yy, mf, table = canvas.xx, canvas.yy, canvas.mf, canvas.table
     pixels = canvas.pixels
-    sel = pixels(K_FACADE)
+    sel = pixels(appearance.K_FACADE)
     if sel.size:
         o = obj[sel]
         lateral = table([o2.params.get("plane") == "x" for o2 in objs], bool, False)[o]
@@ -167,7 +151,7 @@ def _shade_walls(canvas: _Canvas) -> None:
         w = win | store
         img[sel[w]] = 0.85 * glass[w] + 0.15 * img[sel[w]]
         img[sel] *= (1 + 0.06 * mf[sel])[:, None]
-    sel = pixels(K_FENCE)
+    sel = pixels(appearance.K_FENCE)
     if sel.size:
         o = obj[sel]
         period = table([o2.params.get("period", 0.2) for o2 in objs], fill=0.2)[o]
@@ -181,7 +165,7 @@ def _shade_objects(canvas: _Canvas) -> None:
     traffic lamps, the ego vehicle's hood, bicycles."""
     objs, img, mf, table = canvas.objs, canvas.img, canvas.mf, canvas.table
     pixels, local = canvas.pixels, canvas.local
-    sel = pixels(K_VEHICLE)
+    sel = pixels(appearance.K_VEHICLE)
     if sel.size:
         o, u, v = local(sel)
         gfrac = table([o2.params.get("glass_frac", 0.3) for o2 in objs], fill=0.3)[o]
@@ -192,7 +176,7 @@ def _shade_objects(canvas: _Canvas) -> None:
         img[sel[(v > 0.6) & (v <= 0.9)]] *= 0.8
         img[sel[v > 0.9]] = 22
         img[sel[(v > 0.45) & (v < 0.56) & ((u < 0.14) | (u > 0.86))]] = (185, 28, 24)
-    sel = pixels(K_PERSON)
+    sel = pixels(appearance.K_PERSON)
     if sel.size:
         o, u, v = local(sel)
         for key, lo, hi in (("skin", 0.0, 0.15), ("shirt", 0.15, 0.5), ("legs", 0.5, 1.01)):
@@ -200,13 +184,13 @@ def _shade_objects(canvas: _Canvas) -> None:
             part = (v >= lo) & (v < hi)
             img[sel[part]] = col[part]
         img[sel[v > 0.96]] = 25
-    sel = pixels(K_SIGN)
+    sel = pixels(appearance.K_SIGN)
     if sel.size:
         o, u, v = local(sel)
         rim = table([o2.params.get("rim", (240, 240, 240)) for o2 in objs])[o]
         edge = (u < 0.14) | (u > 0.86) | (v < 0.14) | (v > 0.86)
         img[sel[edge]] = rim[edge]
-    sel = pixels(K_LIGHT)
+    sel = pixels(appearance.K_LIGHT)
     if sel.size:
         o, u, v = local(sel)
         lamp = table([o2.params.get("lamp", 0) for o2 in objs], np.int64)[o]
@@ -214,11 +198,11 @@ def _shade_objects(canvas: _Canvas) -> None:
             np.abs(np.mod(v * 3, 1) - 0.5) < 0.3)
         colors = np.array([(255, 60, 40), (255, 190, 40), (60, 230, 120)], np.float32)
         img[sel[on]] = colors[np.clip(lamp[on], 0, 2)]
-    sel = pixels(K_EGO)
+    sel = pixels(appearance.K_EGO)
     if sel.size:
         _, _, v = local(sel)
         img[sel] *= (1 + 0.6 * np.clip(1 - v * 2, 0, 1))[:, None]
-    sel = pixels(K_BIKE)
+    sel = pixels(appearance.K_BIKE)
     if sel.size:
         img[sel[mf[sel] > 0.3]] *= 0.7
 
@@ -270,7 +254,7 @@ def render_image(scene: Scene, rng: np.random.Generator, raster: str = "official
             img[sel[shade[sel]]] *= 0.55
 
     # camera: texture noise, exposure, tint, vignetting, blur, sensor noise
-    amp = c.table([0.0 if o2.kind in (K_SKY, K_EGO) else 6.0 for o2 in objs])[obj]
+    amp = c.table([0.0 if o2.kind in (appearance.K_SKY, appearance.K_EGO) else 6.0 for o2 in objs])[obj]
     img += (amp * c.hf)[:, None]
     img *= scene.exposure * np.asarray(scene.tint, np.float32)
     r2 = ((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2
