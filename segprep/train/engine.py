@@ -13,8 +13,8 @@ from torch import nn
 
 from segprep.errors import SegprepError
 from segprep.metrics import ConfusionMatrix
-from segprep.train.config import TrainConfig
 from segprep.model import MEAN, STD
+from segprep.train.config import TrainConfig
 from segprep.train.data import IGNORE, to_model_input
 from segprep.train.distributed import Dist, all_reduce_sum
 from segprep.train.schedule import ModelEMA

