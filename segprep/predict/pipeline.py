@@ -111,110 +111,124 @@ def run_pipeline(source: Iterable[tuple[Any, np.ndarray | str]],
     times = StageTimes()
     failure: list[BaseException] = []
 
-    def fail(exc: BaseException) -> None:
-        if not failure:
-            failure.append(exc)
-        stop.set()
-
-    def decode() -> None:
-        it = iter(source)
-        try:
-            while not stop.is_set():
-                t = time.perf_counter()
-                try:
-                    key, img = next(it)
-                except StopIteration:
-                    break
-                times.decode_s += time.perf_counter() - t
-                if isinstance(img, str) and fatal:
-                    raise SegprepError(None, img)
-                _put(q_in, (key, img), stop)
-            _put(q_in, _END, stop)
-        except _Stop:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            fail(exc)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-    def encode() -> None:
-        try:
-            while True:
-                entry = _get(q_out, stop)
-                if entry is _END:
-                    return
-                key, img, pred = entry
-                if pred is None:  # an error message for this key
-                    times.errors.append((key, img))
-                else:
-                    t = time.perf_counter()
-                    try:
-                        times.done.append((key, sink(key, img, pred)))
-                        times.frames += 1
-                    except (SegprepError, OSError) as exc:
-                        if fatal:
-                            raise
-                        times.errors.append((key, str(exc)))
-                    times.encode_s += time.perf_counter() - t
-                if progress is not None:
-                    progress(1)
-        except _Stop:
-            pass
-        except BaseException as exc:  # noqa: BLE001
-            fail(exc)
+    def guarded(stage: Callable[[], None]) -> Callable[[], None]:
+        """Run ``stage`` until its end or a stop; the first failure stops every stage."""
+        def run() -> None:
+            try:
+                stage()
+            except _Stop:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                if not failure:
+                    failure.append(exc)
+                stop.set()
+        return run
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=decode, name="segprep-decode", daemon=True),
-               threading.Thread(target=encode, name="segprep-encode", daemon=True)]
+    threads = [threading.Thread(target=guarded(lambda: _decode_stage(source, q_in, stop, fatal,
+                                                                     times)),
+                                name="segprep-decode", daemon=True),
+               threading.Thread(target=guarded(lambda: _encode_stage(q_out, stop, sink, fatal,
+                                                                     times, progress)),
+                                name="segprep-encode", daemon=True)]
     for th in threads:
         th.start()
-    try:
-        held = None  # an image that did not fit the previous batch (other size)
-        ended = False
-        while not ended:
-            keys: list = []
-            imgs: list[np.ndarray] = []
-            while len(imgs) < batch_size:
-                entry = held if held is not None else _get(q_in, stop)
-                held = None
-                if entry is _END:
-                    ended = True
-                    break
-                key, img = entry
-                if isinstance(img, str):
-                    _put(q_out, (key, img, None), stop)
-                    continue
-                if imgs and img.shape != imgs[0].shape:
-                    held = entry
-                    break
-                keys.append(key)
-                imgs.append(img)
-            if not imgs:
-                continue
-            t = time.perf_counter()
-            try:
-                preds = predict(imgs)
-            except RuntimeError as exc:  # e.g. out of memory on a huge image
-                msg = f"inference failed: {str(exc).splitlines()[0] if str(exc) else exc}"
-                if fatal:
-                    raise SegprepError(None, msg) from None
-                times.model_s += time.perf_counter() - t
-                for k in keys:
-                    _put(q_out, (k, msg, None), stop)
-                continue
-            times.model_s += time.perf_counter() - t
-            for k, img, p in zip(keys, imgs, preds):
-                _put(q_out, (k, img, p), stop)
-        _put(q_out, _END, stop)
-    except _Stop:
-        pass
-    except BaseException as exc:  # noqa: BLE001
-        fail(exc)
+    guarded(lambda: _model_stage(q_in, q_out, stop, predict, batch_size, fatal, times))()
     for th in threads:
         th.join()
     times.wall_s = time.perf_counter() - t0
     if failure:
         raise failure[0]
     return times
+
+
+def _decode_stage(source: Iterable[tuple[Any, np.ndarray | str]], q_in: queue.Queue,
+                  stop: threading.Event, fatal: bool, times: StageTimes) -> None:
+    """Decode thread: the source's items into ``q_in``, then the end marker."""
+    it = iter(source)
+    try:
+        while not stop.is_set():
+            t = time.perf_counter()
+            try:
+                key, img = next(it)
+            except StopIteration:
+                break
+            times.decode_s += time.perf_counter() - t
+            if isinstance(img, str) and fatal:
+                raise SegprepError(None, img)
+            _put(q_in, (key, img), stop)
+        _put(q_in, _END, stop)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+def _encode_stage(q_out: queue.Queue, stop: threading.Event,
+                  sink: Callable[[Any, np.ndarray, np.ndarray], Any], fatal: bool,
+                  times: StageTimes, progress: Callable[[int], None] | None) -> None:
+    """Encode thread: each ``(key, image, prediction)`` through ``sink`` (an error message in
+    place of the prediction is recorded for its key), until the end marker."""
+    while True:
+        entry = _get(q_out, stop)
+        if entry is _END:
+            return
+        key, img, pred = entry
+        if pred is None:  # an error message for this key
+            times.errors.append((key, img))
+        else:
+            t = time.perf_counter()
+            try:
+                times.done.append((key, sink(key, img, pred)))
+                times.frames += 1
+            except (SegprepError, OSError) as exc:
+                if fatal:
+                    raise
+                times.errors.append((key, str(exc)))
+            times.encode_s += time.perf_counter() - t
+        if progress is not None:
+            progress(1)
+
+
+def _model_stage(q_in: queue.Queue, q_out: queue.Queue, stop: threading.Event,
+                 predict: Callable[[Sequence[np.ndarray]], list[np.ndarray]], batch_size: int,
+                 fatal: bool, times: StageTimes) -> None:
+    """The calling thread: batches of consecutive same-size images through ``predict`` into
+    ``q_out`` (an inference error becomes each key's message unless ``fatal``)."""
+    held = None  # an image that did not fit the previous batch (other size)
+    ended = False
+    while not ended:
+        keys: list = []
+        imgs: list[np.ndarray] = []
+        while len(imgs) < batch_size:
+            entry = held if held is not None else _get(q_in, stop)
+            held = None
+            if entry is _END:
+                ended = True
+                break
+            key, img = entry
+            if isinstance(img, str):
+                _put(q_out, (key, img, None), stop)
+                continue
+            if imgs and img.shape != imgs[0].shape:
+                held = entry
+                break
+            keys.append(key)
+            imgs.append(img)
+        if not imgs:
+            continue
+        t = time.perf_counter()
+        try:
+            preds = predict(imgs)
+        except RuntimeError as exc:  # e.g. out of memory on a huge image
+            msg = f"inference failed: {str(exc).splitlines()[0] if str(exc) else exc}"
+            if fatal:
+                raise SegprepError(None, msg) from None
+            times.model_s += time.perf_counter() - t
+            for k in keys:
+                _put(q_out, (k, msg, None), stop)
+            continue
+        times.model_s += time.perf_counter() - t
+        for k, img, p in zip(keys, imgs, preds):
+            _put(q_out, (k, img, p), stop)
+    _put(q_out, _END, stop)

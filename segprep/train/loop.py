@@ -36,6 +36,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -203,44 +204,8 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
         dist.barrier()
     progress = d.main and not cfg.quiet and sys.stderr.isatty()
     _announce(s, data, t)
-    budget = None
-    if cfg.time_budget is not None:
-        if d.main:  # curves.png's matplotlib import (~1-2 s) is paid now, not after the budget
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot  # noqa: F401
-        budget = Budget(cfg.time_budget * 60, s.t_main, t.elapsed0,
-                        val_iterations(cfg, data.train_recs, data.val_recs, d.world))
-    epochs = t.epochs
-    if t.auto_epochs:
-        if s.ckpt is not None and budget is not None and budget.left() <= budget.END_S:
-            say(f"nothing to train: the run already spent its {cfg.time_budget:g}-minute "
-                 "budget (give a larger --time-budget to extend it)", d, cfg)
-            epochs = t.start_epoch
-    elif t.start_epoch >= epochs:
-        say(f"nothing to train: the run already finished {t.start_epoch} epochs (give --epochs N "
-             f"to extend it)", d, cfg)
-    ipe = data.iters_per_epoch
-
-    def after_step(seconds: float) -> bool:
-        """Time-budget runs: re-fit the schedule to the time left, stop before an iteration that
-        would eat into the reserve (rank 0 decides, under DDP for every rank)."""
-        assert budget is not None
-        budget.add_iteration(seconds)
-        it = t.scheduler.last_epoch
-        stop = budget.no_time_for(budget.iter_s)
-        if t.auto_epochs:
-            t.poly.total = max(it, budget.fit(it, ipe, cfg.val_every))
-            stop = stop or it >= t.poly.total
-        if d.enabled:
-            import torch.distributed as dist
-
-            flag = torch.tensor([float(stop), float(t.poly.total)], dtype=torch.float64,
-                                device=device)
-            dist.broadcast(flag, 0)
-            stop, t.poly.total = bool(flag[0].item()), int(flag[1].item())
-        return stop
+    budget, epochs = _plan(s, data, t)
+    after_step = _budget_step(s, t, budget, data.iters_per_epoch) if budget is not None else None
 
     last_scores = None
     stopped = "epochs"
@@ -256,7 +221,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
                                     desc=f"epoch {epoch + 1}/{epochs}"
                                     if not t.auto_epochs else f"epoch {epoch + 1}",
                                     dist_info=d,
-                                    after_step=after_step if budget is not None else None,
+                                    after_step=after_step,
                                     ema=t.ema)
         except Exception as exc:
             if is_oom(exc):
@@ -284,7 +249,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
         t.epoch_times.append(ep_time)
         elapsed = t.elapsed0 + time.perf_counter() - s.t_main
         if t.auto_epochs:  # the epoch count shown: the schedule's, in (partial) epochs
-            epochs = epoch if last else max(epoch + 1, math.ceil(t.poly.total / ipe))
+            epochs = epoch if last else max(epoch + 1, math.ceil(t.poly.total / data.iters_per_epoch))
         improved = scores is not None and (t.best_miou is None or scores.miou > t.best_miou)
         if scores is not None and improved:
             t.best_miou, t.best_epoch = float(scores.miou), epoch
@@ -311,6 +276,56 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
             "best_epoch": t.best_epoch, "scores": last_scores, "stopped": stopped,
             "class_names": data.names,
             "model": unwrap(t.model) if t.ema is None else t.ema.module}
+
+
+def _plan(s: Setup, data: Data, t: Training) -> tuple[Budget | None, int]:
+    """The run's time budget (None without ``--time-budget``) and the epoch count to train to
+    (the start epoch when a resumed run has nothing left to do, which it says)."""
+    cfg, d = s.cfg, s.dist
+    budget = None
+    if cfg.time_budget is not None:
+        if d.main:  # curves.png's matplotlib import (~1-2 s) is paid now, not after the budget
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot  # noqa: F401
+        budget = Budget(cfg.time_budget * 60, s.t_main, t.elapsed0,
+                        val_iterations(cfg, data.train_recs, data.val_recs, d.world))
+    epochs = t.epochs
+    if t.auto_epochs:
+        if s.ckpt is not None and budget is not None and budget.left() <= budget.END_S:
+            say(f"nothing to train: the run already spent its {cfg.time_budget:g}-minute "
+                "budget (give a larger --time-budget to extend it)", d, cfg)
+            epochs = t.start_epoch
+    elif t.start_epoch >= epochs:
+        say(f"nothing to train: the run already finished {t.start_epoch} epochs (give --epochs N "
+            f"to extend it)", d, cfg)
+    return budget, epochs
+
+
+def _budget_step(s: Setup, t: Training, budget: Budget, ipe: int) -> Callable[[float], bool]:
+    """The per-iteration hook of a time-budget run: re-fit the schedule to the time left, stop
+    before an iteration that would eat into the reserve (rank 0 decides, under DDP for every
+    rank)."""
+    cfg, d = s.cfg, s.dist
+
+    def after_step(seconds: float) -> bool:
+        budget.add_iteration(seconds)
+        it = t.scheduler.last_epoch
+        stop = budget.no_time_for(budget.iter_s)
+        if t.auto_epochs:
+            t.poly.total = max(it, budget.fit(it, ipe, cfg.val_every))
+            stop = stop or it >= t.poly.total
+        if d.enabled:
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(stop), float(t.poly.total)], dtype=torch.float64,
+                                device=s.device)
+            dist.broadcast(flag, 0)
+            stop, t.poly.total = bool(flag[0].item()), int(flag[1].item())
+        return stop
+
+    return after_step
 
 
 def _announce(s: Setup, data: Data, t: Training) -> None:
