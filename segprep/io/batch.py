@@ -17,7 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from segprep.errors import SegprepError
+from segprep.io.items import Outcome, call_item, describe, single_threaded_libraries
+
+__all__ = ["BatchSummary", "Outcome", "Prefer", "blas_on_one_thread", "chunked",
+           "default_jobs", "describe", "resolve_jobs", "run_batch",
+           "single_threaded_libraries"]
 
 Prefer = Literal["threads", "processes"]
 """How :func:`run_batch` runs ``jobs > 1`` workers: threads of this process (the default; the
@@ -62,47 +66,6 @@ def chunked(items: Sequence[Any], jobs: int, per_worker: int = 8,
     work on small files (480x360 CamVid masks) while the progress bar still moves."""
     size = max(1, min(max_size, -(-len(items) // max(1, per_worker * max(1, jobs)))))
     return [tuple(items[i:i + size]) for i in range(0, len(items), size)]
-
-
-@dataclass
-class Outcome:
-    """The result of one item of :func:`run_batch`: ``value`` on success, else ``error``."""
-
-    item: Any
-    value: Any = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def describe(item: Any) -> str:
-    """How an item is named in an error line: its path, never an internal object's repr.
-
-    Work items name their file through a ``where`` attribute (jobs of the converters), or are a
-    path, or a tuple whose first element is one.
-    """
-    where = getattr(item, "where", None)
-    if where is not None:
-        return str(where)
-    if isinstance(item, tuple) and item:
-        return describe(item[0])
-    return str(item)
-
-
-def _call(fn: Callable, item: Any) -> tuple[Any, str | None]:
-    try:
-        return fn(item), None
-    except SegprepError as exc:
-        return None, str(exc)
-    except MemoryError:
-        return None, f"{describe(item)}: out of memory"
-    except OSError as exc:  # an unwritable output folder, a full disk
-        name = exc.filename or describe(item)
-        return None, f"{name}: {exc.strerror or exc}"
-    except Exception as exc:  # a bug or an unexpected library error: report, keep going
-        return None, f"{describe(item)}: {type(exc).__name__}: {exc}"
 
 
 def run_batch(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | None = None,
@@ -153,7 +116,7 @@ def run_batch(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int | Non
     try:
         if n == 1:
             for item in items:
-                value, err = _call(fn, item)
+                value, err = call_item(fn, item)
                 bar.update(1)
                 yield Outcome(item, value, err)
         elif prefer == "threads":
@@ -219,40 +182,6 @@ def _thread_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool,
             yield from _pool_map(lambda: pool, fn, items, n, bar, ordered)
     finally:
         restore()
-
-
-def single_threaded_libraries(opencv: bool = True) -> Callable[[], None]:
-    """Run OpenCV's thread pool and numpy's BLAS on one thread in this process, while segprep's
-    own workers share the cores: their pools on top of ``n`` workers would run ``n`` × their
-    threads for nothing (with BLAS threads under two workers ``bdd100k convert --palette id``,
-    whose shape networks multiply small matrices, fell from 79 to 35 frames/s). Call it from the
-    main thread: OpenBLAS applies a limit set there to every thread, one set from another thread
-    not reliably.
-
-    Args:
-        opencv: also OpenCV's (imports it; False spares that where the work never uses it).
-
-    Returns:
-        a function that restores the previous thread counts.
-    """
-    from threadpoolctl import ThreadpoolController
-
-    cv2: Any = None
-    if opencv:
-        import cv2
-
-        cv2_threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-    # after importing OpenCV, which brings its own OpenBLAS (a library loaded later keeps its
-    # threads)
-    blas = ThreadpoolController().limit(limits=1, user_api="blas")
-
-    def restore() -> None:
-        blas.restore_original_limits()
-        if cv2 is not None:
-            cv2.setNumThreads(cv2_threads)
-
-    return restore
 
 
 @functools.lru_cache(maxsize=1)
@@ -416,7 +345,7 @@ def _process_map(fn: Callable, items: list, n: int, bar: Any, ordered: bool,
 
 
 def _indexed_call(fn: Callable, i: int, item: Any) -> tuple[int, Any, str | None]:
-    value, err = _call(fn, item)
+    value, err = call_item(fn, item)
     return i, value, err
 
 
