@@ -188,3 +188,30 @@ def test_predict_torch_and_onnxruntime_agree_on_a_real_frame(weights, tmp_path, 
         outs[name] = np.asarray(Image.open(pngs[0]))
     assert outs["torch"].shape == (360, 480)
     assert (outs["torch"] == outs["onnx"]).mean() >= 0.999
+
+
+def test_video_masks_equal_the_stills_masks(weights, tmp_path, camvid_root):
+    pytest.importorskip("av")
+    import cv2
+    from test_video import encode
+
+    from segprep.io import read_image, read_png
+
+    ckpt = _encoder_checkpoint(tmp_path / "best.pt", weights)
+    pngs = sorted((camvid_root / "segnet" / "val").glob("*.png"))[:4]
+    frames = [cv2.resize(read_image(p), (160, 120), interpolation=cv2.INTER_AREA) for p in pngs]
+    clip = encode(tmp_path / "clip.mkv", frames)  # lossless: the video's frames are these
+    stills = tmp_path / "stills"
+    stills.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(stills / f"f{i}.png"), f[..., ::-1])
+    r = CliRunner()
+    res = r.invoke(cli, ["predict", ckpt, str(clip), str(tmp_path / "pred.mp4"), "--save-masks",
+                         str(tmp_path / "masks"), "-q"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(cli, ["predict", ckpt, str(stills), str(tmp_path / "still-pred"), "-q"])
+    assert res.exit_code == 0, res.output
+    video_masks = sorted((tmp_path / "masks").glob("*.png"))
+    assert len(video_masks) == 4
+    for i, m in enumerate(video_masks):
+        assert np.array_equal(read_png(m), read_png(tmp_path / "still-pred" / f"f{i}.png"))
