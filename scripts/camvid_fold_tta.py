@@ -1,7 +1,8 @@
 """Score a CamVid fold model on its held-out drive four ways: plain, flip TTA (as ``segprep
 predict --tta flip``), AdaBN (BatchNorm statistics re-estimated on the held-out frames, no
-labels) and AdaBN + flip; prints one JSON line of mIoU (frames resized to 240x180, as the
-trainer validates).
+labels) and AdaBN + flip; prints one JSON line of mIoU (frames at the size the trainer validated
+at: its ``--size`` if the run had one, else native 480x360), with the model's own input
+normalisation.
 
     python scripts/camvid_fold_tta.py RUN_DIR RUN_DIR/lists/0001TP.odgt
 
@@ -15,15 +16,18 @@ import torch
 from torch import nn
 
 from segprep.train.checkpoint import load_model
-from segprep.train.data import SegDataset, pad_collate, read_records, to_model_input
+from segprep.train.data import SegDataset, collate_for, read_records, to_model_input
 from segprep.train.engine import evaluate
 
 run, val = sys.argv[1], sys.argv[2]
 dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 model, meta = load_model(run + "/last.pt", dev)
 K = meta["num_classes"]
-ds = SegDataset(read_records(val), K, meta["ignore_index"], size=(240, 180), augment=False)
-loader = torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=pad_collate)
+mean, std = meta["mean"], meta["std"]
+size = meta["args"].get("size")
+ds = SegDataset(read_records(val), K, meta["ignore_index"], size=tuple(size) if size else None,
+                augment=False)
+loader = torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=collate_for(mean))
 
 
 class Flip(nn.Module):
@@ -39,7 +43,7 @@ class Flip(nn.Module):
 
 def score(flip: bool) -> float:
     """mIoU on the held-out frames, through the trainer's own validation (fp32)."""
-    cm = evaluate(Flip(model) if flip else model, loader, K, dev)
+    cm = evaluate(Flip(model) if flip else model, loader, K, dev, mean=mean, std=std)
     return round(float(cm.scores().miou), 4)
 
 
@@ -52,7 +56,7 @@ for m in model.modules():
 model.train()
 with torch.no_grad():
     for imgs, _ in loader:
-        model(to_model_input(imgs, dev))
+        model(to_model_input(imgs, dev, mean=mean, std=std))
 out["adabn"] = score(False)
 out["adabn+flip"] = score(True)
 print(json.dumps({"run": run, **out}))
