@@ -250,6 +250,72 @@ def test_evaluate_reports_a_bad_prediction_by_name(dask_cluster, cs_subset, tmp_
     assert len(errors) == 1 and str(bad) in errors[0]
 
 
+def test_evaluate_panoptic_same_scores_as_local(dask_cluster, cs_subset, tmp_path):
+    """``evaluate cityscapes-panoptic --scheduler``: the workers read both PNGs of each frame and
+    send back per-category counts; the JSON equals the local run's."""
+    import json
+
+    address, client = dask_cluster
+    both_workers(client)
+    res = run("cityscapes", "gen-gt", cs_subset, "-o", tmp_path / "gt", "--targets", "panoptic",
+              "--split", "val", "-j", "2", "-q")
+    assert res.exit_code == 0, res.output
+    gt_json = tmp_path / "gt" / "gtFine" / "cityscapes_panoptic_val.json"
+    gt_folder = tmp_path / "gt" / "gtFine" / "cityscapes_panoptic_val"
+    doc = json.loads(gt_json.read_text())
+    pred_folder = tmp_path / "pred"
+    pred_folder.mkdir()
+    anns = []
+    for i, ann in enumerate(doc["annotations"]):  # shifted: segments cut at the borders
+        rgb = np.roll(np.array(Image.open(gt_folder / ann["file_name"])), 40 + i, axis=1)
+        Image.fromarray(rgb).save(pred_folder / ann["file_name"])
+        ids = np.unique(rgb[..., 0] + 256 * rgb[..., 1].astype(np.int64)
+                        + 65536 * rgb[..., 2].astype(np.int64))
+        anns.append(dict(ann, segments_info=[s for s in ann["segments_info"] if s["id"] in ids]))
+    pred_json = tmp_path / "pred.json"
+    pred_json.write_text(json.dumps({"annotations": anns}))
+    base = ["evaluate", "cityscapes-panoptic", "--gt-json", gt_json, "--gt-folder", gt_folder,
+            "--pred-json", pred_json, "--pred-folder", pred_folder]
+    local = run(*base, "-j", "2", "--json", tmp_path / "local.json")
+    assert local.exit_code == 0, local.output
+    res = run(*base, "--scheduler", address, "--json", tmp_path / "dask.json")
+    assert res.exit_code == 0, res.output
+    assert "on 2 Dask worker(s)" in res.output
+    got, want = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("dask", "local"))
+    got["segprep"].pop("seconds"), want["segprep"].pop("seconds")
+    assert got == want and 0 < got["All"]["pq"] < 1
+
+
+def test_freed_memory_kept_only_under_a_nanny_setting(monkeypatch):
+    """The worker heap setting (Dask's nanny sets MALLOC_TRIM_THRESHOLD_) is changed only while
+    chunks run, nested chunks restore it once, and nothing happens without the variable."""
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setitem(cluster._cache, "segprep-glibc", Libc())
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with cluster._freed_memory_kept():
+        pass
+    assert calls == []
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    with cluster._freed_memory_kept():
+        with cluster._freed_memory_kept():
+            assert calls == [(cluster.M_MMAP_THRESHOLD, cluster.KEPT_HEAP[0]),
+                             (cluster.M_TRIM_THRESHOLD, cluster.KEPT_HEAP[1])]
+        assert len(calls) == 2
+    assert calls[2:] == [(cluster.M_TRIM_THRESHOLD, 65536),
+                         (cluster.M_MMAP_THRESHOLD, 128 << 10), ("trim", 0)]
+    assert cluster._heap_users == 0
+
+
 def test_odgt_stats_same_as_local(dask_cluster, camvid_root, tmp_path):
     address, client = dask_cluster
     both_workers(client)

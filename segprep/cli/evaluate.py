@@ -227,9 +227,11 @@ def odgt(odgt_file: str, pred_dir: str, num_classes: int, ignore_index: int, roo
                    "Stuff, per_class).")
 @jobs_option
 @quiet_option
+@scheduler_option
 @handle_errors
 def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folder: str,
-                        json_out: str | None, jobs: int | None, quiet: bool) -> None:
+                        json_out: str | None, jobs: int | None, quiet: bool,
+                        scheduler: str | None) -> None:
     """Cityscapes panoptic segmentation, as cityscapesScripts' evalPanopticSemanticLabeling:
     PQ, SQ, RQ per class and for All / Things / Stuff (same numbers, same JSON keys)."""
     from segprep.cli.eval_report import (
@@ -243,7 +245,7 @@ def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folde
 
     _check_outputs(json_out, None)
     report = panoptic.evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs,
-                                        quiet=quiet)
+                                        quiet=quiet, scheduler=scheduler)
     for w in report.warnings:
         info(f"segprep: warning: {w}")
     if report.errors:
@@ -256,9 +258,12 @@ def cityscapes_panoptic(gt_json: str, gt_folder: str, pred_json: str, pred_folde
     click.echo()
     click.echo(format_table(panoptic_summary_table(report)))
     r = report.results or {}
+    cluster = sys.modules.get("segprep.io.cluster")  # imported only when --scheduler was given
+    workers = cluster.workers_used() if cluster is not None else None
+    on = f" on {workers} Dask worker(s)" if workers is not None else ""
     click.echo(f"cityscapes-panoptic: PQ {100 * r['All']['pq']:.2f}, SQ {100 * r['All']['sq']:.2f}"
                f", RQ {100 * r['All']['rq']:.2f} (%) — {report.frames} frames in "
-               f"{report.seconds:.2f} s")
+               f"{report.seconds:.2f} s{on}")
     if json_out:
         atomic_write_text(json_out, panoptic_json_text(report))
         info(f"results written to {json_out}", quiet)

@@ -278,7 +278,8 @@ def evaluate_cityscapes(pred_dir: PathLike, gt_root: PathLike, split: str = "val
         stats = InstanceStats(protocol)
         for r in results:  # frame order, instances in ascending id: cityscapesScripts' order
             cm += r.confusion
-            for label, size, tp, cat_tp in r.instances.tolist():
+            rows = r.instances.tolist() if r.instances is not None else []
+            for label, size, tp, cat_tp in rows:
                 stats.add(label, size, tp, cat_tp)
         report.result = protocol.result(cm, stats)
         report.confusion = cm
@@ -331,8 +332,8 @@ def _score_on_cluster(job: CityscapesJob, items: list[tuple[str, str, str]], rep
         return []
     kind = job.pred_ids
     if kind == "auto":
-        decision = decide([t.values for t in tallies], [item[2] for item in items],
-                          job.protocol.class_map)
+        values = [t.values for t in tallies if t.values is not None]  # every one, with auto
+        decision = decide(values, [item[2] for item in items], job.protocol.class_map)
         report.notes.append(decision.reason)
         kind = decision.kind
     results = []

@@ -504,7 +504,8 @@ def _segment_errors(segments: Sequence[dict], categories: dict) -> list[str]:
 
 def evaluate_panoptic(gt_json: str | os.PathLike, gt_folder: str | os.PathLike,
                       pred_json: str | os.PathLike, pred_folder: str | os.PathLike, *,
-                      jobs: int | None = None, quiet: bool = False) -> PanopticReport:
+                      jobs: int | None = None, quiet: bool = False,
+                      scheduler: str | None = None) -> PanopticReport:
     """Score panoptic predictions against Cityscapes panoptic ground truth, as
     ``evalPanopticSemanticLabeling.evaluatePanoptic``.
 
@@ -516,6 +517,9 @@ def evaluate_panoptic(gt_json: str | os.PathLike, gt_folder: str | os.PathLike,
         pred_json, pred_folder: the prediction JSON and its PNG folder.
         jobs: threads (default: all cores).
         quiet: no progress bar.
+        scheduler: a Dask scheduler (``tcp://HOST:PORT`` or ``local:N``, see
+            :mod:`segprep.io.cluster`): its workers read both PNGs of each frame and send back
+            only the frame's per-category counts, summed here in the same order.
 
     Returns:
         A :class:`PanopticReport`; with errors (one line each, every bad frame listed) there
@@ -539,7 +543,8 @@ def evaluate_panoptic(gt_json: str | os.PathLike, gt_folder: str | os.PathLike,
     todo = [j for j in job_list if j is not None]
     per_frame: dict[str, dict] = {}
     for outcome in run_batch(evaluate_frame, todo, jobs=jobs, desc="panoptic", quiet=quiet,
-                                unit="frame", prefer="threads", opencv=False):
+                                unit="frame", prefer="threads", opencv=False,
+                                scheduler=scheduler):
         if outcome.ok:
             per_frame[outcome.item.image_id] = outcome.value
         else:

@@ -23,6 +23,7 @@ end-to-end figures).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -40,7 +41,7 @@ _INLINED = ("_hash_table", "_lookup", "_filt", "_fill", "_changes", "_unfilter_r
 """The helpers of :func:`_png_pairs`, callees first: compiled with ``inline="always"`` (numba
 inlines them into its IR, as it would closures) and bound under their names before it is
 compiled, since numba resolves the globals a kernel calls when it compiles it."""
-_SOURCES: dict[str, object] = {}
+_SOURCES: dict[str, Callable] = {}
 
 
 def _kernel(name: str):
