@@ -21,7 +21,11 @@ With ``--copies N`` the evaluation runs on every frame N times (as N distinct im
 other names and ``image_id``), so that the fixed start of a CLI process weighs as it does on a full
 split (the Cityscapes val split has 500 frames).
 
-Usage: python scripts/bench_panoptic.py [ROOT] [-j JOBS] [--repeat N] [--copies N]
+``--frames N`` takes the first N frames only (split, city and name order: 174 = the 100 aachen and
+59 lindau frames and 15 of bonn); ``--eval-only`` skips timing the ground truth.
+
+Usage: python scripts/bench_panoptic.py [ROOT] [-j JOBS] [--repeat N] [--copies N] [--frames N]
+       [--eval-only]
 """
 
 from __future__ import annotations
@@ -44,16 +48,20 @@ HERE = Path(__file__).resolve().parent
 SPLITS = ("train", "val", "test")
 
 
-def link_root(root: Path, dest: Path) -> int:
-    """A Cityscapes root of symbolic links to ROOT's gtFine frames; returns the frame count."""
-    n = 0
+def link_root(root: Path, dest: Path, frames: int = 0) -> int:
+    """A Cityscapes root of symbolic links to ROOT's gtFine frames (the first ``frames`` of
+    them in split, city and name order; all when 0); returns the frame count."""
+    keys: list[str] = []
     for split in SPLITS:
-        for f in sorted((root / "gtFine" / split).glob("*/*")):
-            t = dest / "gtFine" / split / f.parent.name / f.name
-            t.parent.mkdir(parents=True, exist_ok=True)
-            t.symlink_to(f.resolve())
-            n += f.name.endswith("_polygons.json")
-    return n
+        for js in sorted((root / "gtFine" / split).glob("*/*_gtFine_polygons.json")):
+            if frames and len(keys) >= frames:
+                break
+            keys.append(js.name[:-len("_polygons.json")])
+            for f in sorted(js.parent.glob(keys[-1] + "_*")):
+                t = dest / "gtFine" / split / f.parent.name / f.name
+                t.parent.mkdir(parents=True, exist_ok=True)
+                t.symlink_to(f.resolve())
+    return len(keys)
 
 
 def make_predictions(gt_json: Path, gt_folder: Path, out: Path) -> tuple[Path, Path]:
@@ -79,7 +87,7 @@ def make_predictions(gt_json: Path, gt_folder: Path, out: Path) -> tuple[Path, P
     return pred_json, folder
 
 
-def copies(gt_json: Path, gt_folder: Path, pred_json: Path, pred_folder: Path, out: Path,
+def copies_of(gt_json: Path, gt_folder: Path, pred_json: Path, pred_folder: Path, out: Path,
            k: int) -> tuple[Path, Path, Path, Path]:
     """Ground truth and predictions with every frame ``k`` times: links ``c<i>_<name>`` and
     image ids ``<id>_c<i>``."""
@@ -127,6 +135,108 @@ def max_diff(a: dict, b: dict) -> float:
     return worst
 
 
+def time_gen_gt(root: Path, tmp: Path, n: int, jobs: int, repeat: int) -> bool:
+    """Ground truth, timed: convert2panoptic vs segprep gen-gt in-process and as a CLI process;
+    True when segprep's files equal the reference's."""
+    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+    from click.testing import CliRunner
+
+    from segprep.cli.main import cli
+
+    ref_out, our_out, cli_out = tmp / "ref", tmp / "ours", tmp / "cli"
+    ref_out.mkdir()
+    gen_cmd = ["cityscapes", "gen-gt", str(root), "--targets", "panoptic", "--overwrite",
+               "-j", str(jobs), "-q"]
+    t_gen: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            convert2panoptic(str(root / "gtFine"), str(ref_out), False, list(SPLITS))
+        t_gen.setdefault("cityscapesScripts convert2panoptic", []).append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        res = CliRunner().invoke(cli, gen_cmd + ["-o", str(our_out)], catch_exceptions=False)
+        t_gen.setdefault("segprep gen-gt (in-process)", []).append(time.perf_counter() - t0)
+        if res.exit_code != 0:
+            raise SystemExit(res.output)
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "segprep", *gen_cmd, "-o", str(cli_out)],
+                              capture_output=True, text=True)
+        t_gen.setdefault("segprep gen-gt (CLI process)", []).append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+    identical = same_gt(our_out / "gtFine", ref_out) and same_gt(cli_out / "gtFine", ref_out)
+    print_table(t_gen, n, header=True)
+    print(f"ground truth identical (PNG pixels, JSON bytes): {identical}", flush=True)
+    return identical
+
+
+def eval_inputs(tmp: Path, copies: int) -> tuple[Path, Path, Path, Path]:
+    """One ground-truth JSON and folder of every split's frames (from ``tmp/ours``, segprep's
+    ground truth), their predictions, and ``copies`` of each frame when asked."""
+    our_out = tmp / "ours"
+    docs = [json.loads((our_out / "gtFine" / f"cityscapes_panoptic_{s}.json").read_text())
+            for s in SPLITS]
+    all_gt = tmp / "gt_all"
+    all_gt.mkdir()
+    for s in SPLITS:
+        for f in (our_out / "gtFine" / f"cityscapes_panoptic_{s}").iterdir():
+            (all_gt / f.name).symlink_to(f)
+    gt_json = tmp / "gt_all.json"
+    gt_json.write_text(json.dumps({"images": [i for d in docs for i in d["images"]],
+                                   "annotations": [a for d in docs for a in d["annotations"]],
+                                   "categories": docs[0]["categories"]}))
+    pred_json, pred_folder = make_predictions(gt_json, all_gt, tmp)
+    if copies > 1:
+        return copies_of(gt_json, all_gt, pred_json, pred_folder, tmp / "copies", copies)
+    return gt_json, all_gt, pred_json, pred_folder
+
+
+def time_eval(tmp: Path, n_eval: int, jobs: int, repeat: int, copies: int) -> bool:
+    """Evaluation, timed: evaluatePanoptic vs segprep in-process and as a CLI process; True when
+    every PQ/SQ/RQ equals the reference's within 1e-9."""
+    from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
+
+    from segprep.evaluation.panoptic import evaluate_panoptic
+
+    gt_json, gt_folder, pred_json, pred_folder = eval_inputs(tmp, copies)
+    if copies > 1:
+        print(f"evaluation: {n_eval} frames ({copies} copies of each)", flush=True)
+    evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs, quiet=True)
+    cmd = [sys.executable, "-m", "segprep", "evaluate", "cityscapes-panoptic", "--gt-json",
+           str(gt_json), "--gt-folder", str(gt_folder), "--pred-json", str(pred_json),
+           "--pred-folder", str(pred_folder), "-j", str(jobs), "-q", "--json",
+           str(tmp / "cli.json")]
+    t_ev: dict[str, list[float]] = {}
+    diffs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            ref = evaluatePanoptic(str(gt_json), str(gt_folder), str(pred_json),
+                                   str(pred_folder), str(tmp / "ref_result.json"))
+        t_ev.setdefault("cityscapesScripts evaluatePanoptic", []).append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        rep = evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs,
+                                quiet=True)
+        t_ev.setdefault("segprep evaluate (in-process)", []).append(time.perf_counter() - t0)
+        if rep.errors:
+            raise SystemExit("\n".join(rep.errors[:5]))
+        diffs.append(max_diff(rep.results or {}, ref))
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        t_ev.setdefault("segprep evaluate (CLI process)", []).append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        diffs.append(max_diff(json.loads((tmp / "cli.json").read_text(), object_hook=_int_keys),
+                              ref))
+    print_table(t_ev, n_eval)
+    worst = max(diffs)
+    r = rep.results or {}
+    print(f"evaluation max |diff| vs cityscapesScripts: {worst:.1e}; PQ {100 * r['All']['pq']:.4f}"
+          f" SQ {100 * r['All']['sq']:.4f} RQ {100 * r['All']['rq']:.4f}; load "
+          f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}")
+    return worst <= 1e-9
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", nargs="?", default=str(HERE.parent.parent / "shared/data/cityscapes"))
@@ -134,110 +244,32 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each, best kept")
     ap.add_argument("--copies", type=int, default=1,
                     help="evaluate every frame this many times (as distinct images)")
+    ap.add_argument("--frames", type=int, default=0,
+                    help="only the first N frames (sorted by split, city, name; 0 = all)")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="time the evaluation only (the ground truth is made once by segprep)")
     args = ap.parse_args()
 
-    from cityscapesscripts.evaluation.evalPanopticSemanticLabeling import evaluatePanoptic
-    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
     from click.testing import CliRunner
 
     from segprep.cli.main import cli
-    from segprep.evaluation.panoptic import evaluate_panoptic
     from segprep.io import default_jobs
 
     jobs = args.jobs or default_jobs()
     tmp = Path(tempfile.mkdtemp(prefix="bench_panoptic_"))
     try:
         root = tmp / "root"
-        n = link_root(Path(args.root), root)
+        n = link_root(Path(args.root), root, args.frames)
         print(f"{n} frames; segprep -j {jobs} (threads); {os.cpu_count()} CPUs; best of "
-              f"{args.repeat}, interleaved", flush=True)
-        ref_out, our_out, cli_out = tmp / "ref", tmp / "ours", tmp / "cli"
-        ref_out.mkdir()
-        gen_cmd = ["cityscapes", "gen-gt", str(root), "--targets", "panoptic", "--overwrite",
-                   "-j", str(jobs), "-q"]
+              f"{args.repeat}, interleaved; load {'/'.join(f'{x:.1f}' for x in os.getloadavg())}",
+              flush=True)
         # one untimed segprep run first: numba kernels loaded from its disk cache (or compiled)
-        CliRunner().invoke(cli, gen_cmd + ["-o", str(our_out)], catch_exceptions=False)
-        t_gen: dict[str, list[float]] = {}
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            with contextlib.redirect_stdout(io.StringIO()):
-                convert2panoptic(str(root / "gtFine"), str(ref_out), False, list(SPLITS))
-            t_gen.setdefault("cityscapesScripts convert2panoptic", []).append(
-                time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            res = CliRunner().invoke(cli, gen_cmd + ["-o", str(our_out)], catch_exceptions=False)
-            t_gen.setdefault("segprep gen-gt (in-process)", []).append(time.perf_counter() - t0)
-            if res.exit_code != 0:
-                print(res.output, file=sys.stderr)
-                return 1
-            t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "segprep", *gen_cmd, "-o", str(cli_out)],
-                                  capture_output=True, text=True)
-            t_gen.setdefault("segprep gen-gt (CLI process)", []).append(time.perf_counter() - t0)
-            if proc.returncode != 0:
-                print(proc.stderr, file=sys.stderr)
-                return 1
-        identical = same_gt(our_out / "gtFine", ref_out) and same_gt(cli_out / "gtFine", ref_out)
-        print_table(t_gen, n, header=True)
-        print(f"ground truth identical (PNG pixels, JSON bytes): {identical}", flush=True)
-
-        # evaluate every frame: one ground-truth JSON of all splits' frames
-        docs = [json.loads((our_out / "gtFine" / f"cityscapes_panoptic_{s}.json").read_text())
-                for s in SPLITS]
-        all_gt = tmp / "gt_all"
-        all_gt.mkdir()
-        for s in SPLITS:
-            for f in (our_out / "gtFine" / f"cityscapes_panoptic_{s}").iterdir():
-                (all_gt / f.name).symlink_to(f)
-        gt_json = tmp / "gt_all.json"
-        gt_json.write_text(json.dumps({"images": [i for d in docs for i in d["images"]],
-                                       "annotations": [a for d in docs for a in d["annotations"]],
-                                       "categories": docs[0]["categories"]}))
-        gt_folder = all_gt
-        pred_json, pred_folder = make_predictions(gt_json, gt_folder, tmp)
-        n_eval = n
-        if args.copies > 1:
-            gt_json, gt_folder, pred_json, pred_folder = copies(
-                gt_json, gt_folder, pred_json, pred_folder, tmp / "copies", args.copies)
-            n_eval = n * args.copies
-            print(f"evaluation: {n_eval} frames ({args.copies} copies of each)", flush=True)
-        evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs, quiet=True)
-        t_ev: dict[str, list[float]] = {}
-        diffs = []
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            with contextlib.redirect_stdout(io.StringIO()):
-                ref = evaluatePanoptic(str(gt_json), str(gt_folder), str(pred_json),
-                                       str(pred_folder), str(tmp / "ref_result.json"))
-            t_ev.setdefault("cityscapesScripts evaluatePanoptic", []).append(
-                time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            rep = evaluate_panoptic(gt_json, gt_folder, pred_json, pred_folder, jobs=jobs,
-                                    quiet=True)
-            t_ev.setdefault("segprep evaluate (in-process)", []).append(time.perf_counter() - t0)
-            if rep.errors:
-                print("\n".join(rep.errors[:5]), file=sys.stderr)
-                return 1
-            diffs.append(max_diff(rep.results, ref))
-            t0 = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-m", "segprep", "evaluate", "cityscapes-panoptic", "--gt-json",
-                 str(gt_json), "--gt-folder", str(gt_folder), "--pred-json", str(pred_json),
-                 "--pred-folder", str(pred_folder), "-j", str(jobs), "-q", "--json",
-                 str(tmp / "cli.json")], capture_output=True, text=True)
-            t_ev.setdefault("segprep evaluate (CLI process)", []).append(time.perf_counter() - t0)
-            if proc.returncode != 0:
-                print(proc.stderr, file=sys.stderr)
-                return 1
-            diffs.append(max_diff(json.loads((tmp / "cli.json").read_text(),
-                                             object_hook=_int_keys), ref))
-
-        print_table(t_ev, n_eval)
-        worst = max(diffs)
-        print(f"evaluation max |diff| vs cityscapesScripts: {worst:.1e}; PQ "
-              f"{100 * rep.results['All']['pq']:.4f}"
-              f" SQ {100 * rep.results['All']['sq']:.4f} RQ {100 * rep.results['All']['rq']:.4f}")
-        return 0 if identical and worst <= 1e-9 else 1
+        CliRunner().invoke(cli, ["cityscapes", "gen-gt", str(root), "--targets", "panoptic",
+                                 "-j", str(jobs), "-q", "-o", str(tmp / "ours")],
+                           catch_exceptions=False)
+        identical = args.eval_only or time_gen_gt(root, tmp, n, jobs, args.repeat)
+        close = time_eval(tmp, n * max(1, args.copies), jobs, args.repeat, args.copies)
+        return 0 if identical and close else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
