@@ -235,6 +235,16 @@ def test_evaluate_cityscapes_same_scores_as_local(dask_cluster, cs_subset, tmp_p
     want.pop("segprep"), got.pop("segprep")  # seconds and cache counts
     assert got == want
     assert 0 < got["averageScoreClasses"] < 1  # the shift costs IoU: a real score
+    # one pass: each frame is read once, on a worker (the chunks of one batch, not two)
+    from segprep.evaluation import evaluate_cityscapes
+
+    cluster.close_all()
+    report = evaluate_cityscapes(tmp_path / "pred", cs_subset, cache=False, quiet=True,
+                                 pred_ids="auto", scheduler=address)
+    assert report.ok and report.result["averageScoreClasses"] == got["averageScoreClasses"]
+    frames = CS_FRAMES["val/lindau"]
+    assert cluster._sessions[address].tasks == len(cluster.chunk_sizes(frames, 2))
+    cluster.close_all()
 
 
 def test_evaluate_reports_a_bad_prediction_by_name(dask_cluster, cs_subset, tmp_path):
