@@ -87,7 +87,7 @@ def build_model(arch: str = "unet", num_classes: int = 19, in_channels: int = 3,
     if base_channels < 1 or num_classes < 1:
         raise ValueError("base_channels and num_classes must be >= 1")
     model: nn.Module
-    if encoder in ENCODERS or (encoder or "").startswith("efficientnet-lite"):
+    if encoder and encoder.startswith("efficientnet-lite"):  # ENCODERS, or an unknown variant
         if in_channels != 3:
             raise ValueError(f"{encoder} takes 3 input channels, not {in_channels}")
         model = efficientnet_lite.EfficientNetLiteUNet(num_classes, encoder, pretrained,
