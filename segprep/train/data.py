@@ -41,7 +41,6 @@ IGNORE = IGNORE_INDEX
 :data:`segprep.class_maps.IGNORE_INDEX`."""
 
 
-
 def pad_rgb(mean: Sequence[float] = MEAN) -> tuple[int, int, int]:
     """Image padding colour for a model normalised with ``mean`` (of RGB / 255): the mean colour,
     so padded pixels are ~0 after normalisation."""
@@ -190,7 +189,6 @@ class SegDataset(Dataset):
                  scale: tuple[float, float] | None = None, flip: bool = True,
                  jitter: float = 0.0, augment: bool = True, seed: int = 0, cache: bool = False,
                  hue: float = 0.0, pad: tuple[int, int, int] = PAD_RGB):
-
         self.records = list(records)
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
