@@ -35,4 +35,5 @@ def test_holdout_fold_is_leak_free_and_reports_on_the_held_out_drive(camvid_root
     assert (run / "best.pt").is_file()
     assert 0.0 <= scores["mIoU"] <= 1.0 and len(scores["classIoU"]) == 11
     args = json.loads((run / "args.json").read_text())
-    assert args["val"].endswith("0006R0.odgt") and args["ema"] == 0.998
+    assert args["val"].endswith("0006R0.odgt") and args["ema"] == 0.995
+    assert args["encoder"] == "efficientnet-lite0" and args["encoder_lr_scale"] == 0.1
