@@ -121,12 +121,9 @@ def gen_gt_setup(root: Path, tmp: Path, args: argparse.Namespace, address: str
     from segprep.io import run_batch
 
     w = args.workers
-    seg_root = tmp / "root"
-    for city in sorted(root.glob("gtFine/*/*")):
-        for k in range(args.copies):
-            link = seg_root / "gtFine" / city.parent.name / f"{city.name}_{k}"
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(city.resolve(), target_is_directory=True)
+    from bench_gen_gt import link_city_copies  # scripts/ is on sys.path when run as a script
+
+    seg_root = link_city_copies(root, tmp / "root", args.copies)
     files = cs_data.polygon_files(seg_root)
     # warm the numba cache of the rasteriser outside the timings
     subprocess.run([sys.executable, "-c", "from segprep.convert import raster; "

@@ -36,6 +36,17 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
+def link_city_copies(root: Path, dest: Path, copies: int) -> Path:
+    """``dest``: a Cityscapes-layout root whose ``gtFine/<split>/<city>_<k>`` folders are symlinks
+    to ``root``'s city folders, ``copies`` of each (a bigger batch of the same real frames)."""
+    for city in sorted(root.glob("gtFine/*/*")):
+        for k in range(copies):
+            link = dest / "gtFine" / city.parent.name / f"{city.name}_{k}"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(city.resolve(), target_is_directory=True)
+    return dest
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", nargs="?", default=str(HERE.parent.parent / "shared/data/cityscapes"))
@@ -76,12 +87,7 @@ def main() -> int:
 
         seg_root = root
         if args.copies > 1:  # N symlinked copies of every city folder
-            seg_root = tmp / "root"
-            for city in sorted(root.glob("gtFine/*/*")):
-                for k in range(args.copies):
-                    link = seg_root / "gtFine" / city.parent.name / f"{city.name}_{k}"
-                    link.parent.mkdir(parents=True, exist_ok=True)
-                    link.symlink_to(city.resolve(), target_is_directory=True)
+            seg_root = link_city_copies(root, tmp / "root", args.copies)
         seg_jsons = sorted(seg_root.glob("gtFine/*/*/*_gtFine_polygons.json"))
         m = len(seg_jsons)
 
