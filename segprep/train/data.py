@@ -193,18 +193,12 @@ class SegDataset(Dataset):
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
         self.size = size
-        self.crop = crop
-        self.scale = scale
-        self.flip = flip
-        self.jitter = float(jitter)
-        self.hue = float(hue)
-        self.augment = augment
         self.seed = int(seed)
         self.cache = cache
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lut = remap_lut(self.num_classes, self.ignore_index)
         self._resize = resize_transform(size) if size is not None else None
-        self._aug = train_transforms(crop, scale, flip, self.jitter, self.hue, pad) \
+        self._aug = train_transforms(crop, scale, flip, float(jitter), float(hue), pad) \
             if augment else None
 
     def __len__(self) -> int:
