@@ -91,8 +91,8 @@ class SameConv2d(nn.Conv2d):
         pad = kernel_size // 2 if stride == 1 else 0
         super().__init__(in_channels, out_channels, kernel_size, stride, pad, groups=groups,
                          bias=bias)
-        total = max(kernel_size - stride, 0) if stride > 1 else 0
-        self.same = (total // 2, total - total // 2) if stride > 1 else None
+        total = max(kernel_size - stride, 0)
+        self.same = None if stride == 1 else (total // 2, total - total // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.same is not None:
@@ -157,7 +157,7 @@ class EfficientNetLiteEncoder(nn.Module):
         self._conv_stem = SameConv2d(3, 32, 3, 2)  # the Lite stem is never scaled
         self._bn0 = _bn(32)
         blocks: list[nn.Module] = []
-        self._ends: list[int] = []
+        ends: list[int] = []
         last = len(STAGES) - 1
         for i, (repeats, k, s, e, c_in, c_out) in enumerate(STAGES):
             c_in = 32 if i == 0 else round_filters(c_in, width)
@@ -165,11 +165,11 @@ class EfficientNetLiteEncoder(nn.Module):
             n = repeats if i in (0, last) else int(math.ceil(depth * repeats))
             for j in range(n):
                 blocks.append(MBConv(k, s if j == 0 else 1, e, c_in if j == 0 else c_out, c_out))
-            self._ends.append(len(blocks) - 1)
+            ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
         self.channels = [round_filters(STAGES[i][5], width) for i in FEATURE_STAGES]
         self.reductions = [2, 4, 8, 16, 32]
-        self._taps = {self._ends[i] for i in FEATURE_STAGES}
+        self._taps = {ends[i] for i in FEATURE_STAGES}
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = F.relu6(self._bn0(self._conv_stem(x)))
