@@ -327,7 +327,7 @@ def _balanced(truth: np.ndarray, pred: np.ndarray, a: int, b: int) -> tuple[floa
 
 
 def _cs_to_bdd() -> np.ndarray:
-    """The README measurement's Cityscapes label id → BDD100K id LUT
+    """docs/shape-rule.md's measurement: the Cityscapes label id → BDD100K id LUT
     (``scripts/measure_shape_resolution.py``: one protocol for the script and these floors)."""
     import sys
 
@@ -457,7 +457,7 @@ POLEGROUP_FRAMES = {
 #: balanced accuracy floors (person/sign, pole/polegroup, void trio) on the subset below, a
 #: little under what the shipped models measure on the same frames (runs of this test's
 #: subset: jena 97.8 / 75.5 / 63.8, krefeld 98.8 / 71.7 / 60.1, monchengladbach 96.4 / 71.1 / 56.4,
-#: lindau 100.0 / 67.9 / 62.2 %; every frame of the city: see the README). Pole / polegroup rests
+#: lindau 100.0 / 67.9 / 62.2 %; every frame of the city: docs/shape-rule.md). Pole / polegroup rests
 #: on 3-8 polegroup frames per city: retraining the same spec on the same regions in another
 #: order moved it by -3.0 (krefeld) to +9.1 (lindau) points.
 TEST_CITY_FLOORS = {

@@ -1,7 +1,7 @@
 """Training on several machines is torchrun's job (``torchrun --nnodes N``): two local "nodes" —
 two separate ``torchrun`` launches, one process each, sharing one c10d rendezvous endpoint on
 127.0.0.1 — train one tiny model together on CPU (gloo), exactly as two machines would with the
-endpoint on the first one (README, "Several machines")."""
+endpoint on the first one (docs/several-machines.md)."""
 
 from __future__ import annotations
 
