@@ -17,7 +17,7 @@ import torch
 from segprep.metrics import ConfusionMatrix, confusion_matrix_torch
 from segprep.stats import load_class_weights
 from segprep.train.checkpoint import load_model
-from segprep.train.data import SegDataset, collate_for, read_records, to_model_input
+from segprep.train.data import IGNORE, SegDataset, collate_for, read_records, to_model_input
 
 TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
 run, seq = sys.argv[1], sys.argv[2]
@@ -37,9 +37,9 @@ with torch.no_grad():
     for imgs, masks in loader:
         logits = model(to_model_input(imgs, dev, False, mean, std)).float()
         for (kind, t), acc in counts.items():
-            acc += confusion_matrix_torch(masks, (logits - t * log_w[kind]).argmax(1), K, 255)
+            acc += confusion_matrix_torch(masks, (logits - t * log_w[kind]).argmax(1), K, IGNORE)
 for (kind, t), acc in counts.items():
-    cm = ConfusionMatrix(K, 255)
+    cm = ConfusionMatrix(K, IGNORE)
     cm.merge(acc.numpy())
     s = cm.scores()
     print(seq, kind, f"tau={t}", f"mIoU={100 * float(s.miou):.2f}",
