@@ -97,12 +97,6 @@ def test_features_have_the_documented_strides_and_widths():
     assert lite2.channels == [16, 24, 48, 120, 352] and len(lite2._blocks) == 21
 
 
-@pytest.mark.parametrize("name", ["efficientnet-lite1", "efficientnet-lite2"])
-def test_other_variants_load_their_package_weights(name):
-    path = _installed_weights(name)
-    load_encoder_weights(EfficientNetLiteEncoder(name), path)
-
-
 def test_wrong_or_truncated_weight_files_are_refused_in_one_line(weights, tmp_path):
     enc = EfficientNetLiteEncoder("efficientnet-lite0")
     data = open(weights, "rb").read()
