@@ -183,6 +183,28 @@ def test_hue_jitter_changes_colours_only_and_is_seeded(tmp_path):
     assert np.array_equal(out, grey) and not mask.any()
 
 
+def test_photometric_changes_colours_only_and_is_seeded(tmp_path):
+    # lighting / blur / noise changes touch the image, never the mask, and are seeded per sample
+    recs = read_records(make_dataset(tmp_path, n=2, k=3))
+    plain = SegDataset(recs, 3, flip=False, seed=2)
+    photo = SegDataset(recs, 3, flip=False, seed=2, photometric=1.0)
+    (i0, m0), (i1, m1), (i2, _) = plain[(1, 3)], photo[(1, 3)], photo[(1, 3)]
+    assert torch.equal(m0, m1) and torch.equal(i1, i2) and not torch.equal(i0, i1)
+    assert not torch.equal(i1, photo[(1, 4)][0])
+    # probability 0 adds no step: the same pipeline as without the option
+    from segprep.train.transforms import train_transforms
+
+    assert train_transforms(flip=False, photometric=0.0) is None
+    assert len(train_transforms(flip=False, photometric=0.5).transforms) == 2
+
+
+def test_photometric_is_a_probability():
+    for bad, message in ((1.5, "must be <= 1"), (-0.1, "must be >= 0")):
+        cfg = TrainConfig(train="t.odgt", out="o", num_classes=3, photometric=bad)
+        with pytest.raises(SegprepError, match="--photometric: .*" + message):
+            cfg.validate()
+
+
 def test_hue_option_is_checked():
     cfg = TrainConfig(train="t.odgt", out="o", num_classes=3, hue=0.6)
     with pytest.raises(SegprepError, match="--hue"):
@@ -388,7 +410,7 @@ def test_cli_help_lists_every_option():
                 "--epochs", "--batch-size", "--lr", "--crop", "--scale", "--size", "--workers",
                 "--seed", "--device", "--loss", "--class-weights", "--resume", "--time-budget",
                 "--base-channels", "--encoder", "--pretrained", "--val-every", "--threads",
-                "--color-jitter", "--hue", "--ema"):
+                "--color-jitter", "--hue", "--photometric", "--ema"):
         assert opt in res.output, opt
 
 

@@ -82,6 +82,9 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--hue", type=float, default=0.0, show_default=True,
               help="Hue jitter: rotate the hue by up to this fraction of the circle (0.05 = "
                    "±18°; below 0.5).")
+@click.option("--photometric", type=float, default=0.0, show_default=True, metavar="P",
+              help="Probability of a lighting change (colour temperature, gamma, CLAHE or HSV) "
+                   "and, separately, of a blur or sensor noise on each crop (0 = off).")
 @click.option("--ema", type=float, default=0.0, show_default=True, metavar="DECAY",
               help="Validate and serve an exponential moving average of the weights, updated "
                    "every iteration with this decay (e.g. 0.998; 0 = off).")

@@ -27,6 +27,7 @@ LIMITS: dict[str, tuple[type, float, bool, float | None]] = {
     "momentum": (float, 0, False, 1), "weight_decay": (float, 0, False, None),
     "warmup_epochs": (float, 0, False, None), "poly_power": (float, 0, False, None),
     "color_jitter": (float, 0, False, None), "hue": (float, 0, False, 0.5),
+    "photometric": (float, 0, False, None),
     "ema": (float, 0, False, 1), "encoder_lr_scale": (float, 0, False, None),
     "base_channels": (int, 1, False, None), "depth": (int, 1, False, None),
     "workers": (int, 0, False, None), "seed": (int, 0, False, 2 ** 32),
@@ -69,6 +70,7 @@ class TrainConfig:
     flip: bool = True
     color_jitter: float = 0.0
     hue: float = 0.0
+    photometric: float = 0.0
     ema: float = 0.0
     base_channels: int = 32
     depth: int = 4
@@ -111,6 +113,9 @@ class TrainConfig:
                                            f"got {value:g}")
             if high is not None and value >= high:
                 raise SegprepError(option, f"must be < {high:g}, got {value:g}")
+        if self.photometric > 1:
+            raise SegprepError("--photometric", f"a probability: must be <= 1, got "
+                                                f"{self.photometric:g}")
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v)

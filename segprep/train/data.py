@@ -188,7 +188,8 @@ class SegDataset(Dataset):
                  size: tuple[int, int] | None = None, crop: tuple[int, int] | None = None,
                  scale: tuple[float, float] | None = None, flip: bool = True,
                  jitter: float = 0.0, augment: bool = True, seed: int = 0, cache: bool = False,
-                 hue: float = 0.0, pad: tuple[int, int, int] = PAD_RGB):
+                 hue: float = 0.0, pad: tuple[int, int, int] = PAD_RGB,
+                 photometric: float = 0.0):
         self.records = list(records)
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
@@ -198,7 +199,8 @@ class SegDataset(Dataset):
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lut = remap_lut(self.num_classes, self.ignore_index)
         self._resize = resize_transform(size) if size is not None else None
-        self._aug = train_transforms(crop, scale, flip, float(jitter), float(hue), pad) \
+        self._aug = train_transforms(crop, scale, flip, float(jitter), float(hue), pad,
+                                     float(photometric)) \
             if augment else None
 
     def __len__(self) -> int:

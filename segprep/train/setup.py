@@ -315,7 +315,7 @@ def build_data(s: Setup) -> Data:
     val_recs = read_records(cfg.val, cfg.root) if cfg.val else None
     train_ds = SegDataset(train_recs, num_classes, cfg.ignore_index, size=cfg.size,
                           crop=cfg.crop, scale=cfg.scale, flip=cfg.flip, jitter=cfg.color_jitter,
-                          hue=cfg.hue, augment=True, seed=cfg.seed, cache=cfg.cache,
+                          hue=cfg.hue, photometric=cfg.photometric, augment=True, seed=cfg.seed, cache=cfg.cache,
                           pad=pad_rgb(s.mean))
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     sampler = EpochSampler(train_ds, shuffle=True, seed=cfg.seed, num_replicas=d.world,

@@ -3,7 +3,8 @@ both: images bilinear, masks nearest neighbour, padded mask pixels the ignore va
 
 * :func:`train_transforms`: random scale → pad (image: the model's mean colour, mask: 255) and
   random crop → horizontal flip → colour jitter (brightness, contrast, saturation, hue; the image
-  only), each part present only when its option asks for it.
+  only) → lighting / blur / noise changes (``photometric``), each part present only when its
+  option asks for it.
 * :func:`resize_transform`: the deterministic ``--size`` resize done once per frame at load.
 * :func:`seeded`: a per-sample seed from ``(seed, epoch, index)``, so a sample is augmented
   identically whatever the worker count, rank or resume point (``--resume`` reproduces an
@@ -22,7 +23,8 @@ from segprep.class_maps import IGNORE_INDEX
 def train_transforms(crop: tuple[int, int] | None = None,
                      scale: tuple[float, float] | None = None, flip: bool = True,
                      jitter: float = 0.0, hue: float = 0.0,
-                     pad_rgb: tuple[int, int, int] = (0, 0, 0)) -> Any | None:
+                     pad_rgb: tuple[int, int, int] = (0, 0, 0),
+                     photometric: float = 0.0) -> Any | None:
     """The training augmentation as one ``albumentations.Compose``, or None when nothing is asked.
 
     Args:
@@ -35,6 +37,10 @@ def train_transforms(crop: tuple[int, int] | None = None,
         hue: hue shift from ``U(-hue, hue)`` of the circle (0: off; below 0.5).
         pad_rgb: the padding colour of images (the model's normalisation mean, so padding is 0
             after normalisation).
+        photometric: probability of each of two lighting / camera changes aimed at the gap
+            between drives (dusk vs daylight, another camera): one of colour temperature
+            (Planckian jitter), gamma 0.6-1.6, CLAHE or an HSV shift; and one of a 3-5 px
+            Gaussian or motion blur or sensor noise (0: off).
 
     Returns:
         A ``Compose`` called as ``aug(image=(H, W, 3) uint8, mask=(H, W) uint8)``, or None.
@@ -57,6 +63,14 @@ def train_transforms(crop: tuple[int, int] | None = None,
     if jitter > 0 or hue > 0:
         steps.append(A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter,
                                    hue=hue, p=1.0))
+    if photometric > 0:
+        steps.append(A.OneOf([A.PlanckianJitter(mode="blackbody"),
+                              A.RandomGamma(gamma_limit=(60, 160)),
+                              A.CLAHE(clip_limit=(1, 3)),
+                              A.HueSaturationValue(hue_shift_limit=8, sat_shift_limit=25,
+                                                   val_shift_limit=20)], p=photometric))
+        steps.append(A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 5)),
+                              A.GaussNoise(std_range=(0.02, 0.06))], p=photometric))
     if not steps:
         return None
     return A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST)
