@@ -1,9 +1,10 @@
-"""``segprep predict --backend onnxruntime`` and ``--tta flip``.
+"""``segprep predict --backend onnxruntime``, ``--tta flip`` and ``--tta-scales``.
 
 Checks: the exported ``.onnx`` alone (no checkpoint beside it) predicts: class map, normalisation
 and training size come from its metadata; ONNX Runtime agrees with PyTorch on the real frames
 (argmax ≥ 99.99 % of pixels, small logit difference); flip TTA averages the logits of the image
-and of its mirror, on both backends; a missing onnxruntime is a one-line error naming the extra.
+and of its mirror, on both backends; multi-scale testing averages the softmax of the image run at
+each factor (logits resized back), as mmsegmentation's ``aug_test``; a missing onnxruntime is a one-line error naming the extra.
 """
 
 from __future__ import annotations
@@ -141,6 +142,48 @@ def test_flip_tta_averages_image_and_mirror(models, frames, tmp_path):
                                   want.argmax(1)[0].numpy().astype(np.uint8))
     res = run("predict", ck, frames[0], tmp_path / "x", "--tta", "rotate", "-q")
     assert res.exit_code == 2 and "--tta" in res.output
+
+
+def test_multi_scale_tta_averages_softmax_over_scales(models, frames, tmp_path):
+    import cv2
+    import torch.nn.functional as F
+
+    ck, onnx_path = models
+    img = read_image(frames[0])  # 480x360; the model runs at its training size 240x180
+    h, w = img.shape[:2]
+    plain = Predictor(ck, device="cpu", threads=1)
+    flip = Predictor(ck, device="cpu", tta="flip", threads=1)
+    flip_native = Predictor(ck, device="cpu", size="native", tta="flip", threads=1)
+    want = 0
+    for s in (0.5, 1.0, 1.5):  # each view resized from the frame itself, logits back to 480x360
+        view = cv2.resize(img, (round(240 * s), round(180 * s)), interpolation=cv2.INTER_LINEAR)
+        lo = flip_native.logits([view])  # the model run at the view's own size
+        assert lo.shape[-2:] == view.shape[:2]
+        lo = F.interpolate(lo, size=(h, w), mode="bilinear", align_corners=False)
+        want = want + lo.softmax(1) / 3
+    want = torch.log(want)
+    ms = Predictor(ck, device="cpu", tta="flip", tta_scales=(0.5, 1, 1.5), threads=1)
+    got = ms.logits([img])
+    assert got.shape == (1, 11, h, w)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert not torch.equal(got.argmax(1), flip.logits([img]).argmax(1))  # it does something
+    # one factor 1 is the plain model
+    torch.testing.assert_close(Predictor(ck, device="cpu", tta_scales=(1,), threads=1)
+                               .logits([img]), plain.logits([img]))
+    # onnxruntime (dynamic H/W) agrees; the CLI writes the same argmax
+    oms = Predictor(onnx_path, device="cpu", tta="flip", tta_scales=(0.5, 1, 1.5), threads=1)
+    assert (oms.logits([img]).argmax(1) == got.argmax(1)).float().mean() >= 0.9999
+    res = run("predict", ck, frames[0], tmp_path / "c", "--tta", "flip", "--tta-scales",
+              "0.5,1,1.5", "-q")
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(read_png(tmp_path / "c" / frames[0].name),
+                                  got.argmax(1)[0].numpy().astype(np.uint8))
+    for bad, why in (("0.5,x", "numbers separated by commas"), ("0,1", "in (0, 4]"),
+                     ("1,1", "different factors")):
+        res = run("predict", ck, frames[0], tmp_path / "x", "--tta-scales", bad, "-q")
+        assert res.exit_code == 2 and "--tta-scales" in res.output and why in res.output, \
+            res.output
+        assert "Traceback" not in res.output
 
 
 def test_backend_errors(models, frames, tmp_path, monkeypatch):

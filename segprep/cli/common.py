@@ -184,3 +184,19 @@ def split_csv(value: str | tuple[str, ...] | None) -> list[str]:
         return []
     parts = value if isinstance(value, (list, tuple)) else [value]
     return [p.strip() for part in parts for p in str(part).split(",") if p.strip()]
+
+
+def parse_factors(value: str | None, option: str) -> tuple[float, ...] | None:
+    """``"0.75,1,1.25"`` → ``(0.75, 1.0, 1.25)`` (None when not given); their range is the
+    library's to check.
+
+    Raises:
+        SegprepError: naming ``option``, when a part is not a number.
+    """
+    if value is None:
+        return None
+    try:
+        return tuple(float(p) for p in split_csv(value))
+    except ValueError:
+        raise SegprepError(option, f"expected numbers separated by commas (e.g. "
+                                   f"0.75,1,1.25,1.5), got {value!r}") from None

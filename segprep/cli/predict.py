@@ -13,6 +13,7 @@ from segprep.cli.common import (
     handle_errors,
     info,
     overwrite_option,
+    parse_factors,
     quiet_option,
     scheduler_option,
 )
@@ -47,6 +48,10 @@ from segprep.errors import SegprepError
                    "training size; needs pip install -e '.[onnx]').")
 @click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
               help="flip: average the logits of each image and of its horizontal mirror.")
+@click.option("--tta-scales", default=None, metavar="F,F,...",
+              help="Multi-scale testing: run the model at each factor of its size (e.g. "
+                   "0.75,1,1.25,1.5; with --tta flip each one mirrored too) and average the "
+                   "softmax; as many forward passes as factors.")
 @click.option("--overlay-ext", type=click.Choice(["png", "jpg"]), default="png",
               show_default=True,
               help="File type of still overlay / side-by-side images (JPEG is smaller but blurs "
@@ -90,7 +95,7 @@ from segprep.errors import SegprepError
 @handle_errors
 def command(checkpoint: str, images: str, out: str, fmt: str | None,
             size: tuple[int, int] | str | None, model_size: tuple[int, int] | str | None,
-            backend: str | None, tta: str, overlay_ext: str, tile: tuple[int, int] | None,
+            backend: str | None, tta: str, tta_scales: str | None, overlay_ext: str, tile: tuple[int, int] | None,
             overlap: float, batch_size: int, device: str, threads: int | None, no_amp: bool,
             alpha: float, frame_size: tuple[int, int] | None, fps: float | None, save_masks: str | None,
             mask_format: str, stride: int, start: float, duration: float | None,
@@ -123,6 +128,7 @@ def command(checkpoint: str, images: str, out: str, fmt: str | None,
     common: dict[str, Any] = dict(
         device=device, amp=not no_amp, tile=tile, overlap=overlap,
         batch_size=batch_size, size=model_size, backend=backend, tta=tta, threads=threads,
+        tta_scales=parse_factors(tta_scales, "--tta-scales"),
         overwrite=overwrite, quiet=quiet, alpha=alpha)
     if kind == "video":
         if scheduler:

@@ -9,7 +9,10 @@ input's size. ``size="native"`` (or a model trained without ``--size``) runs at 
 Whole images (the model pads to its stride and crops back), or a sliding window (``tile=(h, w)``
 on the resized image, ``overlap`` fraction) whose logits are averaged where windows overlap.
 ``tta="flip"``: the logits of the image and of its horizontal mirror (mirrored back) are averaged,
-window by window, in one forward pass of twice the batch. The argmax is taken on the device.
+window by window, in one forward pass of twice the batch. ``tta_scales``: multi-scale testing as
+mmsegmentation's ``aug_test`` (``img_ratios``): the (resized) image is run at each factor (bilinear
+``cv2.INTER_LINEAR``; each view's logits resized back bilinearly), each view's softmax is averaged
+and the log of that mean is returned as the logits. The argmax is taken on the device.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from segprep.predict.backends import TorchBackend, load_backend
 PathLike = str | os.PathLike
 
 TTA_MODES = ("none", "flip")
+MAX_TTA_SCALES = 8
 
 
 def tile_positions(size: int, tile: int, overlap: float) -> list[int]:
@@ -56,18 +60,21 @@ class Predictor:
         batch_size: images (or windows) per forward pass.
         backend: ``torch``, ``onnxruntime``, or None (``onnxruntime`` for ``.onnx`` files).
         tta: ``none`` or ``flip`` (average with the mirrored image's logits).
+        tta_scales: factors of multi-scale testing, e.g. ``(0.75, 1, 1.25, 1.5)`` of the size the
+            model runs at (each > 0, at most 8), or None for one scale. With ``tta="flip"`` each
+            scale is also flipped.
         threads: CPU threads of the backend (None: its default).
 
     Raises:
-        SegprepError: unreadable model, unknown device, bad tile/overlap/size/tta, onnxruntime
-            missing.
+        SegprepError: unreadable model, unknown device, bad tile/overlap/size/tta/tta_scales,
+            onnxruntime missing.
     """
 
     def __init__(self, checkpoint: PathLike, device: str = "auto", amp: bool = True,
                  tile: tuple[int, int] | None = None, overlap: float = 0.25,
                  batch_size: int = 1, size: tuple[int, int] | str | None = None,
                  backend: str | None = None, tta: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, tta_scales: Sequence[float] | None = None):
         import torch
 
         if not 0 <= overlap < 1:
@@ -79,6 +86,11 @@ class Predictor:
         tta = tta or "none"
         if tta not in TTA_MODES:
             raise SegprepError("--tta", f"unknown mode {tta!r}; choose from {', '.join(TTA_MODES)}")
+        scales = tuple(float(v) for v in tta_scales) if tta_scales else None
+        if scales is not None and (len(scales) > MAX_TTA_SCALES or len(set(scales)) != len(scales)
+                                   or not all(0 < v <= 4 for v in scales)):
+            raise SegprepError("--tta-scales", f"expected 1 to {MAX_TTA_SCALES} different factors "
+                                               f"in (0, 4], got {tta_scales!r}")
         self.backend = load_backend(checkpoint, backend, device=device, amp=amp, threads=threads)
         self.info = self.backend.info
         self.device = self.backend.device
@@ -101,6 +113,7 @@ class Predictor:
         self.overlap = float(overlap)
         self.batch_size = int(batch_size)
         self.tta = tta
+        self.tta_scales = None if scales == (1.0,) else scales
         self.mean = torch.tensor(self.info.mean, dtype=torch.float32,
                                  device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(self.info.std, dtype=torch.float32,
@@ -142,18 +155,35 @@ class Predictor:
     def logits(self, images: Sequence[np.ndarray]):
         """``(N, K, H, W)`` float32 logits of same-size ``(H, W, 3)`` uint8 RGB images (a torch
         tensor on :attr:`device`, at the images' own size), whole or by sliding window, the model
-        run at :attr:`size` when one is set."""
+        run at :attr:`size` when one is set. With :attr:`tta_scales`: the log of the mean softmax
+        of the views at each factor of that size (each resized from the images themselves)."""
+        import torch
+
+        h0, w0 = images[0].shape[:2]
+        base = self.size or (w0, h0)
+        if self.tta_scales is None:
+            return self._at(images, base)
+        total = None
+        for s in self.tta_scales:
+            prob = self._at(images, (max(1, round(base[0] * s)), max(1, round(base[1] * s))))
+            prob = prob.float().softmax(1)
+            total = prob if total is None else total.add_(prob)
+        assert total is not None
+        return torch.log(total.div_(len(self.tta_scales)).clamp_min_(1e-12))
+
+    def _at(self, images: Sequence[np.ndarray], size: tuple[int, int]):
+        """Logits of the images run at ``size`` ``(W, H)`` (resized bilinearly, ``cv2``), resized
+        back to the images' size (bilinear) when it differs."""
         import torch.nn.functional as F
 
         h0, w0 = images[0].shape[:2]
-        if self.size is not None and self.size != (w0, h0):
-            import cv2
+        if size == (w0, h0):
+            return self._logits(images)
+        import cv2
 
-            small = [cv2.resize(im, self.size, interpolation=cv2.INTER_LINEAR) for im in images]
-            out = self._logits(small)
-            return F.interpolate(out.float(), size=(h0, w0), mode="bilinear",
-                                 align_corners=False)
-        return self._logits(images)
+        small = [cv2.resize(im, size, interpolation=cv2.INTER_LINEAR) for im in images]
+        return F.interpolate(self._logits(small).float(), size=(h0, w0), mode="bilinear",
+                             align_corners=False)
 
     def _logits(self, images: Sequence[np.ndarray]):
         import torch

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,8 @@ def predict_images(checkpoint: PathLike | Predictor, src: PathLike, out: PathLik
                    quiet: bool = False, size: tuple[int, int] | str | None = None,
                    overlay_ext: str = "png", backend: str | None = None,
                    tta: str | None = None, threads: int | None = None,
-                   scheduler: str | None = None) -> PredictReport:
+                   scheduler: str | None = None,
+                   tta_scales: Sequence[float] | None = None) -> PredictReport:
     """Predict every image of ``src`` into ``out`` (see the module docstring).
 
     Args:
@@ -210,7 +212,7 @@ def predict_images(checkpoint: PathLike | Predictor, src: PathLike, out: PathLik
         src: folder, image or ``.odgt``.
         out: the output folder.
         fmt: one of :data:`segprep.predict.render.FORMATS`.
-        size, backend, tta, threads, device, amp, tile, overlap, batch_size: see
+        size, backend, tta, tta_scales, threads, device, amp, tile, overlap, batch_size: see
             :class:`Predictor`.
         overlay_ext: ``png`` or ``jpg`` for overlay / side-by-side.
         overwrite: replace existing outputs (default: skip them, so a rerun resumes).
@@ -234,7 +236,7 @@ def predict_images(checkpoint: PathLike | Predictor, src: PathLike, out: PathLik
                               [output_path(it, fmt, overlay_ext) for it in items])
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(
         checkpoint, device=device, amp=amp, tile=tile, overlap=overlap, batch_size=batch_size,
-        size=size, backend=backend, tta=tta, threads=threads)
+        size=size, backend=backend, tta=tta, threads=threads, tta_scales=tta_scales)
     if fmt == "labelIds" and predictor.class_map is None:
         raise SegprepError("--format", "labelIds needs a checkpoint trained with a class map "
                                        "(use trainIds)")
@@ -269,7 +271,8 @@ def predict_images(checkpoint: PathLike | Predictor, src: PathLike, out: PathLik
             raise SegprepError("--scheduler", "needs the model's path, not a loaded predictor")
         options = (("device", device), ("amp", amp), ("tile", tile), ("overlap", overlap),
                    ("batch_size", 1), ("size", size), ("backend", backend), ("tta", tta),
-                   ("threads", threads))
+                   ("threads", threads),
+                   ("tta_scales", tuple(tta_scales) if tta_scales else None))
         job = ClusterJob(str(checkpoint), options, fmt, overlay_ext, alpha)
         for outcome in run_batch(job, todo, desc="predict", quiet=quiet, unit="image",
                                  ordered=True, scheduler=scheduler, probe=str(todo[0].image)

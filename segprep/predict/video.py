@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -529,7 +529,8 @@ def predict_video(checkpoint: PathLike | Predictor, src: PathLike, out: PathLike
                   amp: bool = True, tile: tuple[int, int] | None = None, overlap: float = 0.25,
                   batch_size: int = 1, size: tuple[int, int] | str | None = None,
                   backend: str | None = None, tta: str | None = None,
-                  threads: int | None = None) -> VideoReport:
+                  threads: int | None = None,
+                  tta_scales: Sequence[float] | None = None) -> VideoReport:
     """Predict every selected frame of the video ``src`` and write the video ``out`` (see the
     module docstring).
 
@@ -561,7 +562,7 @@ def predict_video(checkpoint: PathLike | Predictor, src: PathLike, out: PathLike
     refuse_overwriting_inputs([src], [out_path])
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(
         checkpoint, device=device, amp=amp, tile=tile, overlap=overlap, batch_size=batch_size,
-        size=size, backend=backend, tta=tta, threads=threads)
+        size=size, backend=backend, tta=tta, threads=threads, tta_scales=tta_scales)
     if save_masks is not None and mask_format == "labelIds" and predictor.class_map is None:
         raise SegprepError("--mask-format", "labelIds needs a model trained with a class map "
                                             "(use trainIds)")
