@@ -460,7 +460,8 @@ def test_worker_that_cannot_see_the_root_stops_before_work(dask_cluster, cs_subs
 
 def test_predict_folder_on_the_cluster_equals_local(dask_cluster, camvid_root, tmp_path):
     """``predict`` over a folder with --scheduler: each worker loads the model once and writes
-    its images' outputs; the files equal a local run's, byte for byte."""
+    its images' outputs; the files equal a local run's, byte for byte (TTA options reach the
+    workers)."""
     from test_predict import make_checkpoint
 
     address, client = dask_cluster
@@ -470,10 +471,11 @@ def test_predict_folder_on_the_cluster_equals_local(dask_cluster, camvid_root, t
     frames.mkdir()
     for f in sorted((camvid_root / "segnet" / "val").glob("*.png"))[:6]:
         (frames / f.name).symlink_to(f)
-    local = run("predict", ck, frames, tmp_path / "local", "--threads", "1", "-q")
+    tta = ("--tta", "flip", "--tta-scales", "0.5,1")
+    local = run("predict", ck, frames, tmp_path / "local", "--threads", "1", *tta, "-q")
     assert local.exit_code == 0, local.output
-    res = run("predict", ck, frames, tmp_path / "dask", "--threads", "1", "--scheduler", address,
-              "-q")
+    res = run("predict", ck, frames, tmp_path / "dask", "--threads", "1", *tta, "--scheduler",
+              address, "-q")
     assert res.exit_code == 0, res.output
     assert "6 done" in res.output and "Dask workers 2" in res.output
     assert tree(tmp_path / "dask") == tree(tmp_path / "local") != {}
