@@ -4,7 +4,8 @@ Checks: the exported ``.onnx`` alone (no checkpoint beside it) predicts: class m
 and training size come from its metadata; ONNX Runtime agrees with PyTorch on the real frames
 (argmax ≥ 99.99 % of pixels, small logit difference); flip TTA averages the logits of the image
 and of its mirror, on both backends; multi-scale testing averages the softmax of the image run at
-each factor (logits resized back), as mmsegmentation's ``aug_test``; a missing onnxruntime is a one-line error naming the extra.
+each factor (logits resized back), as mmsegmentation's ``aug_test``; a missing onnxruntime is a
+one-line error naming the extra.
 """
 
 from __future__ import annotations

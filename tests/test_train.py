@@ -167,33 +167,27 @@ def test_dataset_shapes_remap_and_determinism(tmp_path):
     assert set(np.unique(vm.numpy())) <= {0, 1, 2, 255}
 
 
-def test_hue_jitter_changes_colours_only_and_is_seeded(tmp_path):
-    # in a dataset, hue changes colours only, never the mask, and is seeded
+@pytest.mark.parametrize("option", [{"hue": 0.2}, {"photometric": 1.0}])
+def test_image_only_augmentations_keep_the_mask_and_are_seeded(tmp_path, option):
+    # hue jitter and the lighting / blur / noise changes touch the image, never the mask, and
+    # are seeded per (epoch, index)
     recs = read_records(make_dataset(tmp_path, n=2, k=3))
     plain = SegDataset(recs, 3, flip=False, seed=2)
-    hued = SegDataset(recs, 3, flip=False, seed=2, hue=0.2)
-    (i0, m0), (i1, m1), (i2, _) = plain[(1, 3)], hued[(1, 3)], hued[(1, 3)]
+    changed = SegDataset(recs, 3, flip=False, seed=2, **option)
+    (i0, m0), (i1, m1), (i2, _) = plain[(1, 3)], changed[(1, 3)], changed[(1, 3)]
     assert torch.equal(m0, m1) and torch.equal(i1, i2) and not torch.equal(i0, i1)
-    # a grey frame has no hue to rotate: hue-only jitter leaves it as it is
+    assert not torch.equal(i1, changed[(1, 4)][0])
+
+
+def test_hue_leaves_grey_alone_and_photometric_zero_adds_nothing():
     from segprep.train.transforms import apply, train_transforms
 
+    # a grey frame has no hue to rotate: hue-only jitter leaves it as it is
     grey = np.full((8, 9, 3), 90, np.uint8)
     aug = train_transforms(flip=False, hue=0.4)
     out, mask = apply(aug, grey, np.zeros((8, 9), np.uint8), seed=5)
     assert np.array_equal(out, grey) and not mask.any()
-
-
-def test_photometric_changes_colours_only_and_is_seeded(tmp_path):
-    # lighting / blur / noise changes touch the image, never the mask, and are seeded per sample
-    recs = read_records(make_dataset(tmp_path, n=2, k=3))
-    plain = SegDataset(recs, 3, flip=False, seed=2)
-    photo = SegDataset(recs, 3, flip=False, seed=2, photometric=1.0)
-    (i0, m0), (i1, m1), (i2, _) = plain[(1, 3)], photo[(1, 3)], photo[(1, 3)]
-    assert torch.equal(m0, m1) and torch.equal(i1, i2) and not torch.equal(i0, i1)
-    assert not torch.equal(i1, photo[(1, 4)][0])
     # probability 0 adds no step: the same pipeline as without the option
-    from segprep.train.transforms import train_transforms
-
     assert train_transforms(flip=False, photometric=0.0) is None
     assert len(train_transforms(flip=False, photometric=0.5).transforms) == 2
 
