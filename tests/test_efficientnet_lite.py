@@ -266,3 +266,36 @@ def test_train_from_imagenet_weights_and_from_none(tmp_path):
         assert near == (name == "imagenet")
         groups = ck["optimizer"]["param_groups"]
         assert len(groups) == 4 and groups[2]["initial_lr"] == pytest.approx(0.1 * 1e-9)
+
+
+def test_encoder_norm_eval_keeps_the_encoder_batchnorm_statistics(tmp_path):
+    """--encoder-norm-eval: the encoder's BatchNorm running statistics stay as loaded while the
+    decoder's (and, without the flag, the encoder's) move; without --encoder it is refused."""
+    from test_train import make_dataset
+
+    from segprep.train.checkpoint import load_checkpoint
+
+    odgt = make_dataset(tmp_path / "d", n=2)
+    base = ["train", "--train", str(odgt), "--num-classes", "3", "--epochs", "1", "-q",
+            "--encoder", "efficientnet-lite0", "--pretrained", "none", "--base-channels", "4",
+            "--batch-size", "2"]
+    stats = {}
+    for name, extra in (("frozen", ["--encoder-norm-eval"]), ("free", [])):
+        res = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / name), *extra])
+        assert res.exit_code == 0, res.output
+        stats[name] = {k: v for k, v in load_checkpoint(tmp_path / name / "last.pt")["model"]
+                       .items() if k.endswith("running_mean")}
+    enc = [k for k in stats["frozen"] if k.startswith("encoder.")]
+    dec = [k for k in stats["frozen"] if k.startswith("decoder.")]
+    assert len(enc) > 40 and dec
+    # random initialisation: running means start at 0
+    assert all(not stats["frozen"][k].any() for k in enc)
+    assert all(stats["free"][k].abs().sum() > 0 for k in enc)
+    assert all(stats["frozen"][k].abs().sum() > 0 for k in dec)
+    res = CliRunner().invoke(cli, ["train", "--train", str(odgt), "--num-classes", "3",
+                                   "--epochs", "1", "--out", str(tmp_path / "x"), "-q",
+                                   "--encoder-norm-eval"])
+    assert res.exit_code == 2 and res.output.strip() == (
+        "segprep: error: --encoder-norm-eval: needs --encoder (e.g. --encoder efficientnet-lite0)")
+    assert not (tmp_path / "x").exists()
+

@@ -102,6 +102,10 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--encoder-lr-scale", type=float, default=0.1, show_default=True,
               help="The pretrained encoder's learning rate as a fraction of --lr (the decoder "
                    "trains at --lr).")
+@click.option("--encoder-norm-eval", is_flag=True,
+              help="Keep the pretrained encoder's BatchNorm statistics (its BatchNorm layers in "
+                   "eval mode while training, as mmsegmentation's norm_eval): for batches too "
+                   "small for reliable statistics. Needs --encoder.")
 @click.option("--workers", type=int, default=None,
               help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA).")
 @click.option("--cache/--no-cache", default=False, show_default=True,

@@ -106,3 +106,23 @@ def build_model(arch: str = "unet", num_classes: int = 19, in_channels: int = 3,
     setattr(model, "config",  # noqa: B010 - an attribute nn.Module does not declare
             model_config(num_classes, base_channels, depth, encoder, in_channels))
     return model
+
+
+def encoder_norm_eval(model: nn.Module) -> int:
+    """Put the BatchNorm layers of ``model.encoder`` in eval mode (call after ``model.train()``):
+    they normalise with their pretrained running statistics and stop updating them, while their
+    affine weights still train. mmsegmentation's backbone ``norm_eval=True``; for batches too
+    small for reliable statistics. A DDP / ``torch.compile`` wrapper is looked through.
+
+    Returns:
+        The number of layers switched (0 for a model without an ``encoder``).
+    """
+    inner = getattr(model, "module", getattr(model, "_orig_mod", model))
+    encoder = getattr(inner, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        return 0
+    layers = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.eval()
+    return len(layers)
+

@@ -77,6 +77,7 @@ class TrainConfig:
     encoder: str | None = None
     pretrained: str | None = None
     encoder_lr_scale: float = 0.1
+    encoder_norm_eval: bool = False
     workers: int | None = None
     cache: bool = False
     seed: int = 0
@@ -92,7 +93,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check every numeric option against :data:`LIMITS` (the one place these rules live; the
-        CLI and :func:`main` both call it, the latter also after ``--resume`` overrides).
+        CLI and :func:`main` both call it, the latter also after ``--resume`` overrides), and the
+        options that only make sense together (``--photometric`` a probability,
+        ``--encoder-norm-eval`` with ``--encoder``).
 
         Raises:
             SegprepError: naming the option, e.g. ``--epochs: must be >= 1, got 0``.
@@ -113,6 +116,9 @@ class TrainConfig:
                                            f"got {value:g}")
             if high is not None and value >= high:
                 raise SegprepError(option, f"must be < {high:g}, got {value:g}")
+        if self.encoder_norm_eval and not self.encoder:
+            raise SegprepError("--encoder-norm-eval", "needs --encoder (e.g. --encoder "
+                                                      "efficientnet-lite0)")
         if self.photometric > 1:
             raise SegprepError("--photometric", f"a probability: must be <= 1, got "
                                                 f"{self.photometric:g}")

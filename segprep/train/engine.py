@@ -13,7 +13,7 @@ from torch import nn
 
 from segprep.errors import SegprepError
 from segprep.metrics import ConfusionMatrix
-from segprep.model import MEAN, STD
+from segprep.model import MEAN, STD, encoder_norm_eval
 from segprep.train.config import TrainConfig
 from segprep.train.data import IGNORE, to_model_input
 from segprep.train.distributed import Dist, all_reduce_sum
@@ -49,7 +49,7 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
                     progress: bool = False,
                     desc: str = "train", dist_info: Dist | None = None,
                     after_step: Callable[[float], bool] | None = None,
-                    ema: ModelEMA | None = None) -> dict:
+                    ema: ModelEMA | None = None, norm_eval: bool = False) -> dict:
     """One pass over ``loader``; the scheduler steps every iteration.
 
     Args:
@@ -59,6 +59,8 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
             included); returning True ends the epoch there (the time budget's mid-epoch stop).
             Under DDP it must return the same on every rank.
         ema: a :class:`ModelEMA` updated after every optimiser step, or None.
+        norm_eval: keep the encoder's BatchNorm statistics
+            (:func:`segprep.model.encoder_norm_eval`).
 
     Returns:
         ``{"loss": mean loss over iterations (averaged over ranks), "images": images seen by this
@@ -68,6 +70,8 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
     from tqdm import tqdm
 
     model.train()
+    if norm_eval:
+        encoder_norm_eval(model)
     total = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, iterations
     images = 0
     wait = 0.0

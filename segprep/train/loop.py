@@ -222,7 +222,7 @@ def _main(cfg: TrainConfig | None = None, resume: str | None = None,
                                     if not t.auto_epochs else f"epoch {epoch + 1}",
                                     dist_info=d,
                                     after_step=after_step,
-                                    ema=t.ema)
+                                    ema=t.ema, norm_eval=s.cfg.encoder_norm_eval)
         except Exception as exc:
             if is_oom(exc):
                 raise oom_error(exc, cfg, device) from None
