@@ -7,8 +7,9 @@
 #
 # Without HOLDOUT the run trains on every shared frame (SegNet train + val, 468) with no
 # validation and leaves DIR/last.pt (the budget's last weights) for `segprep predict`; serve it
-# with flip + multi-scale testing (+2.8 / +1.6 mIoU on the held-out drives 0001TP / 0006R0):
-#   segprep predict DIR/last.pt IMAGES OUT --tta flip --tta-scales 0.75,1,1.25,1.5
+# with flip + multi-scale testing at mmsegmentation's ratios (+3.4 / +1.9 mIoU on the held-out
+# drives 0001TP / 0006R0 against the plain model):
+#   segprep predict DIR/last.pt IMAGES OUT --tta flip --tta-scales 0.5,0.75,1,1.25,1.5,1.75
 # HOLDOUT=SEQ (0001TP, 0006R0 or 0016E5) holds that whole drive out: the run trains on the other
 # sequences, validates on SEQ every 5 epochs (and after the last), keeps DIR/best.pt by that
 # score and prints its per-class IoU. HOLDOUT=segnet-val uses SegNet's own split instead
