@@ -50,8 +50,8 @@ from segprep.errors import SegprepError
               help="flip: average the logits of each image and of its horizontal mirror.")
 @click.option("--tta-scales", default=None, metavar="F,F,...",
               help="Multi-scale testing: run the model at each factor of its size (e.g. "
-                   "0.75,1,1.25,1.5; with --tta flip each one mirrored too) and average the "
-                   "softmax; as many forward passes as factors.")
+                   "0.5,0.75,1,1.25,1.5,1.75, mmsegmentation's ratios; with --tta flip each "
+                   "one mirrored too) and average the softmax; one forward pass per factor.")
 @click.option("--overlay-ext", type=click.Choice(["png", "jpg"]), default="png",
               show_default=True,
               help="File type of still overlay / side-by-side images (JPEG is smaller but blurs "

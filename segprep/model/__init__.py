@@ -125,4 +125,3 @@ def encoder_norm_eval(model: nn.Module) -> int:
     for m in layers:
         m.eval()
     return len(layers)
-

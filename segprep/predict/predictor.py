@@ -10,9 +10,10 @@ Whole images (the model pads to its stride and crops back), or a sliding window 
 on the resized image, ``overlap`` fraction) whose logits are averaged where windows overlap.
 ``tta="flip"``: the logits of the image and of its horizontal mirror (mirrored back) are averaged,
 window by window, in one forward pass of twice the batch. ``tta_scales``: multi-scale testing as
-mmsegmentation's ``aug_test`` (``img_ratios``): the (resized) image is run at each factor (bilinear
-``cv2.INTER_LINEAR``; each view's logits resized back bilinearly), each view's softmax is averaged
-and the log of that mean is returned as the logits. The argmax is taken on the device.
+mmsegmentation's ``aug_test`` (``img_ratios``): the model runs at each factor of its size, each
+view resized from the image itself (bilinear, ``cv2.INTER_LINEAR``) and its logits resized back
+(bilinear); the views' softmax is averaged and the log of that mean is returned as the logits.
+The argmax is taken on the device.
 """
 
 from __future__ import annotations
