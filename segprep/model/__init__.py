@@ -112,13 +112,13 @@ def encoder_norm_eval(model: nn.Module) -> int:
     """Put the BatchNorm layers of ``model.encoder`` in eval mode (call after ``model.train()``):
     they normalise with their pretrained running statistics and stop updating them, while their
     affine weights still train. mmsegmentation's backbone ``norm_eval=True``; for batches too
-    small for reliable statistics. A DDP / ``torch.compile`` wrapper is looked through.
+    small for reliable statistics. ``model`` is the bare model (a DDP / ``torch.compile``
+    wrapper unwrapped by :func:`segprep.train.checkpoint.unwrap`).
 
     Returns:
         The number of layers switched (0 for a model without an ``encoder``).
     """
-    inner = getattr(model, "module", getattr(model, "_orig_mod", model))
-    encoder = getattr(inner, "encoder", None)
+    encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, nn.Module):
         return 0
     layers = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

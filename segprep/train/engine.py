@@ -14,6 +14,7 @@ from torch import nn
 from segprep.errors import SegprepError
 from segprep.metrics import ConfusionMatrix
 from segprep.model import MEAN, STD, encoder_norm_eval
+from segprep.train.checkpoint import unwrap
 from segprep.train.config import TrainConfig
 from segprep.train.data import IGNORE, to_model_input
 from segprep.train.distributed import Dist, all_reduce_sum
@@ -71,7 +72,7 @@ def train_one_epoch(model: nn.Module, loader, criterion: nn.Module,
 
     model.train()
     if norm_eval:
-        encoder_norm_eval(model)
+        encoder_norm_eval(unwrap(model))
     total = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, iterations
     images = 0
     wait = 0.0
