@@ -299,3 +299,54 @@ def test_encoder_norm_eval_keeps_the_encoder_batchnorm_statistics(tmp_path):
         "segprep: error: --encoder-norm-eval: needs --encoder (e.g. --encoder efficientnet-lite0)")
     assert not (tmp_path / "x").exists()
 
+
+
+def test_context_pool_trains_exports_and_serves(tmp_path):
+    """--context pool: the decoder's first stage sees the deepest map's global average at every
+    pixel; the run's checkpoint rebuilds it, ONNX Runtime agrees with PyTorch at two sizes, and
+    without --encoder it is refused in one line."""
+    pytest.importorskip("onnxruntime")
+    from test_train import make_dataset
+
+    from segprep.export import export_onnx
+    from segprep.model.unet import GlobalContext
+    from segprep.train.checkpoint import load_checkpoint
+
+    ctx = GlobalContext(6, 4).eval()
+    x = torch.randn(2, 6, 5, 7)
+    with torch.no_grad():
+        y = ctx(x)
+        g = torch.relu(ctx.proj.weight[:, :, 0, 0] @ x.mean(dim=(2, 3)).T + ctx.proj.bias[:, None])
+    assert y.shape == (2, 10, 5, 7) and torch.equal(y[:, :6], x)
+    assert torch.allclose(y[:, 6:], g.T[:, :, None, None].expand(-1, -1, 5, 7), atol=1e-6)
+
+    odgt = make_dataset(tmp_path / "d", n=2)
+    res = CliRunner().invoke(cli, ["train", "--train", str(odgt), "--num-classes", "3",
+                                   "--epochs", "1", "-q", "--encoder", "efficientnet-lite0",
+                                   "--pretrained", "none", "--base-channels", "4",
+                                   "--context", "pool", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["meta"]["model"]["context"] == "pool"
+    assert any(k.startswith("decoder.context.proj.") for k in ck["model"])
+    model = build_model(**ck["meta"]["model"]).eval()
+    model.load_state_dict(ck["model"])  # strict: the rebuilt model has the branch
+    rep = export_onnx(str(tmp_path / "run" / "last.pt"), tmp_path / "m.onnx", check=True)
+    assert rep.passed(), rep.checks
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for hw in ((64, 96), (37, 61)):
+        x = torch.randn(1, 3, *hw)
+        with torch.no_grad():
+            want = model(x).numpy()
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert got.shape == want.shape and abs(got - want).max() < 1e-3
+
+    res = CliRunner().invoke(cli, ["train", "--train", str(odgt), "--num-classes", "3",
+                                   "--epochs", "1", "--out", str(tmp_path / "x"), "-q",
+                                   "--context", "pool"])
+    assert res.exit_code == 2 and res.output.strip() == (
+        "segprep: error: --context: needs --encoder (e.g. --encoder efficientnet-lite0)")
+    with pytest.raises(ValueError, match="needs an encoder"):
+        build_model(num_classes=3, context="pool")

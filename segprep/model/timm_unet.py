@@ -24,6 +24,7 @@ class TimmUNet(nn.Module):
             Never downloaded (timm's ``file`` source).
         in_channels: input channels.
         base_channels: decoder width (see :class:`~segprep.model.unet.UNetDecoder`).
+        context: None or ``"pool"`` (:class:`~segprep.model.unet.UNetDecoder`).
 
     Forward:
         ``(N, in_channels, H, W)`` float32, any H and W → ``(N, K, H, W)`` float32 logits.
@@ -34,7 +35,7 @@ class TimmUNet(nn.Module):
     """
 
     def __init__(self, num_classes: int, encoder: str, pretrained: str | None = None,
-                 in_channels: int = 3, base_channels: int = 32):
+                 in_channels: int = 3, base_channels: int = 32, context: str | None = None):
         super().__init__()
         try:
             import timm
@@ -52,7 +53,7 @@ class TimmUNet(nn.Module):
         reductions = [int(r) for r in self.encoder.feature_info.reduction()]
         self.stride = max(reductions)
         self.decoder = UNetDecoder(list(self.encoder.feature_info.channels()), reductions,
-                                   num_classes, base_channels)
+                                   num_classes, base_channels, context)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, h, w = pad_to_stride(x, self.stride)

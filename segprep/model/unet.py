@@ -101,6 +101,30 @@ class UNet(nn.Module):
         return self.head(y)[..., :h, :w]
 
 
+CONTEXTS = ("pool",)
+"""Context branches :class:`UNetDecoder` can add on the deepest feature map (``context=``)."""
+
+
+class GlobalContext(nn.Module):
+    """Image-level context for the deepest feature map (ParseNet, Liu et al. 2015; the
+    image-pooling branch of DeepLabv3's ASPP): the map's spatial mean, a 1×1 convolution and a
+    ReLU, broadcast back over the map and concatenated to it. No BatchNorm on the pooled
+    vector (one value per image and channel: batch statistics of a few images are noise).
+    Exports to ONNX as ``ReduceMean`` (any input size).
+
+    Forward: ``(N, C, h, w)`` → ``(N, C + width, h, w)``.
+    """
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.proj = nn.Conv2d(channels, width, 1)
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = F.relu(self.proj(x.mean(dim=(2, 3), keepdim=True)))
+        return torch.cat([x, g.expand(-1, -1, x.shape[-2], x.shape[-1])], dim=1)
+
+
 class UNetDecoder(nn.Module):
     """A U-Net decoder over an encoder's feature pyramid (deepest last).
 
@@ -116,6 +140,8 @@ class UNetDecoder(nn.Module):
         reductions: each map's stride relative to the input (e.g. 2, 4, 8, 16, 32).
         num_classes: K.
         base_channels: sets the stage widths (above).
+        context: None, or ``"pool"`` to concatenate a :class:`GlobalContext` branch (as wide as
+            the first stage) to the deepest map before the first stage.
 
     Forward:
         ``features`` (a list of ``(N, C_i, H / r_i, W / r_i)`` tensors, shallowest first) and the
@@ -123,13 +149,19 @@ class UNetDecoder(nn.Module):
     """
 
     def __init__(self, channels: list[int], reductions: list[int], num_classes: int,
-                 base_channels: int = 16):
+                 base_channels: int = 16, context: str | None = None):
         super().__init__()
         if len(channels) != len(reductions) or len(channels) < 2:
             raise ValueError("the decoder needs two or more feature maps")
+        if context is not None and context not in CONTEXTS:
+            raise ValueError(f"unknown context {context!r}; available: {', '.join(CONTEXTS)}")
         widths = [min(256, base_channels * max(1, r // 2)) for r in reductions]
         self.blocks = nn.ModuleList()
         prev = channels[-1]
+        self.context: nn.Module = nn.Identity()
+        if context == "pool":
+            self.context = GlobalContext(prev, widths[-2])
+            prev += widths[-2]
         for i in reversed(range(len(channels) - 1)):
             self.blocks.append(DoubleConv(prev + channels[i], widths[i]))
             prev = widths[i]
@@ -137,7 +169,7 @@ class UNetDecoder(nn.Module):
         init_weights(self)
 
     def forward(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        y = features[-1]
+        y = self.context(features[-1])
         for block, skip in zip(self.blocks, reversed(features[:-1])):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skip], dim=1))

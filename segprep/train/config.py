@@ -78,6 +78,7 @@ class TrainConfig:
     pretrained: str | None = None
     encoder_lr_scale: float = 0.1
     encoder_norm_eval: bool = False
+    context: str | None = None
     workers: int | None = None
     cache: bool = False
     seed: int = 0
@@ -95,7 +96,7 @@ class TrainConfig:
         """Check every numeric option against :data:`LIMITS` (the one place these rules live; the
         CLI and :func:`main` both call it, the latter also after ``--resume`` overrides), and the
         options that only make sense together (``--photometric`` a probability,
-        ``--encoder-norm-eval`` with ``--encoder``).
+        ``--encoder-norm-eval`` and ``--context`` with ``--encoder``).
 
         Raises:
             SegprepError: naming the option, e.g. ``--epochs: must be >= 1, got 0``.
@@ -119,6 +120,8 @@ class TrainConfig:
         if self.encoder_norm_eval and not self.encoder:
             raise SegprepError("--encoder-norm-eval", "needs --encoder (e.g. --encoder "
                                                       "efficientnet-lite0)")
+        if self.context and not self.encoder:
+            raise SegprepError("--context", "needs --encoder (e.g. --encoder efficientnet-lite0)")
         if self.photometric > 1:
             raise SegprepError("--photometric", f"a probability: must be <= 1, got "
                                                 f"{self.photometric:g}")

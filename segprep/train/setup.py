@@ -372,7 +372,7 @@ def build_training(s: Setup, data: Data) -> Training:
     cfg, ckpt, device, d = s.cfg, s.ckpt, s.device, s.dist
     try:
         model = build_model(num_classes=data.num_classes, base_channels=cfg.base_channels,
-                            depth=cfg.depth, encoder=cfg.encoder,
+                            depth=cfg.depth, encoder=cfg.encoder, context=cfg.context,
                             pretrained=None if ckpt is not None else resolve_pretrained(cfg))
     except (ImportError, FileNotFoundError, ValueError) as exc:
         raise SegprepError("--encoder" if cfg.encoder else "--base-channels", str(exc)) from None
