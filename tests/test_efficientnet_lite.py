@@ -300,7 +300,6 @@ def test_encoder_norm_eval_keeps_the_encoder_batchnorm_statistics(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-
 def test_context_pool_trains_exports_and_serves(tmp_path):
     """--context pool: the decoder's first stage sees the deepest map's global average at every
     pixel; the run's checkpoint rebuilds it, ONNX Runtime agrees with PyTorch at two sizes, and

@@ -404,7 +404,8 @@ def test_cli_help_lists_every_option():
                 "--epochs", "--batch-size", "--lr", "--crop", "--scale", "--size", "--workers",
                 "--seed", "--device", "--loss", "--class-weights", "--resume", "--time-budget",
                 "--base-channels", "--encoder", "--pretrained", "--val-every", "--threads",
-                "--color-jitter", "--hue", "--photometric", "--ema", "--encoder-norm-eval"):
+                "--color-jitter", "--hue", "--photometric", "--ema", "--encoder-norm-eval",
+                "--context"):
         assert opt in res.output, opt
 
 

@@ -118,7 +118,6 @@ class GlobalContext(nn.Module):
     def __init__(self, channels: int, width: int):
         super().__init__()
         self.proj = nn.Conv2d(channels, width, 1)
-        self.width = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = F.relu(self.proj(x.mean(dim=(2, 3), keepdim=True)))

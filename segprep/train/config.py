@@ -117,11 +117,10 @@ class TrainConfig:
                                            f"got {value:g}")
             if high is not None and value >= high:
                 raise SegprepError(option, f"must be < {high:g}, got {value:g}")
-        if self.encoder_norm_eval and not self.encoder:
-            raise SegprepError("--encoder-norm-eval", "needs --encoder (e.g. --encoder "
-                                                      "efficientnet-lite0)")
-        if self.context and not self.encoder:
-            raise SegprepError("--context", "needs --encoder (e.g. --encoder efficientnet-lite0)")
+        for option, given in (("--encoder-norm-eval", self.encoder_norm_eval),
+                              ("--context", self.context)):
+            if given and not self.encoder:
+                raise SegprepError(option, "needs --encoder (e.g. --encoder efficientnet-lite0)")
         if self.photometric > 1:
             raise SegprepError("--photometric", f"a probability: must be <= 1, got "
                                                 f"{self.photometric:g}")
