@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from segprep.train.checkpoint import load_model
-from segprep.train.data import SegDataset, collate_for, read_records, to_model_input
+from segprep.train.data import read_records, to_model_input, validation_loader
 from segprep.train.engine import evaluate
 
 run, val = sys.argv[1], sys.argv[2]
@@ -25,9 +25,8 @@ model, meta = load_model(run + "/last.pt", dev)
 K = meta["num_classes"]
 mean, std = meta["mean"], meta["std"]
 size = meta["args"].get("size")
-ds = SegDataset(read_records(val), K, meta["ignore_index"], size=tuple(size) if size else None,
-                augment=False)
-loader = torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=collate_for(mean))
+loader = validation_loader(read_records(val), K, meta["ignore_index"], mean,
+                           size=tuple(size) if size else None)
 
 
 class Flip(nn.Module):

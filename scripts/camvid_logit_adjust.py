@@ -17,7 +17,7 @@ import torch
 from segprep.metrics import ConfusionMatrix, confusion_matrix_torch
 from segprep.stats import load_class_weights
 from segprep.train.checkpoint import load_model
-from segprep.train.data import IGNORE, SegDataset, collate_for, read_records, to_model_input
+from segprep.train.data import IGNORE, read_records, to_model_input, validation_loader
 
 TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
 run, seq = sys.argv[1], sys.argv[2]
@@ -26,8 +26,8 @@ dev = torch.device("cpu")
 model, meta = load_model(f"{run}/last.pt", dev)
 model.eval()
 K, mean, std = meta["num_classes"], meta["mean"], meta["std"]
-ds = SegDataset(read_records(f"{run}/lists/{seq}.odgt"), K, meta["ignore_index"], augment=False)
-loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate_for(mean))
+loader = validation_loader(read_records(f"{run}/lists/{seq}.odgt"), K, meta["ignore_index"], mean,
+                           batch_size=4)
 stats = f"{run}/lists/without-{seq}.stats.json"
 log_w = {kind: torch.tensor(np.log(load_class_weights(stats, kind)), dtype=torch.float32
                             ).view(1, K, 1, 1)

@@ -24,6 +24,7 @@ from segprep.train.data import (
     pad_collate,
     read_records,
     to_model_input,
+    validation_loader,
 )
 from segprep.train.loop import main
 from segprep.train.losses import LOSSES, build_loss
@@ -166,6 +167,25 @@ def test_dataset_shapes_remap_and_determinism(tmp_path):
     assert vi.shape == (17, 23, 3) and vm.shape == (17, 23)
     assert set(np.unique(vm.numpy())) <= {0, 1, 2, 255}
 
+
+
+def test_validation_loader_shards_in_order_resizes_and_pads_with_the_model_mean(tmp_path):
+    # two manifests of different frame sizes: one batch mixes them, so it is padded
+    small = read_records(make_dataset(tmp_path / "a", n=2, size=(11, 13), ignore=7))
+    large = read_records(make_dataset(tmp_path / "b", n=2, size=(16, 20), ignore=7))
+    recs = small + large
+    mean = (0.2, 0.4, 0.6)
+    shards = [list(validation_loader(recs, 3, 7, mean, batch_size=4, indices=range(r, 4, 2)))
+              for r in range(2)]
+    (imgs, masks), = shards[0]  # rank 0: records 0 and 2, in that order, one batch
+    assert imgs.shape == (2, 16, 20, 3) and masks.shape == (2, 16, 20)
+    ref0, ref2 = SegDataset(recs, 3, 7, augment=False)[0], SegDataset(recs, 3, 7, augment=False)[2]
+    assert torch.equal(imgs[0, :11, :13], ref0[0]) and torch.equal(imgs[1], ref2[0])
+    assert torch.equal(masks[0, :11, :13], ref0[1]) and masks[0, 11:].eq(255).all()
+    assert imgs[0, 11:, 0].tolist() == [[51, 102, 153]] * 5  # the model's mean colour
+    assert len(shards[1]) == 1 and shards[1][0][0].shape[0] == 2
+    resized = next(iter(validation_loader(recs, 3, 7, mean, size=(9, 8))))
+    assert resized[0].shape == (4, 8, 9, 3)  # --size (W, H): every frame, no padding needed
 
 @pytest.mark.parametrize("option", [{"hue": 0.2}, {"photometric": 1.0}])
 def test_image_only_augmentations_keep_the_mask_and_are_seeded(tmp_path, option):

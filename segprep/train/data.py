@@ -284,6 +284,34 @@ def collate_for(mean: Sequence[float]):
     return partial(pad_collate, pad=pad_rgb(mean))
 
 
+def validation_loader(records: Sequence[Sample], num_classes: int, ignore_index: int,
+                      mean: Sequence[float], *, size: tuple[int, int] | None = None,
+                      batch_size: int = 8, cache: bool = False,
+                      indices: Sequence[int] | None = None, **loader_kw):
+    """The DataLoader a model is validated with: frames resized to ``size`` only (no
+    augmentation, in manifest order), batches padded with the model's mean colour (``mean``, as
+    in its checkpoint's ``meta["mean"]``) and masks with 255. The trainer's validation and the
+    fold-analysis scripts use it, so they score the same pixels.
+
+    Args:
+        records: from :func:`read_records`.
+        num_classes, ignore_index: as :class:`SegDataset`.
+        mean: the model's input normalisation mean (RGB, 0–1).
+        size: ``(W, H)`` resize (None: native size), the trainer's ``--size``.
+        indices: score only these records (e.g. one rank's shard); None: all.
+        loader_kw: passed to :class:`torch.utils.data.DataLoader` (``num_workers``, ...).
+
+    Yields ``(N, H, W, 3)`` uint8 images and ``(N, H, W)`` uint8 masks (values in ``[0, K)`` or
+    255).
+    """
+    from torch.utils.data import DataLoader
+
+    ds = SegDataset(records, num_classes, ignore_index, size=size, augment=False, cache=cache)
+    order = list(range(len(ds))) if indices is None else list(indices)
+    return DataLoader(ds, batch_size=batch_size, sampler=order, collate_fn=collate_for(mean),
+                      **loader_kw)
+
+
 _NORM: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 

@@ -305,7 +305,14 @@ def build_data(s: Setup) -> Data:
     only) → loaders (one shard per rank; validation sharded without padding)."""
     from torch.utils.data import DataLoader
 
-    from segprep.train.data import EpochSampler, SegDataset, collate_for, pad_rgb, read_records
+    from segprep.train.data import (
+        EpochSampler,
+        SegDataset,
+        collate_for,
+        pad_rgb,
+        read_records,
+        validation_loader,
+    )
 
     cfg, d, device = s.cfg, s.dist, s.device
     num_classes, names, class_map = resolve_classes(cfg)
@@ -321,17 +328,17 @@ def build_data(s: Setup) -> Data:
     sampler = EpochSampler(train_ds, shuffle=True, seed=cfg.seed, num_replicas=d.world,
                            rank=d.rank)
     drop_last = len(sampler) >= cfg.batch_size  # no size-1 last batch for BatchNorm
-    loader_kw: dict[str, Any] = dict(num_workers=workers, collate_fn=collate_for(s.mean),
-                     pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    loader_kw: dict[str, Any] = dict(num_workers=workers, pin_memory=device.type == "cuda",
+                                     persistent_workers=workers > 0)
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
-                              drop_last=drop_last, **loader_kw)
+                              drop_last=drop_last, collate_fn=collate_for(s.mean), **loader_kw)
     val_loader = None
     if val_recs is not None:
-        val_ds = SegDataset(val_recs, num_classes, cfg.ignore_index, size=cfg.size,
-                            augment=False, cache=cfg.cache)
-        val_idx = list(range(d.rank, len(val_ds), d.world))  # exact shards, no padding
-        val_loader = DataLoader(val_ds, batch_size=cfg.val_batch_size or cfg.batch_size,
-                                sampler=val_idx, **loader_kw)
+        val_idx = range(d.rank, len(val_recs), d.world)  # exact shards, no padding
+        val_loader = validation_loader(
+            val_recs, num_classes, cfg.ignore_index, s.mean, size=cfg.size,
+            batch_size=cfg.val_batch_size or cfg.batch_size, cache=cfg.cache, indices=val_idx,
+            **loader_kw)
     iters_per_epoch = len(train_loader)
     if iters_per_epoch == 0:
         raise SegprepError(cfg.train, "no training batch (empty manifest?)")
