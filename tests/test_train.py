@@ -103,6 +103,32 @@ def test_ce_class_weights_are_used():
     assert not torch.isclose(plain, weighted)
 
 
+def test_ohem_keeps_the_hard_pixels_or_the_hardest_sixteenth():
+    torch.manual_seed(0)
+    target = torch.randint(0, 3, (2, 8, 8))
+    logits = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 5  # p_t ≈ 0.99
+    hard = torch.zeros_like(target, dtype=torch.bool)
+    hard[0, :3] = True  # 24 of 128 pixels (more than 1/16): own class pushed below 0.7
+    logits.permute(0, 2, 3, 1)[hard] = torch.randn(24, 3)  # a view: writes into logits
+    logits[0, :, :3] = logits[0, :, :3] - 5 * torch.nn.functional.one_hot(
+        target[0, :3], 3).permute(2, 0, 1)
+    target[1, 0, 0] = 255
+    ce = torch.nn.functional.cross_entropy(logits, target.clamp(max=2), reduction="none")
+    torch.testing.assert_close(build_loss("ohem")(logits, target), ce[hard].mean())
+    # all easy: the 128 / 16 = 8 pixels of lowest p_t (here the highest CE), ignored ones never
+    easy = torch.nn.functional.one_hot(target.clamp(max=2), 3).permute(0, 3, 1, 2).float() * 5
+    easy = easy + torch.rand(2, 3, 8, 8)
+    ce = torch.nn.functional.cross_entropy(easy, target, ignore_index=255, reduction="none")
+    top = ce[target != 255].topk(8).values
+    torch.testing.assert_close(build_loss("ohem")(easy, target), top.mean())
+    # class weights: the weighted mean over the kept pixels, as weighted CE
+    w = torch.tensor([1.0, 3.0, 0.5])
+    ce_w = torch.nn.functional.cross_entropy(logits, target.clamp(max=2), weight=w,
+                                             reduction="none")
+    torch.testing.assert_close(build_loss("ohem", w)(logits, target),
+                               ce_w[hard].sum() / w[target[hard]].sum())
+
+
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss"):
         build_loss("lovasz")

@@ -7,7 +7,7 @@ import click
 
 from segprep.cli.common import handle_errors
 
-LOSSES = ("ce", "dice", "focal", "ce+dice", "dice+focal")  # mirrors segprep.train.losses.LOSSES
+LOSSES = ("ce", "dice", "focal", "ohem", "ce+dice", "ohem+dice", "dice+focal")  # mirrors segprep.train.losses.LOSSES
 
 # options that may change when resuming (the rest define the run and are taken from last.pt)
 RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "threads", "quiet",
@@ -59,7 +59,9 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--poly-power", type=float, default=0.9, show_default=True,
               help="LR = peak * (1 - iter / total) ** power.")
 @click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True,
-              help="Cross-entropy, Dice, Focal or sums; all ignore --ignore-index.")
+              help="Cross-entropy, Dice, Focal, OHEM (cross-entropy on the pixels whose own-class "
+                   "probability is below 0.7, at least 1/16 of them) or sums; all ignore "
+                   "--ignore-index.")
 @click.option("--class-weights", type=click.Path(dir_okay=False), default=None,
               metavar="STATS.json", help="Class weights from `segprep odgt stats` JSON.")
 @click.option("--class-weight-kind", type=click.Choice(["median_frequency", "inverse_log"]),

@@ -10,7 +10,10 @@ device (no data-dependent Python branch), so CUDA steps stay asynchronous.
   softmax, averaged over the classes present in the batch's ground truth (as
   segmentation_models_pytorch's ``DiceLoss(mode="multiclass")``), optionally class-weighted.
 * ``focal``: ``(1 - p_t)^γ · CE`` (Lin et al. 2017, γ = 2), with optional class weights as α.
-* ``ce+dice`` and ``dice+focal`` (the combination seed 000 used): plain sums.
+* ``ohem``: cross-entropy over the hard pixels only (online hard example mining as in
+  BiSeNet / mmsegmentation's ``OhemPixelSampler``): pixels whose own-class probability is below
+  0.7, and at least the 1/16 of the batch's pixels with the lowest one.
+* ``ce+dice``, ``ohem+dice`` and ``dice+focal`` (the combination seed 000 used): plain sums.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from torch import nn
 
 from segprep.class_maps import IGNORE_INDEX
 
-LOSSES = ("ce", "dice", "focal", "ce+dice", "dice+focal")
+LOSSES = ("ce", "dice", "focal", "ohem", "ce+dice", "ohem+dice", "dice+focal")
 
 
 class CrossEntropy(nn.Module):
@@ -44,6 +47,47 @@ class CrossEntropy(nn.Module):
         else:
             denom = (self.weight[torch.where(valid, target, 0)] * valid).sum()
         return total / denom.clamp_min(1e-12)
+
+
+class OhemCrossEntropy(nn.Module):
+    """Cross-entropy averaged over the hard pixels of the batch (OHEM; Shrivastava et al. 2016,
+    for segmentation as BiSeNet's ``OhemCELoss`` and mmsegmentation's ``OhemPixelSampler``).
+
+    A valid pixel is hard when the softmax gives its own class a probability ``p_t < thresh``;
+    when fewer than ``min_kept`` of the batch's ``N·H·W`` pixels are hard, the ``min_kept``
+    pixels with the lowest ``p_t`` are kept instead. The selection is not differentiated
+    through; the kept pixels' CE is averaged as :class:`CrossEntropy` does (weighted by the
+    class weights when given).
+
+    Args:
+        weight: optional ``(K,)`` class weights.
+        ignore_index: target value that is ignored (never kept).
+        thresh: probability below which a pixel is hard (0.7, BiSeNet's and mmsegmentation's).
+        min_kept: fraction of the batch's pixels kept at least (1/16, BiSeNet's ``n_min``).
+    """
+
+    weight: torch.Tensor | None
+
+    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX,
+                 thresh: float = 0.7, min_kept: float = 1 / 16):
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        self.ignore_index = ignore_index
+        self.thresh = thresh
+        self.min_kept = min_kept
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = target != self.ignore_index
+        own = torch.where(valid, target, 0)
+        ce = F.cross_entropy(logits.float(), own, weight=self.weight, reduction="none")
+        with torch.no_grad():  # p_t of every pixel; ignored pixels sort last (2 > any p_t)
+            p_own = torch.where(valid, (-F.cross_entropy(logits.float(), own, reduction="none")
+                                        ).exp(), 2.0)
+            k = max(1, int(p_own.numel() * self.min_kept))
+            kth = p_own.flatten().kthvalue(k).values
+            keep = valid & (p_own <= torch.maximum(kth, torch.tensor(self.thresh)))
+        w = keep.to(ce.dtype) if self.weight is None else self.weight[own] * keep
+        return (ce * keep).sum() / w.sum().clamp_min(1e-12)
 
 
 class DiceLoss(nn.Module):
@@ -130,7 +174,8 @@ def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int 
     """One of :data:`LOSSES`.
 
     Args:
-        name: ``ce``, ``dice``, ``focal``, ``ce+dice`` or ``dice+focal``.
+        name: one of :data:`LOSSES` (``ce``, ``dice``, ``focal``, ``ohem``, ``ce+dice``,
+            ``ohem+dice``, ``dice+focal``).
         weight: optional ``(K,)`` float32 class weights (e.g. median-frequency weights from
             ``segprep odgt stats``), used by every part.
         ignore_index: target value that is ignored.
@@ -142,6 +187,7 @@ def build_loss(name: str, weight: torch.Tensor | None = None, ignore_index: int 
         "ce": lambda: CrossEntropy(weight, ignore_index),
         "dice": lambda: DiceLoss(weight, ignore_index),
         "focal": lambda: FocalLoss(weight, ignore_index=ignore_index),
+        "ohem": lambda: OhemCrossEntropy(weight, ignore_index),
     }
     names = name.split("+")
     if name not in LOSSES or any(n not in parts for n in names):
