@@ -129,6 +129,13 @@ def test_ohem_keeps_the_hard_pixels_or_the_hardest_sixteenth():
                                ce_w[hard].sum() / w[target[hard]].sum())
 
 
+def test_cli_choices_mirror_the_library():
+    from segprep.cli import train as train_cli
+    from segprep.model.unet import CONTEXTS
+
+    assert train_cli.LOSSES == LOSSES and train_cli.CONTEXTS == CONTEXTS
+
+
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss"):
         build_loss("lovasz")

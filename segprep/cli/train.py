@@ -7,7 +7,10 @@ import click
 
 from segprep.cli.common import handle_errors
 
-LOSSES = ("ce", "dice", "focal", "ohem", "ce+dice", "ohem+dice", "dice+focal")  # mirrors segprep.train.losses.LOSSES
+# mirror segprep.train.losses.LOSSES and segprep.model.unet.CONTEXTS (the CLI does not import
+# torch at start-up); tests/test_train.py checks that they agree
+LOSSES = ("ce", "dice", "focal", "ohem", "ce+dice", "ohem+dice", "dice+focal")
+CONTEXTS = ("pool",)
 
 # options that may change when resuming (the rest define the run and are taken from last.pt)
 RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "threads", "quiet",
@@ -108,7 +111,7 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
               help="Keep the pretrained encoder's BatchNorm statistics (its BatchNorm layers in "
                    "eval mode while training, as mmsegmentation's norm_eval): for batches too "
                    "small for reliable statistics. Needs --encoder.")
-@click.option("--context", type=click.Choice(["pool"]), default=None,  # segprep.model.unet.CONTEXTS
+@click.option("--context", type=click.Choice(CONTEXTS), default=None,
               help="Add image-level context to the decoder: 'pool' concatenates the encoder's "
                    "deepest map with its global average (1x1 conv + ReLU; ParseNet, DeepLabv3's "
                    "image pooling). Needs --encoder.")
