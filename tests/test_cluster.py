@@ -72,7 +72,9 @@ def dask_cluster():
 
 
 def both_workers(client) -> None:
-    client.wait_for_workers(2, timeout=60)  # a worker killed by an earlier test is back
+    # a worker killed by an earlier test is back (its nanny restarts it: seconds on idle cores,
+    # over a minute measured beside two CPU-bound training runs)
+    client.wait_for_workers(2, timeout=240)
 
 
 @pytest.fixture(scope="module")
