@@ -79,15 +79,13 @@ class OhemCrossEntropy(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid = target != self.ignore_index
         own = torch.where(valid, target, 0)
-        ce = F.cross_entropy(logits.float(), own, weight=self.weight, reduction="none")
+        logp_t = F.log_softmax(logits.float(), 1).gather(1, own.unsqueeze(1)).squeeze(1)
         with torch.no_grad():  # p_t of every pixel; ignored pixels sort last (2 > any p_t)
-            p_own = torch.where(valid, (-F.cross_entropy(logits.float(), own, reduction="none")
-                                        ).exp(), 2.0)
-            k = max(1, int(p_own.numel() * self.min_kept))
-            kth = p_own.flatten().kthvalue(k).values
-            keep = valid & (p_own <= torch.maximum(kth, torch.tensor(self.thresh)))
-        w = keep.to(ce.dtype) if self.weight is None else self.weight[own] * keep
-        return (ce * keep).sum() / w.sum().clamp_min(1e-12)
+            p_t = torch.where(valid, logp_t.exp(), 2.0)
+            k = max(1, int(p_t.numel() * self.min_kept))
+            keep = valid & (p_t <= p_t.flatten().kthvalue(k).values.clamp_min(self.thresh))
+        w = keep.to(logp_t.dtype) if self.weight is None else self.weight[own] * keep
+        return -(logp_t * w).sum() / w.sum().clamp_min(1e-12)
 
 
 class DiceLoss(nn.Module):
