@@ -212,7 +212,8 @@ def test_validation_loader_shards_in_order_resizes_and_pads_with_the_model_mean(
               for r in range(2)]
     (imgs, masks), = shards[0]  # rank 0: records 0 and 2, in that order, one batch
     assert imgs.shape == (2, 16, 20, 3) and masks.shape == (2, 16, 20)
-    ref0, ref2 = SegDataset(recs, 3, 7, augment=False)[0], SegDataset(recs, 3, 7, augment=False)[2]
+    plain = SegDataset(recs, 3, 7, augment=False)
+    ref0, ref2 = plain[0], plain[2]
     assert torch.equal(imgs[0, :11, :13], ref0[0]) and torch.equal(imgs[1], ref2[0])
     assert torch.equal(masks[0, :11, :13], ref0[1]) and masks[0, 11:].eq(255).all()
     assert imgs[0, 11:, 0].tolist() == [[51, 102, 153]] * 5  # the model's mean colour
