@@ -246,6 +246,83 @@ def test_hue_leaves_grey_alone_and_photometric_zero_adds_nothing():
     assert len(train_transforms(flip=False, photometric=0.5).transforms) == 2
 
 
+def _two_frames(folder: Path) -> list:
+    """Frame 0: class 0, grey 10. Frame 1: class 1 (white-ish) with class 2 on rows 2-4 (orange)
+    and an ignored row 0: mirror-symmetric, so a mirrored paste lands on the same pixels."""
+    (folder / "img").mkdir(parents=True)
+    (folder / "lab").mkdir()
+    a_mask = np.zeros((7, 6), np.uint8)
+    b_mask = np.ones((7, 6), np.uint8)
+    b_mask[2:5] = 2
+    b_mask[0] = 255
+    colours = np.array([[10, 10, 10], [200, 200, 200], [100, 50, 25]], np.uint8)
+    lines = []
+    for i, mask in enumerate((a_mask, b_mask)):
+        write_png(folder / "img" / f"{i}.png", colours[np.minimum(mask, 2)])
+        write_png(folder / "lab" / f"{i}.png", mask)
+        lines.append(json.dumps({"fpath_img": f"img/{i}.png", "fpath_segm": f"lab/{i}.png",
+                                 "width": 6, "height": 7}))
+    (folder / "t.odgt").write_text("\n".join(lines) + "\n")
+    return read_records(folder / "t.odgt")
+
+
+def test_class_mix_pastes_classes_of_another_frame_with_their_pixels(tmp_path):
+    recs = _two_frames(tmp_path)
+    orange, white = [100, 50, 25], [200, 200, 200]
+    # chosen classes (copy-paste): frame 1's class 2 lands on frame 0, image and mask together
+    chosen = SegDataset(recs, 3, flip=False, class_mix=1.0, class_mix_classes=[2], cache=True)
+    for epoch in range(4):
+        img, mask = (t.numpy() for t in chosen[(0, epoch)])
+        assert (mask[2:5] == 2).all() and not mask[:2].any() and not mask[5:].any()
+        assert (img[2:5] == orange).all() and (img[:2] == 10).all() and (img[5:] == 10).all()
+    assert not chosen.load(0)[1].any()  # the cached frame is not touched
+    # frame 1 has no class 2 to receive from frame 0 (class 0 only): nothing changes
+    assert torch.equal(chosen[(1, 0)][1], SegDataset(recs, 3, flip=False)[(1, 0)][1])
+    # ClassMix: a random half of frame 1's classes {1, 2}, never its ignored row; both happen
+    mix = SegDataset(recs, 3, flip=False, class_mix=1.0, seed=4)
+    outcomes = set()
+    for epoch in range(12):
+        img, mask = (t.numpy() for t in mix[(0, epoch)])
+        assert torch.equal(mix[(0, epoch)][1], torch.from_numpy(mask))  # seeded
+        assert not mask[0].any() and (img[0] == 10).all()  # ignored pixels are never pasted
+        if (mask[2:5] == 2).all():
+            assert not mask[1].any() and not mask[5:].any() and (img[2:5] == orange).all()
+            outcomes.add(2)
+        else:
+            assert (mask[[1, 5, 6]] == 1).all() and not mask[2:5].any()
+            assert (img[[1, 5, 6]] == white).all() and (img[2:5] == 10).all()
+            outcomes.add(1)
+    assert outcomes == {1, 2}
+    # probability 0 (the default) and validation datasets never mix
+    off = SegDataset(recs, 3, flip=False, class_mix=0.0)
+    assert not off[(0, 0)][1].any()
+    assert SegDataset(recs, 3, augment=False, class_mix=1.0).class_mix == 0.0
+
+
+def test_class_mix_options_are_checked(tmp_path):
+    for kw, message in (({"class_mix": 1.5}, "--class-mix: a probability"),
+                        ({"class_mix_classes": (2,)}, "--class-mix-classes: needs --class-mix"),
+                        ({"class_mix": 0.5, "class_mix_classes": (-1,)},
+                         "--class-mix-classes: expected train_ids")):
+        cfg = TrainConfig(train="t.odgt", out="o", num_classes=3, **kw)
+        with pytest.raises(SegprepError, match=message):
+            cfg.validate()
+    train = make_dataset(tmp_path, n=4)
+    runner = CliRunner()
+    base = ["train", "--train", str(train), "--num-classes", "3", "--epochs", "1",
+            "--batch-size", "2", "--base-channels", "4", "--depth", "2", "--crop", "16x16",
+            "--threads", "1", "-q", "--no-tensorboard", "--class-mix", "0.5"]
+    res = runner.invoke(cli, base + ["--class-mix-classes", "1,x", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "--class-mix-classes" in res.output
+    res = runner.invoke(cli, base + ["--class-mix-classes", "1,3", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and res.output.strip().splitlines()[-1] == (
+        "segprep: error: --class-mix-classes: train_id 3 is outside the 3 classes")
+    res = runner.invoke(cli, base + ["--class-mix-classes", "1,2", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    ckpt = load_checkpoint(tmp_path / "c" / "last.pt")
+    assert ckpt["args"]["class_mix"] == 0.5 and ckpt["args"]["class_mix_classes"] == [1, 2]
+
+
 def test_photometric_is_a_probability():
     for bad, message in ((1.5, "must be <= 1"), (-0.1, "must be >= 0")):
         cfg = TrainConfig(train="t.odgt", out="o", num_classes=3, photometric=bad)
@@ -459,7 +536,7 @@ def test_cli_help_lists_every_option():
                 "--seed", "--device", "--loss", "--class-weights", "--resume", "--time-budget",
                 "--base-channels", "--encoder", "--pretrained", "--val-every", "--threads",
                 "--color-jitter", "--hue", "--photometric", "--ema", "--encoder-norm-eval",
-                "--context"):
+                "--context", "--class-mix", "--class-mix-classes"):
         assert opt in res.output, opt
 
 

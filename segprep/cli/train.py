@@ -90,6 +90,13 @@ RESUMABLE = ("epochs", "time_budget", "stop_after", "workers", "device", "thread
 @click.option("--photometric", type=float, default=0.0, show_default=True, metavar="P",
               help="Probability of a lighting change (colour temperature, gamma, CLAHE or HSV) "
                    "and, separately, of a blur or sensor noise on each crop (0 = off).")
+@click.option("--class-mix", type=float, default=0.0, show_default=True, metavar="P",
+              help="Probability of pasting another training frame's pixels of some classes onto "
+                   "a frame, same place, before cropping: a random half of its classes "
+                   "(ClassMix), or those of --class-mix-classes (0 = off).")
+@click.option("--class-mix-classes", default=None, metavar="IDS",
+              help="Comma-separated train_ids that --class-mix pastes (e.g. the thin and rare "
+                   "classes 2,6,7,9,10 of CamVid); default: ClassMix's random half.")
 @click.option("--ema", type=float, default=0.0, show_default=True, metavar="DECAY",
               help="Validate and serve an exponential moving average of the weights, updated "
                    "every iteration with this decay (e.g. 0.998; 0 = off).")
@@ -186,6 +193,13 @@ def command(ctx: click.Context, **kw) -> None:
         kw["scale"] = (0.5, 2.0) if kw["crop"] else None
     else:
         kw["scale"] = parse_scale(kw["scale"])
+    if kw["class_mix_classes"] is not None:
+        try:
+            kw["class_mix_classes"] = tuple(int(c) for c in kw["class_mix_classes"].split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated train_ids, e.g. 2,6,9, got "
+                                     f"{kw['class_mix_classes']!r}",
+                                     param_hint="--class-mix-classes") from None
     cfg = TrainConfig(**kw)
     cfg.validate()  # every numeric option, before anything is read or written
     _run(kw["out"], dict(cfg=cfg))

@@ -27,7 +27,7 @@ LIMITS: dict[str, tuple[type, float, bool, float | None]] = {
     "momentum": (float, 0, False, 1), "weight_decay": (float, 0, False, None),
     "warmup_epochs": (float, 0, False, None), "poly_power": (float, 0, False, None),
     "color_jitter": (float, 0, False, None), "hue": (float, 0, False, 0.5),
-    "photometric": (float, 0, False, None),
+    "photometric": (float, 0, False, None), "class_mix": (float, 0, False, None),
     "ema": (float, 0, False, 1), "encoder_lr_scale": (float, 0, False, None),
     "base_channels": (int, 1, False, None), "depth": (int, 1, False, None),
     "workers": (int, 0, False, None), "seed": (int, 0, False, 2 ** 32),
@@ -71,6 +71,8 @@ class TrainConfig:
     color_jitter: float = 0.0
     hue: float = 0.0
     photometric: float = 0.0
+    class_mix: float = 0.0
+    class_mix_classes: tuple[int, ...] | None = None
     ema: float = 0.0
     base_channels: int = 32
     depth: int = 4
@@ -95,8 +97,10 @@ class TrainConfig:
     def validate(self) -> None:
         """Check every numeric option against :data:`LIMITS` (the one place these rules live; the
         CLI and :func:`main` both call it, the latter also after ``--resume`` overrides), and the
-        options that only make sense together (``--photometric`` a probability,
-        ``--encoder-norm-eval`` and ``--context`` with ``--encoder``).
+        options that only make sense together (``--photometric`` and ``--class-mix``
+        probabilities, ``--class-mix-classes`` with ``--class-mix``, ``--encoder-norm-eval`` and
+        ``--context`` with ``--encoder``). ``--class-mix-classes`` against the class count is
+        checked once that is known (:func:`segprep.train.setup.build_data`).
 
         Raises:
             SegprepError: naming the option, e.g. ``--epochs: must be >= 1, got 0``.
@@ -121,9 +125,15 @@ class TrainConfig:
                               ("--context", self.context)):
             if given and not self.encoder:
                 raise SegprepError(option, "needs --encoder (e.g. --encoder efficientnet-lite0)")
-        if self.photometric > 1:
-            raise SegprepError("--photometric", f"a probability: must be <= 1, got "
-                                                f"{self.photometric:g}")
+        for option, p in (("--photometric", self.photometric), ("--class-mix", self.class_mix)):
+            if p > 1:
+                raise SegprepError(option, f"a probability: must be <= 1, got {p:g}")
+        if self.class_mix_classes is not None:
+            if not self.class_mix:
+                raise SegprepError("--class-mix-classes", "needs --class-mix P (P > 0)")
+            if not self.class_mix_classes or min(self.class_mix_classes) < 0:
+                raise SegprepError("--class-mix-classes", "expected train_ids >= 0, e.g. 2,6,9, "
+                                                          f"got {self.class_mix_classes}")
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v)

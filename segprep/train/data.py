@@ -175,6 +175,14 @@ class SegDataset(Dataset):
         cache: keep decoded (resized) frames in memory (per worker process; use with
             ``persistent_workers``), for small datasets on slow disks or CPUs.
         pad: image padding colour (the model's mean colour, :func:`pad_rgb`).
+        class_mix: probability that a sample gets pixels of another training frame pasted on it
+            before its augmentation (0 = off): the other frame (drawn uniformly, mirrored with
+            p = 0.5, resized to the sample's size) gives the pixels of some of its classes, image
+            and mask together, at the same place. Which classes: ``class_mix_classes`` when given
+            (every one of them the other frame holds: copy-paste of chosen classes), else a
+            random half of the classes the other frame holds (ClassMix, Olsson et al., WACV 2021).
+            Never its ignored pixels. Seeded per ``(seed, epoch, index)`` like the augmentation.
+        class_mix_classes: the train_ids to paste (None: ClassMix's random half).
 
     Items: ``dataset[index]`` or ``dataset[(index, epoch)]`` → ``(image, mask)``:
     ``(H, W, 3)`` uint8 and ``(H, W)`` uint8 tensors, mask values in ``[0, K)`` or 255.
@@ -189,7 +197,8 @@ class SegDataset(Dataset):
                  scale: tuple[float, float] | None = None, flip: bool = True,
                  jitter: float = 0.0, augment: bool = True, seed: int = 0, cache: bool = False,
                  hue: float = 0.0, pad: tuple[int, int, int] = PAD_RGB,
-                 photometric: float = 0.0):
+                 photometric: float = 0.0, class_mix: float = 0.0,
+                 class_mix_classes: Sequence[int] | None = None):
         self.records = list(records)
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
@@ -199,6 +208,9 @@ class SegDataset(Dataset):
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lut = remap_lut(self.num_classes, self.ignore_index)
         self._resize = resize_transform(size) if size is not None else None
+        self.class_mix = float(class_mix) if augment and len(self.records) > 1 else 0.0
+        self.class_mix_classes = None if class_mix_classes is None else \
+            np.asarray(sorted(set(int(c) for c in class_mix_classes)), np.int64)
         self._aug = train_transforms(crop, scale, flip, float(jitter), float(hue), pad,
                                      float(photometric)) \
             if augment else None
@@ -249,12 +261,46 @@ class SegDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, epoch = (key, 0) if isinstance(key, (int, np.integer)) else key
         img, mask = self.load(int(index))
+        if self.class_mix > 0:
+            img, mask = self._class_mix(img, mask, int(index), int(epoch))
         if self._aug is not None:
             img, mask = apply(self._aug, img, mask, seeded(self.seed, int(epoch), int(index)))
         # writable + contiguous: Pillow-decoded images (JPEG, …) are read-only numpy arrays,
         # which torch.from_numpy warns about; np.require copies only such arrays
         return torch.from_numpy(np.require(img, requirements=("C", "W"))), \
             torch.from_numpy(np.require(mask, requirements=("C", "W")))
+
+
+    def _class_mix(self, img: np.ndarray, mask: np.ndarray, index: int, epoch: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """``class_mix``: paste some classes of another frame onto ``img`` / ``mask`` (new arrays;
+        the cached frames stay as loaded)."""
+        rng = np.random.default_rng([self.seed, epoch, index, 1])  # apart from seeded()'s stream
+        if rng.random() >= self.class_mix:
+            return img, mask
+        other = int(rng.integers(len(self.records) - 1))
+        other += other >= index
+        img_b, mask_b = self.load(other)
+        if mask_b.shape != mask.shape:
+            import cv2
+
+            h, w = mask.shape
+            img_b = cv2.resize(img_b, (w, h), interpolation=cv2.INTER_LINEAR)
+            mask_b = cv2.resize(mask_b, (w, h), interpolation=cv2.INTER_NEAREST)
+        if rng.random() < 0.5:
+            img_b, mask_b = img_b[:, ::-1], mask_b[:, ::-1]
+        present = np.flatnonzero(np.bincount(mask_b.ravel(), minlength=256)[:self.num_classes])
+        if self.class_mix_classes is None:
+            chosen = rng.choice(present, size=(len(present) + 1) // 2, replace=False) \
+                if len(present) else present
+        else:
+            chosen = np.intersect1d(present, self.class_mix_classes)
+        if not len(chosen):
+            return img, mask
+        pick = np.zeros(256, bool)
+        pick[chosen] = True
+        paste = pick[mask_b]
+        return np.where(paste[..., None], img_b, img), np.where(paste, mask_b, mask)
 
 
 def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]],

@@ -320,10 +320,14 @@ def build_data(s: Setup) -> Data:
         raise SegprepError("--train", "missing training manifest")
     train_recs = read_records(cfg.train, cfg.root)
     val_recs = read_records(cfg.val, cfg.root) if cfg.val else None
+    if cfg.class_mix_classes and max(cfg.class_mix_classes) >= num_classes:
+        raise SegprepError("--class-mix-classes", f"train_id {max(cfg.class_mix_classes)} is "
+                                                  f"outside the {num_classes} classes")
     train_ds = SegDataset(train_recs, num_classes, cfg.ignore_index, size=cfg.size,
                           crop=cfg.crop, scale=cfg.scale, flip=cfg.flip, jitter=cfg.color_jitter,
-                          hue=cfg.hue, photometric=cfg.photometric, augment=True, seed=cfg.seed, cache=cfg.cache,
-                          pad=pad_rgb(s.mean))
+                          hue=cfg.hue, photometric=cfg.photometric, augment=True, seed=cfg.seed,
+                          cache=cfg.cache, pad=pad_rgb(s.mean), class_mix=cfg.class_mix,
+                          class_mix_classes=cfg.class_mix_classes)
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     sampler = EpochSampler(train_ds, shuffle=True, seed=cfg.seed, num_replicas=d.world,
                            rank=d.rank)
