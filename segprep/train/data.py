@@ -270,7 +270,6 @@ class SegDataset(Dataset):
         return torch.from_numpy(np.require(img, requirements=("C", "W"))), \
             torch.from_numpy(np.require(mask, requirements=("C", "W")))
 
-
     def _class_mix(self, img: np.ndarray, mask: np.ndarray, index: int, epoch: int
                    ) -> tuple[np.ndarray, np.ndarray]:
         """``class_mix``: paste some classes of another frame onto ``img`` / ``mask`` (new arrays;
