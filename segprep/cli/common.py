@@ -186,6 +186,22 @@ def split_csv(value: str | tuple[str, ...] | None) -> list[str]:
     return [p.strip() for part in parts for p in str(part).split(",") if p.strip()]
 
 
+def _parse_numbers(value: str | None, option: str, kind: type, what: str, example: str
+                   ) -> tuple | None:
+    """Comma-separated ``value`` (:func:`split_csv`) → a tuple of ``kind`` (None when not given).
+
+    Raises:
+        SegprepError: naming ``option``, when a part is not a ``kind``.
+    """
+    if value is None:
+        return None
+    try:
+        return tuple(kind(p) for p in split_csv(value))
+    except ValueError:
+        raise SegprepError(option, f"expected {what} separated by commas (e.g. {example}), "
+                                   f"got {value!r}") from None
+
+
 def parse_factors(value: str | None, option: str) -> tuple[float, ...] | None:
     """``"0.75,1,1.25"`` → ``(0.75, 1.0, 1.25)`` (None when not given); their range is the
     library's to check.
@@ -193,10 +209,13 @@ def parse_factors(value: str | None, option: str) -> tuple[float, ...] | None:
     Raises:
         SegprepError: naming ``option``, when a part is not a number.
     """
-    if value is None:
-        return None
-    try:
-        return tuple(float(p) for p in split_csv(value))
-    except ValueError:
-        raise SegprepError(option, f"expected numbers separated by commas (e.g. "
-                                   f"0.75,1,1.25,1.5), got {value!r}") from None
+    return _parse_numbers(value, option, float, "numbers", "0.75,1,1.25,1.5")
+
+
+def parse_train_ids(value: str | None, option: str) -> tuple[int, ...] | None:
+    """``"2,6,9"`` → ``(2, 6, 9)`` (None when not given); their range is the library's to check.
+
+    Raises:
+        SegprepError: naming ``option``, when a part is not an integer.
+    """
+    return _parse_numbers(value, option, int, "train_ids", "2,6,9")

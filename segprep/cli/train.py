@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from segprep.cli.common import handle_errors
+from segprep.cli.common import handle_errors, parse_train_ids
 
 # mirror segprep.train.losses.LOSSES and segprep.model.unet.CONTEXTS (the CLI does not import
 # torch at start-up); tests/test_train.py checks that they agree
@@ -193,13 +193,7 @@ def command(ctx: click.Context, **kw) -> None:
         kw["scale"] = (0.5, 2.0) if kw["crop"] else None
     else:
         kw["scale"] = parse_scale(kw["scale"])
-    if kw["class_mix_classes"] is not None:
-        try:
-            kw["class_mix_classes"] = tuple(int(c) for c in kw["class_mix_classes"].split(","))
-        except ValueError:
-            raise click.BadParameter(f"expected comma-separated train_ids, e.g. 2,6,9, got "
-                                     f"{kw['class_mix_classes']!r}",
-                                     param_hint="--class-mix-classes") from None
+    kw["class_mix_classes"] = parse_train_ids(kw["class_mix_classes"], "--class-mix-classes")
     cfg = TrainConfig(**kw)
     cfg.validate()  # every numeric option, before anything is read or written
     _run(kw["out"], dict(cfg=cfg))

@@ -281,11 +281,7 @@ class SegDataset(Dataset):
         other += other >= index
         img_b, mask_b = self.load(other)
         if mask_b.shape != mask.shape:
-            import cv2
-
-            h, w = mask.shape
-            img_b = cv2.resize(img_b, (w, h), interpolation=cv2.INTER_LINEAR)
-            mask_b = cv2.resize(mask_b, (w, h), interpolation=cv2.INTER_NEAREST)
+            img_b, mask_b = apply(resize_transform((mask.shape[1], mask.shape[0])), img_b, mask_b)
         if rng.random() < 0.5:
             img_b, mask_b = img_b[:, ::-1], mask_b[:, ::-1]
         present = np.flatnonzero(np.bincount(mask_b.ravel(), minlength=256)[:self.num_classes])
