@@ -37,3 +37,62 @@ def test_holdout_fold_is_leak_free_and_reports_on_the_held_out_drive(camvid_root
     args = json.loads((run / "args.json").read_text())
     assert args["val"].endswith("0006R0.odgt") and args["ema"] == 0.995
     assert args["encoder"] == "efficientnet-lite0" and args["encoder_lr_scale"] == 0.1
+
+
+def test_test_like_fold_mirrors_the_segnet_test_split(camvid_root, tmp_path):
+    """HOLDOUT=test-like: drive 0006R0 whole plus the later half of 0001TP held out (the SegNet
+    test split is a new drive plus the later frames of 0001TP); the earlier 0001TP frames train."""
+    run = tmp_path / "test-like"
+    env = dict(os.environ, HOLDOUT="test-like", RUN=str(run), BUDGET="0.05",
+               DATA=str(camvid_root / "segnet"), SEGPREP=str(Path(sys.executable).parent / "segprep"))
+    res = subprocess.run(["bash", str(PROJECT / "scripts" / "train_camvid.sh"),
+                          "--base-channels", "4", "--depth", "2", "--threads", "1", "-q"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lists = run / "lists"
+    train, val = _names(lists / "without-test-like.odgt"), _names(lists / "test-like.odgt")
+    assert len(train) == 336 and len(val) == 132 and set(train).isdisjoint(val)
+    assert len(set(train) | set(val)) == 468
+    assert sum(n.startswith("0006R0_") for n in val) == 101
+    assert not any(n.startswith("0006R0_") for n in train)
+    seen = sorted(n for n in train if n.startswith("0001TP_"))
+    held = sorted(n for n in val if n.startswith("0001TP_"))
+    assert len(seen) == len(held) == 31 and seen[-1] < held[0]  # every held-out frame comes later
+    args = json.loads((run / "args.json").read_text())
+    assert args["val"].endswith("test-like.odgt") and args["train"].endswith("without-test-like.odgt")
+
+
+def test_unknown_holdout_is_refused_in_one_line(tmp_path):
+    env = dict(os.environ, HOLDOUT="Seq05VD", RUN=str(tmp_path / "x"))
+    res = subprocess.run(["bash", str(PROJECT / "scripts" / "train_camvid.sh")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("train_camvid.sh: HOLDOUT must be 0001TP, 0006R0, 0016E5, "
+                                  "test-like or segnet-val")
+
+
+def test_camvid_test_estimate_carries_the_reference_shift_over(tmp_path):
+    """scripts/camvid_test_estimate.py: model's test-like mIoU + (issue 19's test - reference's fold)."""
+    sys.path.insert(0, str(PROJECT / "scripts"))
+    try:
+        from camvid_test_estimate import ISSUE19_TEST_IOU
+    finally:
+        sys.path.pop(0)
+    ref = {name: (iou - 10.0) / 100 for name, iou in ISSUE19_TEST_IOU.items()}  # 10 points under test
+    model = dict.fromkeys(ISSUE19_TEST_IOU, 0.5)
+    (tmp_path / "ref.json").write_text(json.dumps({"classIoU": ref}))
+    (tmp_path / "model.json").write_text(json.dumps({"classIoU": model}))
+    script = str(PROJECT / "scripts" / "camvid_test_estimate.py")
+    res = subprocess.run([sys.executable, script, str(tmp_path / "ref.json"), str(tmp_path / "model.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    test_miou = sum(ISSUE19_TEST_IOU.values()) / 11
+    assert "shift +10.00" in res.stdout
+    assert res.stdout.strip().endswith("test-like mIoU 50.00 -> estimated SegNet test 60.00")
+    assert f"SegNet test {test_miou:.2f}" in res.stdout
+    del model["Pole"]
+    (tmp_path / "model.json").write_text(json.dumps({"classIoU": model}))
+    res = subprocess.run([sys.executable, script, str(tmp_path / "ref.json"), str(tmp_path / "model.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stderr.strip().endswith("no IoU for ['Pole'] (evaluate with --class-map camvid11)")
