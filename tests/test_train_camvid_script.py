@@ -16,14 +16,19 @@ def _names(odgt: Path) -> list[str]:
     return [Path(json.loads(line)["fpath_img"]).name for line in odgt.read_text().splitlines()]
 
 
-def test_holdout_fold_is_leak_free_and_reports_on_the_held_out_drive(camvid_root, tmp_path):
-    run = tmp_path / "fold"
-    env = dict(os.environ, HOLDOUT="0006R0", RUN=str(run), BUDGET="0.15",
+def _run_script(holdout: str, run: Path, budget: str, camvid_root: Path) -> None:
+    """Run scripts/train_camvid.sh with a tiny model for BUDGET minutes; it must succeed."""
+    env = dict(os.environ, HOLDOUT=holdout, RUN=str(run), BUDGET=budget,
                DATA=str(camvid_root / "segnet"), SEGPREP=str(Path(sys.executable).parent / "segprep"))
     res = subprocess.run(["bash", str(PROJECT / "scripts" / "train_camvid.sh"),
                           "--base-channels", "4", "--depth", "2", "--threads", "1", "-q"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_holdout_fold_is_leak_free_and_reports_on_the_held_out_drive(camvid_root, tmp_path):
+    run = tmp_path / "fold"
+    _run_script("0006R0", run, "0.15", camvid_root)
     lists = run / "lists"
     train, val = _names(lists / "without-0006R0.odgt"), _names(lists / "0006R0.odgt")
     assert len(train) == 367 and len(val) == 101  # 468 shared frames, drive 0006R0 whole
@@ -43,12 +48,7 @@ def test_test_like_fold_mirrors_the_segnet_test_split(camvid_root, tmp_path):
     """HOLDOUT=test-like: drive 0006R0 whole plus the later half of 0001TP held out (the SegNet
     test split is a new drive plus the later frames of 0001TP); the earlier 0001TP frames train."""
     run = tmp_path / "test-like"
-    env = dict(os.environ, HOLDOUT="test-like", RUN=str(run), BUDGET="0.05",
-               DATA=str(camvid_root / "segnet"), SEGPREP=str(Path(sys.executable).parent / "segprep"))
-    res = subprocess.run(["bash", str(PROJECT / "scripts" / "train_camvid.sh"),
-                          "--base-channels", "4", "--depth", "2", "--threads", "1", "-q"],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
+    _run_script("test-like", run, "0.05", camvid_root)
     lists = run / "lists"
     train, val = _names(lists / "without-test-like.odgt"), _names(lists / "test-like.odgt")
     assert len(train) == 336 and len(val) == 132 and set(train).isdisjoint(val)
