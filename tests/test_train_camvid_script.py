@@ -96,3 +96,26 @@ def test_camvid_test_estimate_carries_the_reference_shift_over(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert res.stderr.strip().endswith("no IoU for ['Pole'] (evaluate with --class-map camvid11)")
+
+
+def test_a_fold_whose_drive_is_missing_is_refused_in_one_line(camvid_root, tmp_path):
+    """A SegNet-layout folder without drive 0006R0 (here: six 0016E5 frames): the fold is refused."""
+    src, data = camvid_root / "segnet", tmp_path / "camvid"
+    for split in ("train", "val"):
+        (data / split).mkdir(parents=True)
+        (data / f"{split}annot").mkdir()
+        frames = sorted(p.name for p in (src / split).glob("0016E5_*.png"))[:3]
+        for name in frames:
+            (data / split / name).symlink_to(src / split / name)
+            (data / f"{split}annot" / name).symlink_to(src / f"{split}annot" / name)
+        (data / f"{split}.txt").write_text("".join(
+            f"/SegNet/CamVid/{split}/{n} /SegNet/CamVid/{split}annot/{n}\n" for n in frames))
+    for holdout, message in (("0006R0", "no frames of drive 0006R0 to hold out"),
+                             ("test-like", "HOLDOUT=test-like needs frames of drives 0006R0 and 0001TP")):
+        env = dict(os.environ, HOLDOUT=holdout, RUN=str(tmp_path / holdout), DATA=str(data),
+                   SEGPREP=str(Path(sys.executable).parent / "segprep"))
+        res = subprocess.run(["bash", str(PROJECT / "scripts" / "train_camvid.sh")],
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert res.stderr.strip().splitlines()[-1] == f"train_camvid.sh: {data}: {message}"
+        assert not (tmp_path / holdout / "last.pt").exists()
