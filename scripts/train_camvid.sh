@@ -59,31 +59,31 @@ for split in train val; do
   [ -s "$LISTS/$split.odgt" ] || \
     "$SEGPREP" odgt create --dataset camvid-segnet "$DATA" --split "$split" -o "$LISTS/$split.odgt"
 done
+cat "$LISTS/train.odgt" "$LISTS/val.odgt" > "$LISTS/all.odgt"
 case "$HOLDOUT" in
   "")
-    NAME=all; cat "$LISTS/train.odgt" "$LISTS/val.odgt" > "$LISTS/all.odgt"; VAL=() ;;
+    NAME=all; VAL=() ;;
   segnet-val)
     NAME=train; VAL=(--val "$LISTS/val.odgt" --val-every 5) ;;
   0001TP|0006R0|0016E5)
     # a frame's name starts with its sequence (0001TP_006690.png); the fold keeps whole drives
     NAME=without-$HOLDOUT
-    if ! grep -q "/${HOLDOUT}_" "$LISTS/train.odgt" "$LISTS/val.odgt"; then
+    if ! grep -q "/${HOLDOUT}_" "$LISTS/all.odgt"; then
       echo "train_camvid.sh: $DATA: no frames of drive $HOLDOUT to hold out" >&2; exit 2
     fi
-    cat "$LISTS/train.odgt" "$LISTS/val.odgt" | grep -v "/${HOLDOUT}_" > "$LISTS/$NAME.odgt"
-    cat "$LISTS/train.odgt" "$LISTS/val.odgt" | grep "/${HOLDOUT}_" > "$LISTS/$HOLDOUT.odgt"
+    grep -v "/${HOLDOUT}_" "$LISTS/all.odgt" > "$LISTS/$NAME.odgt"
+    grep "/${HOLDOUT}_" "$LISTS/all.odgt" > "$LISTS/$HOLDOUT.odgt"
     VAL=(--val "$LISTS/$HOLDOUT.odgt" --val-every 5) ;;
   test-like)
     # built like SegNet's test split (a new daytime drive + the later frames of a drive whose
     # earlier frames are trained on): hold out drive 0006R0 and the later half of 0001TP
     NAME=without-test-like
-    cat "$LISTS/train.odgt" "$LISTS/val.odgt" > "$LISTS/all.odgt"
     LATE=$(( $(grep -c "/0001TP_" "$LISTS/all.odgt" || true) / 2 ))
-    { grep "/0006R0_" "$LISTS/all.odgt" || true; { grep "/0001TP_" "$LISTS/all.odgt" || true; } | sort | tail -n "$LATE"; } \
-      > "$LISTS/test-like.odgt"
-    if ! grep -q "/0006R0_" "$LISTS/test-like.odgt" || [ "$LATE" -eq 0 ]; then
+    if ! grep -q "/0006R0_" "$LISTS/all.odgt" || [ "$LATE" -eq 0 ]; then
       echo "train_camvid.sh: $DATA: HOLDOUT=test-like needs frames of drives 0006R0 and 0001TP" >&2; exit 2
     fi
+    { grep "/0006R0_" "$LISTS/all.odgt"; grep "/0001TP_" "$LISTS/all.odgt" | sort | tail -n "$LATE"; } \
+      > "$LISTS/test-like.odgt"
     grep -v -F -x -f "$LISTS/test-like.odgt" "$LISTS/all.odgt" > "$LISTS/$NAME.odgt"
     VAL=(--val "$LISTS/test-like.odgt" --val-every 5) ;;
 esac
